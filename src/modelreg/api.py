@@ -1,0 +1,193 @@
+"""The library's entry points: one function per operation, returning plain records.
+
+Every function takes the registry as a path (or ``None`` to discover it as the CLI does) or
+an opened :class:`~modelreg.registry.Registry`. Nothing here prints; the CLI renders.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from modelreg.config import resolve_actor
+from modelreg.registry.core import Registry
+from modelreg.registry.diff import diff_versions
+from modelreg.registry.lineage import capture_git, data_ref
+from modelreg.registry.maintenance import DEFAULT_GRACE
+from modelreg.registry.maintenance import fsck as _fsck
+from modelreg.registry.maintenance import gc as _gc
+from modelreg.registry.state import Event
+from modelreg.types import (
+    DiffResult,
+    FsckReport,
+    GcReport,
+    Lineage,
+    ModelSummary,
+    Progress,
+    PullResult,
+    RegisterResult,
+    RunInfo,
+    VersionInfo,
+    VersionSummary,
+)
+
+__all__ = [
+    "RegistryLike",
+    "diff",
+    "fsck",
+    "gc",
+    "history",
+    "init",
+    "list_models",
+    "open_registry",
+    "pull",
+    "register",
+    "show",
+    "versions",
+]
+
+RegistryLike = Registry | str | os.PathLike[str] | None
+
+
+def open_registry(registry: RegistryLike = None) -> Registry:
+    """Open a registry given as a path, an opened registry, or None (discover).
+
+    Args:
+        registry: The store, its project directory, or None for ``$MODELREG_DIR`` or the
+            nearest ``.modelreg`` above the current directory.
+
+    Returns:
+        The opened registry.
+    """
+    return registry if isinstance(registry, Registry) else Registry.open(registry)
+
+
+def init(directory: str | os.PathLike[str] = ".") -> tuple[Registry, bool]:
+    """Create ``directory/.modelreg`` (or reopen it).
+
+    Args:
+        directory: The project directory.
+
+    Returns:
+        The registry and whether it was newly created.
+    """
+    return Registry.init(directory)
+
+
+def register(
+    name: str,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    registry: RegistryLike = None,
+    params: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    description: str | None = None,
+    run_id: str | None = None,
+    run_name: str | None = None,
+    data: Sequence[str | os.PathLike[str]] = (),
+    data_version: str | None = None,
+    git: bool = True,
+    git_cwd: str | os.PathLike[str] | None = None,
+    derived_from: str | None = None,
+    actor: str | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> RegisterResult:
+    """Register files as the next version of ``name``, with lineage.
+
+    Args:
+        name: The model name.
+        paths: Files or directories to store.
+        registry: Where the store is.
+        params: Hyperparameters.
+        metrics: Evaluation results (numbers or booleans).
+        tags: String labels.
+        description: Free text.
+        run_id: The training run's id.
+        run_name: The training run's name.
+        data: Training data files or directories, recorded by digest.
+        data_version: A data version string.
+        git: Capture the git state of ``git_cwd``.
+        git_cwd: Where to look for a git repository (default: the current directory).
+        derived_from: A reference to the version this one was made from.
+        actor: Who registers (default: see :func:`modelreg.config.resolve_actor`).
+        force: Make a new version even if an identical one exists.
+        progress: Receives byte counts while files are copied.
+
+    Returns:
+        The version and whether it was newly created.
+    """
+    reg = open_registry(registry)
+    derived = reg.show(derived_from).ref if derived_from else None
+    lineage = Lineage(
+        params=dict(params or {}),
+        metrics=dict(metrics or {}),
+        run=RunInfo(id=run_id, name=run_name),
+        git=capture_git(Path(git_cwd or ".").resolve()) if git else None,
+        data=[data_ref(Path(p)) for p in data],
+        data_version=data_version,
+        derived_from=derived,
+    )
+    return reg.register(
+        name,
+        [Path(p) for p in paths],
+        actor=resolve_actor(actor),
+        lineage=lineage,
+        description=description,
+        tags=tags,
+        force=force,
+        progress=progress,
+    )
+
+
+def show(ref: str, *, registry: RegistryLike = None) -> VersionInfo:
+    """Describe the version ``ref`` names (``NAME``, ``NAME@3``, ``NAME@latest`` …)."""
+    return open_registry(registry).show(ref)
+
+
+def list_models(*, registry: RegistryLike = None) -> list[ModelSummary]:
+    """Summarise every model in the store."""
+    return open_registry(registry).list_models()
+
+
+def versions(name: str, *, registry: RegistryLike = None) -> list[VersionSummary]:
+    """List every version of ``name``, oldest first."""
+    return open_registry(registry).versions(name)
+
+
+def history(name: str, *, registry: RegistryLike = None) -> list[Event]:
+    """Return the recorded events of ``name``, newest first."""
+    return open_registry(registry).history(name)
+
+
+def diff(a: str, b: str, *, registry: RegistryLike = None) -> DiffResult:
+    """Compare two versions: params, metrics, lineage, description/tags and files."""
+    reg = open_registry(registry)
+    return diff_versions(reg.show(a), reg.show(b))
+
+
+def pull(
+    ref: str,
+    dest: str | os.PathLike[str],
+    *,
+    registry: RegistryLike = None,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> PullResult:
+    """Write the files of ``ref`` under ``dest``, verifying each digest."""
+    return open_registry(registry).pull(ref, Path(dest), force=force, progress=progress)
+
+
+def fsck(*, registry: RegistryLike = None) -> FsckReport:
+    """Verify every object, ref, history chain and manifest of the store."""
+    return _fsck(open_registry(registry))
+
+
+def gc(
+    *, registry: RegistryLike = None, grace: float = DEFAULT_GRACE, dry_run: bool = False
+) -> GcReport:
+    """Remove unreferenced objects, temp files and stale locks older than ``grace`` seconds."""
+    return _gc(open_registry(registry), grace=grace, dry_run=dry_run)

@@ -1,0 +1,136 @@
+"""The Typer application, its global options, and the one error funnel.
+
+Every command is wrapped by :func:`command`, which turns a ``ModelregError`` into its exit
+code and a one-line message on stderr, and any other exception into exit 70 ("internal
+error"). ``--traceback`` (or ``MODELREG_TRACEBACK=1``) re-raises instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from modelreg.errors import EXIT_INTERNAL, ModelregError
+
+__all__ = ["app", "command", "main", "state"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="modelreg",
+    help="A model registry with no server: register, find, verify and fetch model versions.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class _State:
+    """Global options, set by the root callback before a command runs."""
+
+    registry: str | None = None
+    traceback: bool = False
+
+
+state = _State()
+
+
+def _version(value: bool) -> None:
+    if value:
+        from modelreg import __version__
+
+        typer.echo(f"modelreg {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry",
+            "-R",
+            help="The store: a project directory or its .modelreg (default: $MODELREG_DIR, "
+            "else the nearest .modelreg above the current directory).",
+        ),
+    ] = None,
+    traceback: Annotated[
+        bool, typer.Option("--traceback", help="Show a full traceback on errors.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True,
+                     help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """A model registry with no server: register, find, verify and fetch model versions."""
+    state.registry = registry
+    state.traceback = traceback or os.environ.get("MODELREG_TRACEBACK") == "1"
+
+
+def command(fn: F) -> F:
+    """Wrap a command so that errors become exit codes (the error funnel).
+
+    Args:
+        fn: The command function.
+
+    Returns:
+        The wrapped function, with the same signature for Typer.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except ModelregError as exc:
+            if state.traceback:
+                raise
+            sys.stderr.write(f"error: {exc.message}\n")
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            sys.stderr.write("interrupted\n")
+            raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # The reader of our output went away (`modelreg list | head`): not an error.
+            sys.stderr.close()
+            raise typer.Exit(0) from None
+        except Exception as exc:
+            if state.traceback:
+                raise
+            sys.stderr.write(
+                f"internal error: {type(exc).__name__}: {exc}\n"
+                "This is a bug in modelreg; run again with --traceback and report it.\n"
+            )
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (the console-script entry point exits with it).
+
+    Args:
+        argv: Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code.
+    """
+    import modelreg.cli.commands  # noqa: F401 - registers the commands
+
+    try:
+        app(args=argv, prog_name="modelreg")
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            return 0
+        return code if isinstance(code, int) else 1
+    return 0

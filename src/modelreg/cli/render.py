@@ -1,0 +1,274 @@
+"""Output: JSON for scripts, rich tables and plain lines for people, messages on stderr.
+
+Data goes to stdout; diagnostics and progress go to stderr. Rich is imported only when a
+table or progress bar is actually drawn, so ``--json`` calls start faster.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from modelreg.types import (
+    DiffResult,
+    FsckReport,
+    GcReport,
+    ModelSummary,
+    PullResult,
+    RegisterResult,
+    VersionInfo,
+    VersionSummary,
+    to_json_data,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress as RichProgressBar
+
+__all__ = [
+    "RichProgress",
+    "emit_json",
+    "human_size",
+    "message",
+    "progress_for_stderr",
+    "render_diff",
+    "render_fsck",
+    "render_gc",
+    "render_history",
+    "render_models",
+    "render_pull",
+    "render_register",
+    "render_version",
+    "render_versions",
+]
+
+
+def emit_json(data: Any) -> None:
+    """Print data as JSON on stdout (sorted keys, two-space indent)."""
+    sys.stdout.write(json.dumps(to_json_data(data), indent=2, sort_keys=True,
+                                ensure_ascii=False) + "\n")
+
+
+def message(text: str) -> None:
+    """Print a diagnostic line on stderr."""
+    sys.stderr.write(text + "\n")
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    # Piped output is not cut to 80 columns: a person reading a log wants whole values.
+    width = None if sys.stdout.isatty() else 200
+    return Console(highlight=False, soft_wrap=False, width=width)
+
+
+def human_size(n: int) -> str:
+    """Render a byte count for people (``12.3 MB``)."""
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+def _short(digest: str) -> str:
+    return digest.split(":", 1)[-1][:12]
+
+
+def _value(v: Any) -> str:
+    if v is None:
+        return "-"
+    return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+
+
+def render_register(result: RegisterResult) -> None:
+    """Say what ``register`` did."""
+    v = result.version
+    if result.created:
+        print(f"Registered {v.ref} ({human_size(v.artifact.size)}, {v.artifact.digest})")
+    else:
+        print(f"{v.ref} already holds this content and lineage; nothing new was registered "
+              "(use --force for a new version)")
+
+
+def render_version(v: VersionInfo) -> None:
+    """Show one version for people."""
+    from rich.table import Table
+
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold")
+    t.add_column()
+    lin = v.lineage
+    rows: list[tuple[str, str]] = [
+        ("version", v.ref),
+        ("stage", v.stage + (f"  aliases: {', '.join(v.aliases)}" if v.aliases else "")),
+        ("created", f"{v.created_at} by {v.created_by}"),
+        ("description", v.description or "-"),
+        ("artifact", f"{v.artifact.kind}, {human_size(v.artifact.size)}, {v.artifact.digest}"),
+    ]
+    rows += [("  file", f"{f.path}  {human_size(f.size)}  {_short(f.digest)}")
+             for f in v.artifact.files[:20]]
+    if len(v.artifact.files) > 20:
+        rows.append(("", f"… and {len(v.artifact.files) - 20} more files (see --json)"))
+    rows += [("tag", f"{k} = {val}") for k, val in v.tags.items()]
+    rows += [("param", f"{k} = {_value(val)}") for k, val in lin.params.items()]
+    rows += [("metric", f"{k} = {_value(val)}") for k, val in lin.metrics.items()]
+    if lin.run.id or lin.run.name:
+        rows.append(("run", f"{lin.run.name or '-'} (id {lin.run.id or '-'})"))
+    if lin.git is not None:
+        dirty = " (dirty)" if lin.git.dirty else ""
+        rows.append(("git", f"{lin.git.commit or '-'}{dirty} on {lin.git.branch or 'detached'}"
+                            f"{'  ' + lin.git.remote if lin.git.remote else ''}"))
+    rows += [("data", f"{d.path}  {human_size(d.size)}  {d.digest}") for d in lin.data]
+    if lin.data_version:
+        rows.append(("data version", lin.data_version))
+    if lin.derived_from:
+        rows.append(("derived from", lin.derived_from))
+    rows.append(("manifest", v.manifest))
+    for k, val in rows:
+        t.add_row(k, val)
+    _console().print(t)
+
+
+def render_models(models: list[ModelSummary]) -> None:
+    """Show the model list as a table."""
+    if not models:
+        message("no models registered yet (modelreg register NAME PATH)")
+        return
+    from rich.table import Table
+
+    t = Table(box=None, header_style="bold")
+    for col in ("model", "versions", "latest", "stages", "updated", "by"):
+        t.add_column(col)
+    for m in models:
+        stages = ", ".join(f"{s}: v{n}" for s, n in m.stages.items()) or "-"
+        t.add_row(m.name, str(m.versions), f"v{m.latest}", stages, m.updated_at[:19], m.updated_by)
+    _console().print(t)
+
+
+def render_versions(rows: list[VersionSummary]) -> None:
+    """Show a model's versions as a table."""
+    from rich.table import Table
+
+    t = Table(box=None, header_style="bold")
+    for col in ("version", "stage", "aliases", "created", "by", "size", "digest"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(f"v{r.version}", r.stage, ", ".join(r.aliases) or "-", r.created_at[:19],
+                  r.created_by, human_size(r.size), _short(r.digest))
+    _console().print(t)
+
+
+def render_diff(d: DiffResult) -> None:
+    """Show a diff as sections of changed keys."""
+    if d.same:
+        print(f"{d.a} and {d.b} have the same files, params, metrics and lineage")
+        return
+    print(f"--- {d.a}\n+++ {d.b}")
+    for title, section in (("params", d.params), ("metrics", d.metrics),
+                           ("lineage", d.lineage), ("metadata", d.meta)):
+        if section:
+            print(f"{title}:")
+            for key, change in section.items():
+                print(f"  {key}: {_value(change['a'])} -> {_value(change['b'])}")
+    if any(d.files.values()):
+        print("files:")
+        for f in d.files["added"]:
+            print(f"  + {f['path']}  {_short(f['digest'])}")
+        for f in d.files["removed"]:
+            print(f"  - {f['path']}  {_short(f['digest'])}")
+        for f in d.files["changed"]:
+            print(f"  ~ {f['path']}  {_short(f['a']['digest'])} -> {_short(f['b']['digest'])}")
+
+
+def render_pull(r: PullResult) -> None:
+    """Say what ``pull`` wrote."""
+    print(f"Pulled {r.ref} into {r.dest}: {r.written} file(s) written, "
+          f"{r.unchanged} already up to date")
+
+
+def render_fsck(r: FsckReport) -> None:
+    """Print one line per problem (stdout) and the verdict."""
+    for p in r.problems:
+        print(f"{p.path}: {p.message}")
+    for n in r.notes:
+        message(f"note: {n.path}: {n.message}")
+    summary = (f"{r.objects} objects, {r.models} models, {r.versions} versions, "
+               f"{r.events} events")
+    if r.ok:
+        message(f"fsck: ok ({summary})")
+    else:
+        message(f"fsck: {len(r.problems)} problem(s) ({summary})")
+
+
+def render_gc(r: GcReport) -> None:
+    """List what gc removed or would remove."""
+    verb = "would remove" if r.dry_run else "removed"
+    for oid in r.objects:
+        print(f"{verb} object {oid}")
+    for path in r.tmp_files:
+        print(f"{verb} temporary file {path}")
+    for path in r.locks:
+        print(f"{verb} stale lock {path}")
+    message(f"gc: {verb} {len(r.objects)} object(s) ({human_size(r.bytes_freed)}), "
+            f"{len(r.tmp_files)} temporary file(s), {len(r.locks)} stale lock(s)")
+
+
+def render_history(name: str, events: list[dict[str, Any]]) -> None:
+    """Show a model's events as a table, newest first."""
+    from rich.table import Table
+
+    t = Table(box=None, header_style="bold", title=f"history of {name}", title_justify="left")
+    for col in ("seq", "time", "actor", "action", "version", "from", "to", "reason"):
+        t.add_column(col)
+    for e in events:
+        t.add_row(str(e["seq"]), e["time"][:19], e["actor"], e["action"],
+                  "-" if e["version"] is None else f"v{e['version']}",
+                  e["from"] or "-", e["to"] or "-", e["reason"] or "-")
+    _console().print(t)
+
+
+class RichProgress:
+    """A rich progress bar on stderr, implementing :class:`modelreg.types.Progress`."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self._bar: RichProgressBar | None = None
+        self._task: Any = None
+
+    def start(self, total: int) -> None:
+        """Draw the bar for ``total`` bytes."""
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._bar = Progress(
+            "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+            TransferSpeedColumn(), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=True,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task(self.description, total=total)
+
+    def advance(self, n: int) -> None:
+        """Move the bar by ``n`` bytes."""
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+
+    def finish(self) -> None:
+        """Remove the bar."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def progress_for_stderr(description: str) -> RichProgress | None:
+    """Return a progress bar when stderr is a terminal, else None."""
+    return RichProgress(description) if sys.stderr.isatty() else None

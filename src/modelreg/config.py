@@ -1,0 +1,69 @@
+"""User-level settings: who the actor is, read from the environment and the user config.
+
+The user config file lives where platformdirs says (``modelreg/config.toml`` under the user
+config directory) and may set ``actor = "name@example.com"``. Nothing here touches a store.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import subprocess
+import tomllib
+from pathlib import Path
+
+__all__ = ["ENV_ACTOR", "resolve_actor", "user_config_path"]
+
+ENV_ACTOR = "MODELREG_ACTOR"
+ENV_USER_CONFIG = "MODELREG_USER_CONFIG"
+
+
+def user_config_path() -> Path:
+    """Return the user config file (``$MODELREG_USER_CONFIG`` overrides the platform default)."""
+    override = os.environ.get(ENV_USER_CONFIG)
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("modelreg")) / "config.toml"
+
+
+def _from_user_config() -> str | None:
+    try:
+        with open(user_config_path(), "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    actor = data.get("actor")
+    return actor.strip() or None if isinstance(actor, str) else None
+
+
+def _from_git() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "config", "user.email"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def resolve_actor(explicit: str | None = None) -> str:
+    """Say who is acting: explicit, else ``$MODELREG_ACTOR``, user config, git, OS login.
+
+    Args:
+        explicit: An actor given by the caller.
+
+    Returns:
+        A non-empty actor name.
+    """
+    for candidate in (explicit, os.environ.get(ENV_ACTOR)):
+        if candidate and candidate.strip():
+            return candidate.strip()
+    found = _from_user_config() or _from_git()
+    if found:
+        return found
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"

@@ -1,0 +1,145 @@
+"""Version manifests: the immutable, human-readable TOML record of one version.
+
+A manifest is stored as an object, so its digest fixes every byte of it: name, version,
+author, time, the artifact's files, and the lineage (params, metrics, run, git, data).
+``cat`` on the object file shows it as written; docs/layout.md lists every field.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+import tomli_w
+
+from modelreg.errors import IntegrityError
+from modelreg.types import Artifact, DataRef, FileInfo, GitInfo, Lineage, RunInfo
+
+__all__ = ["MANIFEST_FORMAT", "Manifest", "decode_manifest", "encode_manifest"]
+
+MANIFEST_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The immutable part of a version."""
+
+    name: str
+    version: int
+    created_at: str
+    created_by: str
+    description: str | None
+    tags: dict[str, str]
+    artifact: Artifact
+    lineage: Lineage
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def encode_manifest(m: Manifest) -> bytes:
+    """Render a manifest as TOML with a fixed key order and a trailing newline.
+
+    Args:
+        m: The manifest.
+
+    Returns:
+        UTF-8 TOML bytes (absent optional fields are omitted: TOML has no null).
+    """
+    lin = m.lineage
+    lineage: dict[str, Any] = _drop_none(
+        {"data_version": lin.data_version, "derived_from": lin.derived_from}
+    )
+    lineage["params"] = lin.params
+    lineage["metrics"] = lin.metrics
+    lineage["run"] = _drop_none({"id": lin.run.id, "name": lin.run.name})
+    if lin.git is not None:
+        lineage["git"] = _drop_none(
+            {
+                "commit": lin.git.commit,
+                "branch": lin.git.branch,
+                "dirty": lin.git.dirty,
+                "remote": lin.git.remote,
+            }
+        )
+    lineage["data"] = [{"path": d.path, "digest": d.digest, "size": d.size} for d in lin.data]
+    doc: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "name": m.name,
+        "version": m.version,
+        "created_at": m.created_at,
+        "created_by": m.created_by,
+    }
+    if m.description is not None:
+        doc["description"] = m.description
+    doc["tags"] = dict(sorted(m.tags.items()))
+    doc["artifact"] = {
+        "kind": m.artifact.kind,
+        "digest": m.artifact.digest,
+        "size": m.artifact.size,
+        "files": [{"path": f.path, "digest": f.digest, "size": f.size} for f in m.artifact.files],
+    }
+    doc["lineage"] = lineage
+    return tomli_w.dumps(doc).encode("utf-8")
+
+
+def decode_manifest(data: bytes, where: str) -> Manifest:
+    """Parse manifest bytes read from the store.
+
+    Args:
+        data: The TOML bytes (already verified against their digest).
+        where: The object's path, for error messages.
+
+    Returns:
+        The manifest.
+
+    Raises:
+        IntegrityError: The bytes are not a manifest this modelreg can read.
+    """
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+        if doc.get("format") != MANIFEST_FORMAT:
+            raise IntegrityError(
+                f"{where}: manifest format {doc.get('format')!r} is not {MANIFEST_FORMAT}", where
+            )
+        art = doc["artifact"]
+        lin = doc["lineage"]
+        git = lin.get("git")
+        run = lin.get("run", {})
+        return Manifest(
+            name=str(doc["name"]),
+            version=int(doc["version"]),
+            created_at=str(doc["created_at"]),
+            created_by=str(doc["created_by"]),
+            description=doc.get("description"),
+            tags={str(k): str(v) for k, v in doc.get("tags", {}).items()},
+            artifact=Artifact(
+                kind=str(art["kind"]),
+                digest=str(art["digest"]),
+                size=int(art["size"]),
+                files=[FileInfo(str(f["path"]), str(f["digest"]), int(f["size"]))
+                       for f in art["files"]],
+            ),
+            lineage=Lineage(
+                params=dict(lin.get("params", {})),
+                metrics=dict(lin.get("metrics", {})),
+                run=RunInfo(id=run.get("id"), name=run.get("name")),
+                git=None if git is None else GitInfo(
+                    commit=git.get("commit"),
+                    branch=git.get("branch"),
+                    dirty=bool(git.get("dirty", False)),
+                    remote=git.get("remote"),
+                ),
+                data=[DataRef(str(d["path"]), str(d["digest"]), int(d["size"]))
+                      for d in lin.get("data", [])],
+                data_version=lin.get("data_version"),
+                derived_from=lin.get("derived_from"),
+            ),
+        )
+    except IntegrityError:
+        raise
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError,
+            AttributeError) as exc:
+        raise IntegrityError(f"{where}: not a readable manifest ({exc})", where) from exc

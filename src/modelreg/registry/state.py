@@ -1,0 +1,263 @@
+"""A model's state and history: commits (one per event) and version-index buckets.
+
+Each model has one ref, ``refs/models/<key>``, naming its head *commit*. A commit records one
+event (who did what, when, why), the id of its parent commit (so the history is a hash chain),
+and the whole current state: the latest version, the newest version in each stage, the
+aliases, and the version index. The index is split into buckets of 256 versions, each an
+object, so registering a version rewrites one bucket, and resolving ``NAME@latest`` or a
+stage reads the ref and the commit only. Moving the ref commits state and history together.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from modelreg.errors import IntegrityError
+
+__all__ = [
+    "BUCKET_SIZE",
+    "STATE_FORMAT",
+    "Commit",
+    "Event",
+    "Head",
+    "VersionEntry",
+    "bucket_of",
+    "decode_bucket",
+    "decode_commit",
+    "encode_bucket",
+    "encode_commit",
+]
+
+STATE_FORMAT = 1
+BUCKET_SIZE = 256
+
+
+def bucket_of(version: int) -> int:
+    """Return the index bucket holding ``version`` (versions 1–256 are bucket 0)."""
+    return (version - 1) // BUCKET_SIZE
+
+
+def _canonical(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            + "\n").encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Head:
+    """A pointer from the commit straight to one version's manifest."""
+
+    version: int
+    manifest: str
+
+
+@dataclass(frozen=True)
+class Event:
+    """One recorded change: the unit of history."""
+
+    seq: int
+    time: str
+    actor: str
+    action: str
+    version: int | None = None
+    from_stage: str | None = None
+    to_stage: str | None = None
+    reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the event as stored (``from``/``to`` keys)."""
+        doc: dict[str, Any] = {
+            "seq": self.seq,
+            "time": self.time,
+            "actor": self.actor,
+            "action": self.action,
+            "version": self.version,
+            "from": self.from_stage,
+            "to": self.to_stage,
+            "reason": self.reason,
+        }
+        if self.extra:
+            doc["extra"] = self.extra
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Event:
+        """Build an event from its stored form."""
+        return cls(
+            seq=int(doc["seq"]),
+            time=str(doc["time"]),
+            actor=str(doc["actor"]),
+            action=str(doc["action"]),
+            version=None if doc.get("version") is None else int(doc["version"]),
+            from_stage=doc.get("from"),
+            to_stage=doc.get("to"),
+            reason=doc.get("reason"),
+            extra=dict(doc.get("extra", {})),
+        )
+
+
+@dataclass(frozen=True)
+class VersionEntry:
+    """A version's line in its index bucket: enough for ``versions`` without manifests."""
+
+    manifest: str
+    fingerprint: str
+    created_at: str
+    created_by: str
+    stage: str
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Commit:
+    """The state of one model after one event, chained to the state before it."""
+
+    model: str
+    parent: str | None
+    event: Event
+    latest: Head
+    index: dict[int, str]
+    stages: dict[str, Head] = field(default_factory=dict)
+    aliases: dict[str, Head] = field(default_factory=dict)
+
+    @property
+    def seq(self) -> int:
+        """The sequence number of this commit's event (1 for the first)."""
+        return self.event.seq
+
+    def evolve(self, **changes: Any) -> Commit:
+        """Return a copy with ``changes`` applied."""
+        return replace(self, **changes)
+
+
+def encode_commit(c: Commit) -> bytes:
+    """Encode a commit canonically.
+
+    Args:
+        c: The commit.
+
+    Returns:
+        Canonical JSON bytes; their sha256 is the commit id.
+    """
+    def head(h: Head) -> dict[str, Any]:
+        return {"version": h.version, "manifest": h.manifest}
+
+    return _canonical(
+        {
+            "type": "commit",
+            "format": STATE_FORMAT,
+            "model": c.model,
+            "parent": c.parent,
+            "event": c.event.to_dict(),
+            "latest": head(c.latest),
+            "index": {str(k): v for k, v in c.index.items()},
+            "stages": {k: head(v) for k, v in c.stages.items()},
+            "aliases": {k: head(v) for k, v in c.aliases.items()},
+        }
+    )
+
+
+def _load(data: bytes, kind: str, where: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IntegrityError(f"{where}: not a readable {kind} ({exc})", where) from exc
+    if not isinstance(doc, dict) or doc.get("type") != kind:
+        raise IntegrityError(f"{where}: expected a {kind} object", where)
+    if doc.get("format") != STATE_FORMAT:
+        raise IntegrityError(f"{where}: {kind} format {doc.get('format')!r} is unknown", where)
+    return doc
+
+
+def decode_commit(data: bytes, where: str) -> Commit:
+    """Decode a commit read from the store.
+
+    Args:
+        data: The object's bytes.
+        where: Its path, for messages.
+
+    Returns:
+        The commit.
+
+    Raises:
+        IntegrityError: The bytes are not a commit.
+    """
+    doc = _load(data, "commit", where)
+    try:
+        def head(d: dict[str, Any]) -> Head:
+            return Head(int(d["version"]), str(d["manifest"]))
+
+        return Commit(
+            model=str(doc["model"]),
+            parent=doc["parent"],
+            event=Event.from_dict(doc["event"]),
+            latest=head(doc["latest"]),
+            index={int(k): str(v) for k, v in doc["index"].items()},
+            stages={str(k): head(v) for k, v in doc.get("stages", {}).items()},
+            aliases={str(k): head(v) for k, v in doc.get("aliases", {}).items()},
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise IntegrityError(f"{where}: malformed commit ({exc})", where) from exc
+
+
+def encode_bucket(entries: dict[int, VersionEntry]) -> bytes:
+    """Encode one index bucket canonically.
+
+    Args:
+        entries: Version number to entry.
+
+    Returns:
+        Canonical JSON bytes.
+    """
+    return _canonical(
+        {
+            "type": "index",
+            "format": STATE_FORMAT,
+            "versions": {
+                str(v): {
+                    "manifest": e.manifest,
+                    "fingerprint": e.fingerprint,
+                    "created_at": e.created_at,
+                    "created_by": e.created_by,
+                    "stage": e.stage,
+                    "digest": e.digest,
+                    "size": e.size,
+                }
+                for v, e in entries.items()
+            },
+        }
+    )
+
+
+def decode_bucket(data: bytes, where: str) -> dict[int, VersionEntry]:
+    """Decode one index bucket.
+
+    Args:
+        data: The object's bytes.
+        where: Its path, for messages.
+
+    Returns:
+        Version number to entry.
+
+    Raises:
+        IntegrityError: The bytes are not an index bucket.
+    """
+    doc = _load(data, "index", where)
+    try:
+        return {
+            int(v): VersionEntry(
+                manifest=str(e["manifest"]),
+                fingerprint=str(e["fingerprint"]),
+                created_at=str(e["created_at"]),
+                created_by=str(e["created_by"]),
+                stage=str(e["stage"]),
+                digest=str(e["digest"]),
+                size=int(e["size"]),
+            )
+            for v, e in doc["versions"].items()
+        }
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise IntegrityError(f"{where}: malformed index bucket ({exc})", where) from exc

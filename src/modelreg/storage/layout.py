@@ -1,0 +1,162 @@
+"""Where things live under ``.modelreg/``: path constants, ``init`` and discovery.
+
+See docs/layout.md for the meaning of each path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelreg.errors import IntegrityError, NotARegistry, UnsupportedFormat, UsageError
+from modelreg.storage.atomic import write_new
+
+__all__ = [
+    "CONFIG_TEMPLATE",
+    "DIRNAME",
+    "ENV_DIR",
+    "FORMAT_VERSION",
+    "Layout",
+    "discover",
+    "init",
+]
+
+DIRNAME = ".modelreg"
+FORMAT_VERSION = 1
+ENV_DIR = "MODELREG_DIR"
+
+CONFIG_TEMPLATE = """\
+# modelreg store configuration (see docs/layout.md).
+# This file is read by every command; edit it with care on a shared store.
+"""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths of one store; ``root`` is the ``.modelreg`` directory itself."""
+
+    root: Path
+
+    @property
+    def format_file(self) -> Path:
+        """The integer format version of the store."""
+        return self.root / "format"
+
+    @property
+    def config_file(self) -> Path:
+        """Store-wide configuration (policy, hooks in later formats)."""
+        return self.root / "config.toml"
+
+    @property
+    def objects(self) -> Path:
+        """Content-addressed objects, fanned out by the first two hex digits."""
+        return self.root / "objects" / "sha256"
+
+    @property
+    def refs(self) -> Path:
+        """Named, mutable pointers to objects."""
+        return self.root / "refs"
+
+    @property
+    def model_refs(self) -> Path:
+        """One ref per model: its head commit."""
+        return self.refs / "models"
+
+    @property
+    def tmp(self) -> Path:
+        """Temporary files on the same file system, renamed into place when complete."""
+        return self.root / "tmp"
+
+    def check_format(self) -> None:
+        """Refuse a store whose format version is missing or unknown.
+
+        Raises:
+            NotARegistry: The format file is missing.
+            UnsupportedFormat: The format version is not one this modelreg reads.
+        """
+        try:
+            raw = self.format_file.read_text(encoding="utf-8").strip()
+        except FileNotFoundError as exc:
+            raise NotARegistry(f"{self.root} is not a modelreg store (no format file)") from exc
+        try:
+            version = int(raw)
+        except ValueError as exc:
+            raise IntegrityError(
+                f"{self.format_file}: format version {raw!r} is not an integer",
+                str(self.format_file),
+            ) from exc
+        if version != FORMAT_VERSION:
+            raise UnsupportedFormat(
+                f"{self.root} has format version {version}; this modelreg reads version "
+                f"{FORMAT_VERSION}. Upgrade modelreg to use this store.",
+                str(self.format_file),
+            )
+
+
+def init(directory: Path) -> tuple[Layout, bool]:
+    """Create ``directory/.modelreg`` (or check the one there).
+
+    Args:
+        directory: The project directory that will hold the store.
+
+    Returns:
+        The layout and whether it was newly created.
+
+    Raises:
+        UsageError: ``directory`` exists and is not a directory.
+        UnsupportedFormat: A store of an unknown format is already there.
+    """
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory} is not a directory")
+    layout = Layout(directory / DIRNAME)
+    for path in (layout.tmp, layout.objects, layout.model_refs):
+        path.mkdir(parents=True, exist_ok=True)
+    if not layout.config_file.exists():
+        write_new(layout.config_file, CONFIG_TEMPLATE.encode(), layout.tmp)
+    created = write_new(layout.format_file, f"{FORMAT_VERSION}\n".encode(), layout.tmp)
+    layout.check_format()
+    return layout, created
+
+
+def _as_layout(path: Path) -> Layout | None:
+    if path.name == DIRNAME and path.is_dir():
+        return Layout(path)
+    if (path / DIRNAME).is_dir():
+        return Layout(path / DIRNAME)
+    return None
+
+
+def discover(explicit: str | os.PathLike[str] | None = None, start: Path | None = None) -> Layout:
+    """Find the store: ``explicit``, else ``$MODELREG_DIR``, else walk up from ``start``.
+
+    Args:
+        explicit: A path given with ``--registry`` (the project dir or its ``.modelreg``).
+        start: Where the upward walk begins (default: the current directory).
+
+    Returns:
+        The layout of a store whose format this modelreg reads.
+
+    Raises:
+        NotARegistry: No store was found.
+        UnsupportedFormat: The store found has an unknown format version.
+    """
+    given = explicit if explicit is not None else os.environ.get(ENV_DIR) or None
+    if given is not None:
+        layout = _as_layout(Path(given))
+        if layout is None:
+            raise NotARegistry(
+                f"no modelreg store at {given} (run `modelreg init {given}` to create one)"
+            )
+        layout.check_format()
+        return layout
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        layout = _as_layout(candidate)
+        if layout is not None:
+            layout.check_format()
+            return layout
+    raise NotARegistry(
+        f"no modelreg store in {here} or any parent; run `modelreg init`, "
+        f"pass --registry PATH or set {ENV_DIR}"
+    )

@@ -1,0 +1,274 @@
+"""Lock files that work on NFS: created with O_CREAT|O_EXCL, as git does.
+
+A lock is a file ``<path>.lock`` holding a small JSON record of its owner (pid, host, time,
+a random token). A lock is *stale* when its owner is a dead process on this host, or when it
+is older than ``stale_after`` seconds (owners on other hosts cannot be probed). A stale lock
+is broken by renaming it aside and checking that what was moved is the lock judged stale, so
+two processes breaking the same stale lock cannot both take it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import secrets
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelreg.errors import LockHeld
+from modelreg.storage.atomic import tmp_name
+
+__all__ = [
+    "DEFAULT_STALE_AFTER",
+    "DEFAULT_TIMEOUT",
+    "Lock",
+    "LockInfo",
+    "acquire",
+    "is_stale",
+    "lock_path_for",
+    "read_info",
+    "stale_after_setting",
+]
+
+DEFAULT_TIMEOUT = 30.0
+"""Seconds to wait for a held lock before giving up with exit 4 (``MODELREG_LOCK_TIMEOUT``)."""
+
+DEFAULT_STALE_AFTER = 120.0
+"""Age in seconds after which any lock counts as abandoned (``MODELREG_LOCK_STALE_AFTER``).
+
+Locks are held only while small metadata files are written (milliseconds), never while
+large artifacts are copied, so two minutes is far beyond any live holder."""
+
+_HOST = socket.gethostname()
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """What a lock file says about its owner."""
+
+    pid: int | None
+    host: str | None
+    created: float | None
+    token: str | None
+    mtime: float
+    inode: int
+
+    def describe(self) -> str:
+        """Return a short human description of the owner."""
+        who = f"pid {self.pid}" if self.pid is not None else "an unknown process"
+        where = f" on {self.host}" if self.host else ""
+        age = time.time() - self.mtime
+        return f"{who}{where}, {age:.0f}s ago"
+
+
+def stale_after_setting() -> float:
+    """Return the configured stale-lock age (``MODELREG_LOCK_STALE_AFTER``, default 120 s)."""
+    return _env_float("MODELREG_LOCK_STALE_AFTER", DEFAULT_STALE_AFTER)
+
+
+def lock_path_for(path: Path) -> Path:
+    """Return the lock file guarding ``path``.
+
+    Args:
+        path: The file the lock protects.
+
+    Returns:
+        ``<path>.lock``.
+    """
+    return path.with_name(path.name + ".lock")
+
+
+def read_info(lock: Path) -> LockInfo | None:
+    """Read a lock file's owner record; None if the lock does not exist.
+
+    Args:
+        lock: Path of the lock file.
+
+    Returns:
+        The owner record (fields None where the file is empty or unreadable).
+    """
+    try:
+        st = lock.stat()
+        raw = lock.read_bytes()
+    except FileNotFoundError:
+        return None
+    pid = host = token = None
+    created = None
+    try:
+        data = json.loads(raw)
+        pid = int(data["pid"])
+        host = str(data["host"])
+        created = float(data["time"])
+        token = str(data["token"])
+    except (ValueError, KeyError, TypeError):
+        pass
+    return LockInfo(pid, host, created, token, st.st_mtime, st.st_ino)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A killed child that its parent has not reaped yet is a zombie: it holds nothing.
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def is_stale(info: LockInfo, stale_after: float) -> bool:
+    """Judge whether a lock's owner is gone.
+
+    Args:
+        info: The lock's owner record.
+        stale_after: Age in seconds beyond which any lock is stale.
+
+    Returns:
+        True if the lock may be broken.
+    """
+    if time.time() - info.mtime > stale_after:
+        return True
+    return info.host == _HOST and info.pid is not None and not _pid_alive(info.pid)
+
+
+def _break(lock: Path, info: LockInfo, tmp_dir: Path) -> None:
+    aside = tmp_name(tmp_dir, "stale-lock")
+    try:
+        os.rename(lock, aside)
+    except FileNotFoundError:
+        return
+    try:
+        moved = aside.stat()
+        if moved.st_ino != info.inode:
+            # Someone replaced the stale lock with a live one between our look and our
+            # rename: put it back if nobody has taken the name since.
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, lock)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            aside.unlink()
+
+
+class Lock:
+    """A held lock; release it with :meth:`release` or by leaving the ``with`` block."""
+
+    def __init__(self, path: Path, token: str) -> None:
+        self.path = path
+        self.token = token
+
+    def still_held(self) -> bool:
+        """Tell whether the lock file on disk is still this lock (not broken as stale)."""
+        info = read_info(self.path)
+        return info is not None and info.token == self.token
+
+    def release(self) -> None:
+        """Remove the lock file if it is still ours."""
+        if self.still_held():
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+    def __enter__(self) -> Lock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def acquire(
+    lock: Path,
+    tmp_dir: Path,
+    *,
+    timeout: float | None = None,
+    stale_after: float | None = None,
+) -> Lock:
+    """Take the lock file ``lock``, waiting while another live owner holds it.
+
+    Args:
+        lock: Path of the lock file to create.
+        tmp_dir: The store's temporary directory (for breaking stale locks).
+        timeout: Seconds to wait; defaults to ``MODELREG_LOCK_TIMEOUT`` or 30.
+        stale_after: Age making a lock stale; defaults to ``MODELREG_LOCK_STALE_AFTER`` or 120.
+
+    Returns:
+        The held lock.
+
+    Raises:
+        LockHeld: The lock stayed held by a live owner for longer than ``timeout``.
+    """
+    if timeout is None:
+        timeout = _env_float("MODELREG_LOCK_TIMEOUT", DEFAULT_TIMEOUT)
+    if stale_after is None:
+        stale_after = stale_after_setting()
+    token = secrets.token_hex(16)
+    record = json.dumps(
+        {"host": _HOST, "pid": os.getpid(), "time": time.time(), "token": token}
+    ).encode()
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            continue
+        else:
+            try:
+                os.write(fd, record)
+            finally:
+                os.close(fd)
+            return Lock(lock, token)
+        info = read_info(lock)
+        if info is None:
+            continue
+        if is_stale(info, stale_after):
+            _break(lock, info, tmp_dir)
+            continue
+        if time.monotonic() >= deadline:
+            raise LockHeld(
+                f"lock {lock} is held by {info.describe()}; waited {timeout:.0f}s. "
+                f"If no modelreg process is running, remove {lock} "
+                "(or run `modelreg gc`, which removes stale locks).",
+                str(lock),
+            )
+        time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+        delay = min(delay * 2, 0.05)
+
+
+@contextlib.contextmanager
+def locked(lock: Path, tmp_dir: Path, *, timeout: float | None = None) -> Iterator[Lock]:
+    """Hold ``lock`` for the duration of a ``with`` block.
+
+    Args:
+        lock: Path of the lock file.
+        tmp_dir: The store's temporary directory.
+        timeout: Seconds to wait for the lock.
+
+    Yields:
+        The held lock.
+    """
+    held = acquire(lock, tmp_dir, timeout=timeout)
+    try:
+        yield held
+    finally:
+        held.release()

@@ -1,0 +1,161 @@
+"""Refs: small named files holding one object id, changed only by compare-and-swap.
+
+A ref ``refs/<name>`` contains an object id and a newline. Every change takes the lock
+``refs/<name>.lock`` (O_EXCL), re-reads the ref while holding it, and replaces the file
+through the atomic write path, so two writers on two hosts cannot both win.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from modelreg.errors import ConflictError, IntegrityError
+from modelreg.storage.atomic import write_atomic
+from modelreg.storage.hashing import is_object_id
+from modelreg.storage.lock import Lock, acquire, lock_path_for
+
+__all__ = ["RefStore", "RefTransaction", "check_ref_name"]
+
+_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def check_ref_name(name: str) -> None:
+    """Refuse a ref name that could escape ``refs/`` or clash with a lock file.
+
+    Args:
+        name: A ``/``-separated ref name such as ``models/churn``.
+
+    Raises:
+        ValueError: The name is malformed.
+    """
+    parts = name.split("/")
+    for part in parts:
+        if not _COMPONENT.match(part) or part.endswith(".lock") or ".." in part:
+            raise ValueError(f"malformed ref name {name!r}")
+
+
+class RefTransaction:
+    """One compare-and-swap on one ref, made while its lock is held."""
+
+    def __init__(self, store: RefStore, name: str, lock: Lock, old: str | None) -> None:
+        self._store = store
+        self.name = name
+        self.lock = lock
+        self.old = old
+        self.committed: str | None = None
+
+    def commit(self, new: str) -> None:
+        """Point the ref at ``new``.
+
+        Args:
+            new: The new object id.
+
+        Raises:
+            ConflictError: The lock was broken as stale while this transaction held it.
+        """
+        if not is_object_id(new):
+            raise ValueError(f"not an object id: {new!r}")
+        if not self.lock.still_held():
+            raise ConflictError(
+                f"lock {self.lock.path} was taken over while this command held it; "
+                "nothing was changed, run the command again"
+            )
+        write_atomic(self._store.path(self.name), f"{new}\n".encode(), self._store.tmp_dir)
+        self.committed = new
+
+
+class RefStore:
+    """The refs of one store."""
+
+    def __init__(self, root: Path, tmp_dir: Path) -> None:
+        self.root = root
+        self.tmp_dir = tmp_dir
+
+    def path(self, name: str) -> Path:
+        """Return the file of ref ``name``.
+
+        Args:
+            name: The ref name, checked by :func:`check_ref_name`.
+
+        Returns:
+            Its path under the refs directory.
+        """
+        check_ref_name(name)
+        return self.root / name
+
+    def read(self, name: str) -> str | None:
+        """Read a ref.
+
+        Args:
+            name: The ref name.
+
+        Returns:
+            The object id it holds, or None if the ref does not exist.
+
+        Raises:
+            IntegrityError: The ref file does not hold an object id.
+        """
+        path = self.path(name)
+        try:
+            raw = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        value = raw.decode("ascii", "replace").strip()
+        if not is_object_id(value):
+            raise IntegrityError(f"ref {path} is corrupt: {value[:80]!r} is not an object id",
+                                 str(path))
+        return value
+
+    @contextlib.contextmanager
+    def transaction(self, name: str, *, timeout: float | None = None) -> Iterator[RefTransaction]:
+        """Lock ref ``name``, yield its current value, and release the lock afterwards.
+
+        Args:
+            name: The ref name.
+            timeout: Seconds to wait for the lock.
+
+        Yields:
+            The transaction; call ``commit(new)`` to move the ref.
+        """
+        path = self.path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = acquire(lock_path_for(path), self.tmp_dir, timeout=timeout)
+        try:
+            yield RefTransaction(self, name, lock, self.read(name))
+        finally:
+            lock.release()
+
+    def set_if_equals(self, name: str, old: str | None, new: str) -> bool:
+        """Move ref ``name`` from ``old`` to ``new`` unless it moved meanwhile.
+
+        Args:
+            name: The ref name.
+            old: The value the caller last saw (None: the ref must not exist).
+            new: The new object id.
+
+        Returns:
+            True if the ref now holds ``new``; False if it held something other than ``old``.
+        """
+        with self.transaction(name) as txn:
+            if txn.old == new:
+                return True
+            if txn.old != old:
+                return False
+            txn.commit(new)
+            return True
+
+    def names(self, prefix: str) -> Iterator[str]:
+        """Yield the names of refs directly under ``prefix`` (lock files excluded).
+
+        Args:
+            prefix: A directory of refs such as ``models``.
+        """
+        base = self.root / prefix
+        if not base.is_dir():
+            return
+        for entry in sorted(base.iterdir()):
+            if entry.is_file() and not entry.name.endswith(".lock"):
+                yield f"{prefix}/{entry.name}"
