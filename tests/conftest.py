@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,11 +36,11 @@ def registry(make_registry: Callable[[], Registry]) -> Registry:
 
 
 @pytest.fixture
-def project(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def project(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project directory holding a store, made the current directory."""
     root = registry.layout.root.parent
     monkeypatch.chdir(root)
-    yield root
+    return root
 
 
 @pytest.fixture

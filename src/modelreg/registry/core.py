@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+
 from modelreg.errors import ConflictError, IntegrityError, NotFound, UsageError
 from modelreg.registry.lineage import check_toml_value
 from modelreg.registry.manifest import Manifest, decode_manifest, encode_manifest
