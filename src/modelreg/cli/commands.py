@@ -40,9 +40,8 @@ def init(
 
 
 def _tags(items: list[str]) -> dict[str, str]:
-    return {k: str(v) for k, v in parse_assignments(items, "--tag").items()} | {
-        k: v for k, _, v in (i.partition("=") for i in items)
-    }
+    parse_assignments(items, "--tag")  # the same key rules as --param; values stay text
+    return {k.strip(): v for k, _, v in (i.partition("=") for i in items)}
 
 
 @app.command()

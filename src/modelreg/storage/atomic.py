@@ -139,6 +139,13 @@ def write_new(dest: Path, data: bytes, tmp_dir: Path, *, mode: int = 0o644) -> b
             os.link(tmp, dest)
         except FileExistsError:
             return False
+        except OSError:
+            # Some shared file systems (SMB/CIFS, a few FUSE mounts) refuse hard links. Fall
+            # back to an existence check and a rename: the window between the two is tiny,
+            # and for content-addressed objects a lost race rewrites identical bytes.
+            if dest.exists():
+                return False
+            os.replace(tmp, dest)
         fsync_dir(dest.parent)
         return True
     finally:
