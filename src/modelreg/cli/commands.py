@@ -202,7 +202,7 @@ def fsck(as_json: JsonOpt = False) -> None:
         raise typer.Exit(EXIT_INTEGRITY)
 
 
-_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd]?)$")
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd]?)\Z")
 
 
 def parse_duration(text: str) -> float:

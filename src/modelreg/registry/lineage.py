@@ -26,8 +26,8 @@ __all__ = [
     "strip_credentials",
 ]
 
-_INT = re.compile(r"^[+-]?[0-9]+$")
-_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]*$")
+_INT = re.compile(r"^[+-]?[0-9]+\Z")
+_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]*\Z")
 
 
 def parse_value(text: str) -> Any:
@@ -37,8 +37,11 @@ def parse_value(text: str) -> Any:
         text: The text after ``=``.
 
     Returns:
-        An int, float, bool or str.
+        An int, float, bool or str (text with surrounding blanks or ``_`` digit separators
+        stays text, so what is stored is what was typed).
     """
+    if text != text.strip() or "_" in text:
+        return text
     if _INT.match(text):
         return int(text)
     lowered = text.lower()

@@ -35,6 +35,15 @@ class Manifest:
     lineage: Lineage
 
 
+def _sorted_tables(value: Any) -> Any:
+    """Sort table keys at every depth, so equal manifests encode to equal bytes."""
+    if isinstance(value, dict):
+        return {k: _sorted_tables(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_tables(v) for v in value]
+    return value
+
+
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
@@ -52,8 +61,8 @@ def encode_manifest(m: Manifest) -> bytes:
     lineage: dict[str, Any] = _drop_none(
         {"data_version": lin.data_version, "derived_from": lin.derived_from}
     )
-    lineage["params"] = lin.params
-    lineage["metrics"] = lin.metrics
+    lineage["params"] = _sorted_tables(lin.params)
+    lineage["metrics"] = _sorted_tables(lin.metrics)
     lineage["run"] = _drop_none({"id": lin.run.id, "name": lin.run.name})
     if lin.git is not None:
         lineage["git"] = _drop_none(
@@ -100,7 +109,7 @@ def decode_manifest(data: bytes, where: str) -> Manifest:
     """
     try:
         doc = tomllib.loads(data.decode("utf-8"))
-        if doc.get("format") != MANIFEST_FORMAT:
+        if type(doc.get("format")) is not int or doc["format"] != MANIFEST_FORMAT:
             raise IntegrityError(
                 f"{where}: manifest format {doc.get('format')!r} is not {MANIFEST_FORMAT}", where
             )
@@ -113,7 +122,7 @@ def decode_manifest(data: bytes, where: str) -> Manifest:
             version=int(doc["version"]),
             created_at=str(doc["created_at"]),
             created_by=str(doc["created_by"]),
-            description=doc.get("description"),
+            description=None if doc.get("description") is None else str(doc["description"]),
             tags={str(k): str(v) for k, v in doc.get("tags", {}).items()},
             artifact=Artifact(
                 kind=str(art["kind"]),

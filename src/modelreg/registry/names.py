@@ -10,8 +10,8 @@ from modelreg.errors import UsageError
 __all__ = ["MAX_NAME", "Ref", "check_model_name", "model_key", "parse_ref"]
 
 MAX_NAME = 128
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_VERSION = re.compile(r"^v?([0-9]+)$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+_VERSION = re.compile(r"^v?([0-9]+)\Z")
 
 
 def check_model_name(name: str) -> str:

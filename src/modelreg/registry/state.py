@@ -109,6 +109,12 @@ class VersionEntry:
     stage: str
     digest: str
     size: int
+    approvals: tuple[dict[str, Any], ...] = ()
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def evolve(self, **changes: Any) -> VersionEntry:
+        """Return a copy with ``changes`` applied."""
+        return replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -212,22 +218,27 @@ def encode_bucket(entries: dict[int, VersionEntry]) -> bytes:
     Returns:
         Canonical JSON bytes.
     """
+    def row(e: VersionEntry) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "manifest": e.manifest,
+            "fingerprint": e.fingerprint,
+            "created_at": e.created_at,
+            "created_by": e.created_by,
+            "stage": e.stage,
+            "digest": e.digest,
+            "size": e.size,
+        }
+        if e.approvals:
+            doc["approvals"] = list(e.approvals)
+        if e.checks:
+            doc["checks"] = e.checks
+        return doc
+
     return _canonical(
         {
             "type": "index",
             "format": STATE_FORMAT,
-            "versions": {
-                str(v): {
-                    "manifest": e.manifest,
-                    "fingerprint": e.fingerprint,
-                    "created_at": e.created_at,
-                    "created_by": e.created_by,
-                    "stage": e.stage,
-                    "digest": e.digest,
-                    "size": e.size,
-                }
-                for v, e in entries.items()
-            },
+            "versions": {str(v): row(e) for v, e in sorted(entries.items())},
         }
     )
 
@@ -256,6 +267,8 @@ def decode_bucket(data: bytes, where: str) -> dict[int, VersionEntry]:
                 stage=str(e["stage"]),
                 digest=str(e["digest"]),
                 size=int(e["size"]),
+                approvals=tuple(dict(a) for a in e.get("approvals", [])),
+                checks={str(k): dict(c) for k, c in e.get("checks", {}).items()},
             )
             for v, e in doc["versions"].items()
         }

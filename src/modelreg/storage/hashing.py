@@ -20,7 +20,7 @@ __all__ = [
 
 ALGORITHM = "sha256"
 CHUNK_SIZE = 1 << 20
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
 
 Progress = Callable[[int], None]
 

@@ -19,7 +19,7 @@ from modelreg.storage.lock import Lock, acquire, lock_path_for
 
 __all__ = ["RefStore", "RefTransaction", "check_ref_name"]
 
-_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 
 def check_ref_name(name: str) -> None:

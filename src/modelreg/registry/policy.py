@@ -1,0 +1,274 @@
+"""The store's lifecycle policy, read from ``.modelreg/config.toml``.
+
+Stages, the transitions allowed between them, which stages hold one version at a time, and
+per-stage requirements (approvals, four eyes, recorded checks, allowed actors), plus hooks.
+Everything here is pure: it parses and answers questions, it writes nothing.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelreg.errors import UsageError
+
+__all__ = [
+    "DEFAULT_STAGES",
+    "DEFAULT_TRANSITIONS",
+    "Hook",
+    "StagePolicy",
+    "StoreConfig",
+    "load_config",
+    "parse_config",
+]
+
+DEFAULT_STAGES = ("development", "staging", "production", "archived")
+DEFAULT_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "development": ("staging", "archived"),
+    "staging": ("production", "development", "archived"),
+    "production": ("archived",),
+    "archived": ("staging",),
+}
+HOOK_ACTIONS = ("register", "promote", "archive", "rollback", "approve", "check", "alias")
+_STAGE_KEYS = {"exclusive", "require_approvals", "four_eyes", "require_checks",
+               "allowed_actors"}
+
+
+@dataclass(frozen=True)
+class StagePolicy:
+    """What it takes for a version to enter one stage."""
+
+    name: str
+    exclusive: bool = False
+    require_approvals: int = 0
+    four_eyes: bool = False
+    require_checks: tuple[str, ...] = ()
+    allowed_actors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Hook:
+    """A command or URL told about events (``post``), or asked first (``pre``)."""
+
+    on: tuple[str, ...]
+    when: str
+    stages: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    command: str | None = None
+    url: str | None = None
+    secret_env: str | None = None
+    timeout: float = 30.0
+
+    @property
+    def target(self) -> str:
+        """The command or URL, for messages."""
+        return self.command or self.url or "?"
+
+    def matches(self, action: str, model: str, to_stage: str | None) -> bool:
+        """Tell whether this hook fires for an event."""
+        if action not in self.on:
+            return False
+        if self.stages and to_stage not in self.stages:
+            return False
+        return not self.models or model in self.models
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """The parsed ``config.toml``."""
+
+    stages: tuple[str, ...] = DEFAULT_STAGES
+    initial: str = "development"
+    archive: str = "archived"
+    transitions: dict[str, tuple[str, ...]] = field(
+        default_factory=lambda: dict(DEFAULT_TRANSITIONS))
+    policies: dict[str, StagePolicy] = field(
+        default_factory=lambda: {"production": StagePolicy("production", exclusive=True)})
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    hooks: tuple[Hook, ...] = ()
+
+    def policy(self, stage: str) -> StagePolicy:
+        """Return the policy of ``stage`` (an empty one if none is configured)."""
+        return self.policies.get(stage, StagePolicy(stage))
+
+    def allowed(self, from_stage: str, to_stage: str) -> bool:
+        """Tell whether the transition is allowed."""
+        return to_stage in self.transitions.get(from_stage, ())
+
+    def actor_allowed(self, stage: str, actor: str) -> bool:
+        """Tell whether ``actor`` may move versions into ``stage``."""
+        allowed = self.policy(stage).allowed_actors
+        if not allowed:
+            return True
+        for entry in allowed:
+            if entry.startswith("group:"):
+                if actor in self.groups.get(entry[len("group:"):], ()):
+                    return True
+            elif entry == actor:
+                return True
+        return False
+
+    def default_approval_stage(self) -> str:
+        """The stage an approval is for when none is named."""
+        needing = [s for s in self.stages if self.policy(s).require_approvals > 0]
+        if len(needing) == 1:
+            return needing[0]
+        if "production" in self.stages:
+            return "production"
+        raise UsageError("say which stage the approval is for with --stage")
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"config.toml: {where} must be a list of strings")
+    return tuple(value)
+
+
+def _stage_policy(name: str, table: Any) -> StagePolicy:
+    if not isinstance(table, dict):
+        raise UsageError(f"config.toml: [stages.{name}] must be a table")
+    unknown = set(table) - _STAGE_KEYS
+    if unknown:
+        raise UsageError(f"config.toml: [stages.{name}] has unknown keys {sorted(unknown)}; "
+                         f"known: {sorted(_STAGE_KEYS)}")
+    approvals = table.get("require_approvals", 0)
+    if not isinstance(approvals, int) or isinstance(approvals, bool) or approvals < 0:
+        raise UsageError(f"config.toml: stages.{name}.require_approvals must be an integer ≥ 0")
+    for key in ("exclusive", "four_eyes"):
+        if not isinstance(table.get(key, False), bool):
+            raise UsageError(f"config.toml: stages.{name}.{key} must be true or false")
+    return StagePolicy(
+        name=name,
+        exclusive=table.get("exclusive", False),
+        require_approvals=approvals,
+        four_eyes=table.get("four_eyes", False),
+        require_checks=_strings(table.get("require_checks", []), f"stages.{name}.require_checks"),
+        allowed_actors=_strings(table.get("allowed_actors", []), f"stages.{name}.allowed_actors"),
+    )
+
+
+def _hook(i: int, table: Any, stages: tuple[str, ...]) -> Hook:
+    where = f"hooks[{i}]"
+    if not isinstance(table, dict):
+        raise UsageError(f"config.toml: {where} must be a table")
+    on = _strings(table.get("on", []), f"{where}.on")
+    if not on:
+        raise UsageError(f"config.toml: {where}.on must name at least one action")
+    whens = {a.startswith("pre-") for a in on}
+    if len(whens) > 1:
+        raise UsageError(f"config.toml: {where}.on mixes pre- and post- actions; split the hook")
+    actions = tuple(a.removeprefix("pre-") for a in on)
+    for a in actions:
+        if a not in HOOK_ACTIONS:
+            raise UsageError(f"config.toml: {where}.on: unknown action {a!r} "
+                             f"(known: {', '.join(HOOK_ACTIONS)}, each also as pre-ACTION)")
+    command, url = table.get("command"), table.get("url")
+    if (command is None) == (url is None):
+        raise UsageError(f"config.toml: {where} needs exactly one of command or url")
+    hook_stages = _strings(table.get("stages", []), f"{where}.stages")
+    for s in hook_stages:
+        if s not in stages:
+            raise UsageError(f"config.toml: {where}.stages names unknown stage {s!r}")
+    timeout = table.get("timeout", 30.0 if command else 5.0)
+    if not isinstance(timeout, int | float) or timeout <= 0:
+        raise UsageError(f"config.toml: {where}.timeout must be a positive number of seconds")
+    return Hook(
+        on=actions,
+        when="pre" if whens == {True} else "post",
+        stages=hook_stages,
+        models=_strings(table.get("models", []), f"{where}.models"),
+        command=command if isinstance(command, str) else None,
+        url=url if isinstance(url, str) else None,
+        secret_env=table.get("secret_env"),
+        timeout=float(timeout),
+    )
+
+
+def parse_config(doc: dict[str, Any]) -> StoreConfig:
+    """Build the policy from a parsed ``config.toml``.
+
+    Args:
+        doc: The TOML document.
+
+    Returns:
+        The configuration, defaults filled in.
+
+    Raises:
+        UsageError: The configuration is inconsistent (unknown stage, bad value).
+    """
+    lifecycle = doc.get("lifecycle", {})
+    stages = list(_strings(lifecycle.get("stages", list(DEFAULT_STAGES)), "lifecycle.stages"))
+    stage_tables = doc.get("stages", {})
+    if not isinstance(stage_tables, dict):
+        raise UsageError("config.toml: [stages] must be a table of [stages.NAME] tables")
+    for name in stage_tables:
+        if name not in stages:
+            stages.insert(max(len(stages) - 1, 0), name)
+    initial = lifecycle.get("initial", stages[0] if stages else "")
+    archive = lifecycle.get("archive", "archived" if "archived" in stages else stages[-1])
+    for label, stage in (("lifecycle.initial", initial), ("lifecycle.archive", archive)):
+        if stage not in stages:
+            raise UsageError(f"config.toml: {label} = {stage!r} is not a stage")
+    transitions = {
+        s: tuple(t for t in DEFAULT_TRANSITIONS.get(s, (archive,)) if t in stages)
+        for s in stages
+    }
+    for s in stages:
+        if s != archive and archive not in transitions[s]:
+            transitions[s] = (*transitions[s], archive)
+    raw_transitions = doc.get("transitions", {})
+    if not isinstance(raw_transitions, dict):
+        raise UsageError("config.toml: [transitions] must map a stage to a list of stages")
+    for src, targets in raw_transitions.items():
+        dests = _strings(targets, f"transitions.{src}")
+        for s in (src, *dests):
+            if s not in stages:
+                raise UsageError(f"config.toml: [transitions] names unknown stage {s!r}")
+        transitions[src] = dests
+    policies = {"production": StagePolicy("production", exclusive=True)} if (
+        "production" in stages) else {}
+    for name, table in stage_tables.items():
+        merged = {"exclusive": name == "production", **table}
+        policies[name] = _stage_policy(name, merged)
+    groups_raw = doc.get("groups", {})
+    if not isinstance(groups_raw, dict):
+        raise UsageError("config.toml: [groups] must map a group name to a list of actors")
+    groups = {g: _strings(members, f"groups.{g}") for g, members in groups_raw.items()}
+    for p in policies.values():
+        for entry in p.allowed_actors:
+            if entry.startswith("group:") and entry[len("group:"):] not in groups:
+                raise UsageError(f"config.toml: stages.{p.name}.allowed_actors names undefined "
+                                 f"{entry!r}; define it under [groups]")
+    hooks_raw = doc.get("hooks", [])
+    if not isinstance(hooks_raw, list):
+        raise UsageError("config.toml: hooks must be an array of tables ([[hooks]])")
+    hooks = tuple(_hook(i, h, tuple(stages)) for i, h in enumerate(hooks_raw))
+    return StoreConfig(stages=tuple(stages), initial=initial, archive=archive,
+                       transitions=transitions, policies=policies, groups=groups, hooks=hooks)
+
+
+def load_config(path: Path) -> StoreConfig:
+    """Read and parse ``config.toml`` (defaults when the file is missing).
+
+    Args:
+        path: The file.
+
+    Returns:
+        The configuration.
+
+    Raises:
+        UsageError: The file is not valid TOML or not a valid configuration.
+    """
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        return StoreConfig()
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML ({exc})") from exc
+    try:
+        return parse_config(doc)
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc.message.removeprefix('config.toml: ')}") from exc
