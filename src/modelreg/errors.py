@@ -23,6 +23,7 @@ __all__ = [
     "ModelregError",
     "NotARegistry",
     "NotFound",
+    "ObjectMissing",
     "PolicyDenied",
     "UnsupportedFormat",
     "UsageError",
@@ -103,6 +104,10 @@ class IntegrityError(ModelregError):
     def __init__(self, message: str, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class ObjectMissing(IntegrityError):
+    """An object that the store refers to is not there."""
 
 
 class UnsupportedFormat(IntegrityError):

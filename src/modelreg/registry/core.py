@@ -425,8 +425,11 @@ class Registry:
         unchanged = 0
         for f in info.artifact.files:
             target = dest / check_relpath(f.path)
-            if not target.parent.resolve().is_relative_to(real_dest) or target.is_symlink():
-                raise IntegrityError(f"{target} would be written outside {dest}; refused")
+            if target.is_symlink():
+                raise ConflictError(f"{target} is a symlink; refusing to write through it")
+            if not target.parent.resolve().is_relative_to(real_dest):
+                raise ConflictError(f"{target} would be written outside {dest} (through a "
+                                    "symlinked directory); refused")
             oid = parse_digest(f.digest)
             if oid is None:
                 raise IntegrityError(f"{info.manifest}: bad digest {f.digest!r} for {f.path}")

@@ -66,8 +66,12 @@ def diff_versions(a: VersionInfo, b: VersionInfo) -> DiffResult:
         Only the keys that differ, each as ``{"a": …, "b": …}``; files as added, removed and
         changed lists.
     """
-    meta_a = {"description": a.description, **{f"tags.{k}": v for k, v in a.tags.items()}}
-    meta_b = {"description": b.description, **{f"tags.{k}": v for k, v in b.tags.items()}}
+    meta_a = {"description": a.description, "artifact.kind": a.artifact.kind,
+              "artifact.digest": a.artifact.digest,
+              **{f"tags.{k}": v for k, v in a.tags.items()}}
+    meta_b = {"description": b.description, "artifact.kind": b.artifact.kind,
+              "artifact.digest": b.artifact.digest,
+              **{f"tags.{k}": v for k, v in b.tags.items()}}
     files_a = {f.path: f for f in a.artifact.files}
     files_b = {f.path: f for f in b.artifact.files}
     added = [{"path": p, "digest": files_b[p].digest, "size": files_b[p].size}

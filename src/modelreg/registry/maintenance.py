@@ -6,11 +6,11 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from modelreg.errors import IntegrityError, ModelregError, NotFound
+from modelreg.errors import IntegrityError, ModelregError, ObjectMissing
 from modelreg.registry.core import Registry
 from modelreg.registry.state import Commit
 from modelreg.storage.hashing import is_object_id, parse_digest
-from modelreg.storage.lock import is_stale, read_info, stale_after_setting
+from modelreg.storage.lock import break_lock, is_stale, read_info, stale_after_setting
 from modelreg.types import FsckReport, GcReport, Problem
 
 __all__ = ["DEFAULT_GRACE", "fsck", "gc"]
@@ -41,7 +41,7 @@ def _read(reg: Registry, walk: _Walk, oid: str, context: str, corrupt: set[str])
         return None
     try:
         return reg.objects.get_bytes(oid)
-    except NotFound:
+    except ObjectMissing:
         walk.problems.append(Problem(path, f"{context}: object is missing"))
     except IntegrityError:
         walk.corrupt_named.add(oid)
@@ -254,6 +254,6 @@ def gc(reg: Registry, *, grace: float = DEFAULT_GRACE, dry_run: bool = False) ->
         if info is not None and is_stale(info, stale_after_setting()):
             locks.append(str(lock))
             if not dry_run:
-                lock.unlink(missing_ok=True)
+                break_lock(lock, info, reg.layout.tmp)
     return GcReport(dry_run=dry_run, objects=objects, tmp_files=tmp_files, locks=locks,
                     bytes_freed=freed)

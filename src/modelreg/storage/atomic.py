@@ -19,6 +19,8 @@ from typing import BinaryIO
 __all__ = [
     "TMP_PREFIX",
     "atomic_file",
+    "create_tmp",
+    "ensure_dir",
     "fsync_dir",
     "tmp_name",
     "write_atomic",
@@ -40,6 +42,42 @@ def tmp_name(tmp_dir: Path, hint: str = "") -> Path:
     """
     safe = "".join(c for c in hint if c.isalnum() or c in "-_.")[:40]
     return tmp_dir / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}{'-' + safe if safe else ''}"
+
+
+def ensure_dir(path: Path) -> None:
+    """Create ``path`` (and parents) if missing, fsyncing each parent that gained an entry.
+
+    Args:
+        path: The directory that must exist.
+    """
+    if path.is_dir():
+        return
+    ensure_dir(path.parent)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        return
+    fsync_dir(path.parent)
+
+
+def create_tmp(tmp_dir: Path, hint: str = "") -> tuple[Path, int]:
+    """Create a new temporary file for writing; recreate ``tmp_dir`` if it went missing.
+
+    Args:
+        tmp_dir: The store's temporary directory.
+        hint: A readable suffix for the name.
+
+    Returns:
+        The path and an open file descriptor (write-only, mode 0600).
+    """
+    for _ in range(2):
+        tmp = tmp_name(tmp_dir, hint)
+        try:
+            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileNotFoundError:
+            ensure_dir(tmp_dir)
+    tmp = tmp_name(tmp_dir, hint)
+    return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 
 
 def fsync_dir(path: Path) -> None:
@@ -78,15 +116,14 @@ def atomic_file(
     Yields:
         A binary file object to write the new content to.
     """
-    tmp = tmp_name(tmp_dir, dest.name)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp, fd = create_tmp(tmp_dir, dest.name)
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(dest.parent)
         if not replace and dest.exists():
             tmp.unlink()
             return
@@ -126,15 +163,14 @@ def write_new(dest: Path, data: bytes, tmp_dir: Path, *, mode: int = 0o644) -> b
     Returns:
         True if this call created ``dest``, False if it already existed.
     """
-    tmp = tmp_name(tmp_dir, dest.name)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp, fd = create_tmp(tmp_dir, dest.name)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(dest.parent)
         try:
             os.link(tmp, dest)
         except FileExistsError:

@@ -29,6 +29,7 @@ __all__ = [
     "Lock",
     "LockInfo",
     "acquire",
+    "break_lock",
     "is_stale",
     "lock_path_for",
     "read_info",
@@ -150,7 +151,14 @@ def is_stale(info: LockInfo, stale_after: float) -> bool:
     return info.host == _HOST and info.pid is not None and not _pid_alive(info.pid)
 
 
-def _break(lock: Path, info: LockInfo, tmp_dir: Path) -> None:
+def break_lock(lock: Path, info: LockInfo, tmp_dir: Path) -> None:
+    """Remove a lock judged stale, unless it was replaced since it was judged.
+
+    Args:
+        lock: The lock file.
+        info: What the lock said when it was judged stale.
+        tmp_dir: The store's temporary directory (the lock is renamed there first).
+    """
     aside = tmp_name(tmp_dir, "stale-lock")
     try:
         os.rename(lock, aside)
@@ -242,7 +250,7 @@ def acquire(
         if info is None:
             continue
         if is_stale(info, stale_after):
-            _break(lock, info, tmp_dir)
+            break_lock(lock, info, tmp_dir)
             continue
         if time.monotonic() >= deadline:
             raise LockHeld(

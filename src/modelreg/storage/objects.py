@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from modelreg.errors import IntegrityError, NotFound
-from modelreg.storage.atomic import fsync_dir, tmp_name, write_new
+from modelreg.errors import IntegrityError, ObjectMissing
+from modelreg.storage.atomic import create_tmp, ensure_dir, fsync_dir, write_new
 from modelreg.storage.hashing import CHUNK_SIZE, digest_bytes, is_object_id
 
 __all__ = ["OBJECT_MODE", "ObjectStore"]
@@ -85,11 +85,11 @@ class ObjectStore:
         Returns:
             The object id and the size in bytes.
         """
-        tmp = tmp_name(self.tmp_dir, "blob")
+        tmp, fd = create_tmp(self.tmp_dir, "blob")
         h = hashlib.sha256()
         size = 0
         try:
-            with open(source, "rb") as src, open(tmp, "xb") as dst:
+            with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
                 buf = bytearray(CHUNK_SIZE)
                 view = memoryview(buf)
                 while True:
@@ -110,7 +110,7 @@ class ObjectStore:
                 self._touch(path)
             else:
                 os.chmod(tmp, OBJECT_MODE)
-                path.parent.mkdir(parents=True, exist_ok=True)
+                ensure_dir(path.parent)
                 os.replace(tmp, path)
                 fsync_dir(path.parent)
             return oid, size
@@ -128,14 +128,14 @@ class ObjectStore:
             The object's bytes.
 
         Raises:
-            NotFound: The object is missing.
+            ObjectMissing: The object is missing (a referenced object: the store is damaged).
             IntegrityError: The bytes do not hash to ``oid``.
         """
         path = self.path(oid)
         try:
             data = path.read_bytes()
         except FileNotFoundError as exc:
-            raise NotFound(f"object {oid} is missing ({path})") from exc
+            raise ObjectMissing(f"object {oid} is missing ({path})", str(path)) from exc
         if digest_bytes(data) != oid:
             raise IntegrityError(
                 f"object {oid} is corrupt: its content does not match its digest ({path})",
@@ -157,7 +157,7 @@ class ObjectStore:
             The number of bytes copied.
 
         Raises:
-            NotFound: The object is missing.
+            ObjectMissing: The object is missing.
             IntegrityError: The bytes do not hash to ``oid``.
         """
         path = self.path(oid)
@@ -166,7 +166,7 @@ class ObjectStore:
         try:
             src = open(path, "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError as exc:
-            raise NotFound(f"object {oid} is missing ({path})") from exc
+            raise ObjectMissing(f"object {oid} is missing ({path})", str(path)) from exc
         with src:
             buf = bytearray(CHUNK_SIZE)
             view = memoryview(buf)

@@ -99,6 +99,11 @@ def _walk_dir(root: Path, prefix: str) -> list[SourceFile]:
     return found
 
 
+def _base_name(path: Path) -> str:
+    """Return the name a path is stored under (a symlink keeps its own name)."""
+    return path.name if path.name not in ("", ".", "..") else path.resolve().name
+
+
 def collect(paths: Iterable[Path]) -> tuple[str, list[SourceFile]]:
     """List the files to register from the paths a user gave.
 
@@ -120,22 +125,32 @@ def collect(paths: Iterable[Path]) -> tuple[str, list[SourceFile]]:
     if not paths:
         raise UsageError("give at least one file or directory to register")
     files: list[SourceFile] = []
+    bases = [_base_name(p) for p in paths]
+    if len(paths) > 1 and len(set(bases)) != len(bases):
+        twice = sorted({b for b in bases if bases.count(b) > 1})
+        raise UsageError(f"two paths have the same name {twice[0]!r}; register them from one "
+                         "directory instead")
     for path in paths:
         if not path.exists():
             raise NotFound(f"{path} does not exist")
         if path.is_dir():
-            prefix = "" if len(paths) == 1 else f"{path.resolve().name}/"
+            prefix = "" if len(paths) == 1 else f"{_base_name(path)}/"
             files.extend(_walk_dir(path, prefix))
         elif path.is_file():
-            files.append(SourceFile(path.resolve().name, path))
+            files.append(SourceFile(_base_name(path), path))
         else:
             raise UsageError(f"{path} is not a regular file or directory")
     if not files:
         raise UsageError(f"nothing to register: {', '.join(map(str, paths))} holds no files")
     files.sort(key=lambda f: f.relpath)
-    for a, b in zip(files, files[1:], strict=False):
-        if a.relpath == b.relpath:
-            raise UsageError(f"two paths would both be stored as {a.relpath!r}")
+    names = {f.relpath for f in files}
+    for f in files:
+        parts = f.relpath.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in names:
+                raise UsageError(f"{'/'.join(parts[:i])!r} would be both a file and a directory")
+    if len(names) != len(files):
+        raise UsageError("two paths would be stored under the same name")
     for f in files:
         check_relpath(f.relpath)
         PurePosixPath(f.relpath)

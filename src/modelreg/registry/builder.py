@@ -1,0 +1,142 @@
+"""A working copy of one model's state, turned into chained commits by one ref update.
+
+A ``StateBuilder`` starts from the model's head commit, lets the caller change versions,
+stages and aliases, and turns each recorded event into a commit whose parent is the one
+before. Nothing is written until :meth:`StateBuilder.flush`: then the new objects are stored
+and the caller moves the ref from the old head to the last commit in one compare-and-swap,
+so a crash or a lost race leaves state and history exactly as they were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from modelreg.errors import NotFound
+from modelreg.registry.state import (
+    Commit,
+    Event,
+    Head,
+    VersionEntry,
+    bucket_of,
+    encode_bucket,
+    encode_commit,
+)
+from modelreg.storage.hashing import digest_bytes
+
+if TYPE_CHECKING:
+    from modelreg.registry.core import Registry
+
+__all__ = ["StateBuilder"]
+
+
+class StateBuilder:
+    """Pending changes to one model, recorded as events."""
+
+    def __init__(self, reg: Registry, name: str, head_oid: str | None,
+                 head: Commit | None) -> None:
+        self.reg = reg
+        self.name = head.model if head is not None else name
+        self.base_oid = head_oid
+        self.tip_oid = head_oid
+        self.seq = head.seq if head is not None else 0
+        self.latest: Head | None = head.latest if head is not None else None
+        self.index: dict[int, str] = dict(head.index) if head is not None else {}
+        self.stages: dict[str, Head] = dict(head.stages) if head is not None else {}
+        self.aliases: dict[str, Head] = dict(head.aliases) if head is not None else {}
+        self.events: list[Event] = []
+        self.commits: list[tuple[str, Commit]] = []
+        self._buckets: dict[int, dict[int, VersionEntry]] = {}
+        self._dirty: set[int] = set()
+        self._pending: dict[str, bytes] = {}
+
+    @property
+    def exists(self) -> bool:
+        """Whether the model has any version (in the base state or pending)."""
+        return self.latest is not None
+
+    def _bucket(self, number: int) -> dict[int, VersionEntry]:
+        if number not in self._buckets:
+            oid = self.index.get(number)
+            self._buckets[number] = dict(self.reg.load_bucket(oid)) if oid else {}
+        return self._buckets[number]
+
+    def entry(self, version: int) -> VersionEntry:
+        """Return a version's index entry.
+
+        Raises:
+            NotFound: The model has no such version.
+        """
+        found = self._bucket(bucket_of(version)).get(version)
+        if found is None:
+            latest = self.latest.version if self.latest else 0
+            raise NotFound(f"{self.name} has no version {version} (latest is {latest})")
+        return found
+
+    def set_entry(self, version: int, entry: VersionEntry) -> None:
+        """Replace (or add) a version's index entry."""
+        number = bucket_of(version)
+        self._bucket(number)[version] = entry
+        self._dirty.add(number)
+
+    def entries(self) -> Iterator[tuple[int, VersionEntry]]:
+        """Yield every version and entry, oldest first."""
+        for number in sorted(set(self.index) | set(self._buckets)):
+            yield from sorted(self._bucket(number).items())
+
+    def put(self, data: bytes) -> str:
+        """Queue an object for writing at flush; return its id."""
+        oid = digest_bytes(data)
+        self._pending[oid] = data
+        return oid
+
+    def head_for(self, version: int) -> Head:
+        """Return a pointer to ``version`` (its manifest id)."""
+        return Head(version, self.entry(version).manifest)
+
+    def refresh_stage_head(self, stage: str) -> None:
+        """Point ``stages[stage]`` at the newest version in it, or drop it if none is."""
+        newest = None
+        for v, e in self.entries():
+            if e.stage == stage:
+                newest = v
+        if newest is None:
+            self.stages.pop(stage, None)
+        else:
+            self.stages[stage] = self.head_for(newest)
+
+    def record(self, *, action: str, actor: str, time: str, version: int | None = None,
+               from_stage: str | None = None, to_stage: str | None = None,
+               reason: str | None = None, extra: dict[str, Any] | None = None) -> Event:
+        """Record an event: a new commit holding the current state, chained to the last.
+
+        Returns:
+            The event recorded.
+        """
+        if self.latest is None:
+            raise NotFound(f"model {self.name!r} has no versions")
+        for number in sorted(self._dirty):
+            self.index[number] = self.put(encode_bucket(self._buckets[number]))
+        self._dirty.clear()
+        self.seq += 1
+        event = Event(seq=self.seq, time=time, actor=actor, action=action, version=version,
+                      from_stage=from_stage, to_stage=to_stage, reason=reason,
+                      extra=dict(extra or {}))
+        commit = Commit(model=self.name, parent=self.tip_oid, event=event, latest=self.latest,
+                        index=dict(self.index), stages=dict(self.stages),
+                        aliases=dict(self.aliases))
+        self.tip_oid = self.put(encode_commit(commit))
+        self.events.append(event)
+        self.commits.append((self.tip_oid, commit))
+        return event
+
+    def flush(self) -> str | None:
+        """Store every queued object; return the new tip (None if nothing was recorded)."""
+        for data in self._pending.values():
+            self.reg.objects.put_bytes(data)
+        self._pending.clear()
+        return self.tip_oid if self.events else None
+
+    def signature(self) -> list[tuple[str, int | None, str | None, str | None]]:
+        """The recorded transitions, to compare a plan with its re-run under the lock."""
+        return [(e.action, e.version, e.from_stage, e.to_stage) for e in self.events]
