@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from modelreg.config import resolve_actor
+from modelreg.registry import events as _events
+from modelreg.registry import operations as _ops
 from modelreg.registry.core import Registry
 from modelreg.registry.diff import diff_versions
 from modelreg.registry.lineage import capture_git, data_ref
 from modelreg.registry.maintenance import DEFAULT_GRACE
 from modelreg.registry.maintenance import fsck as _fsck
 from modelreg.registry.maintenance import gc as _gc
-from modelreg.registry.state import Event
 from modelreg.types import (
+    ChangeResult,
     DiffResult,
     FsckReport,
     GcReport,
@@ -35,15 +37,24 @@ from modelreg.types import (
 
 __all__ = [
     "RegistryLike",
+    "alias_list",
+    "alias_remove",
+    "alias_set",
+    "approve",
+    "archive",
+    "check",
     "diff",
+    "events",
     "fsck",
     "gc",
     "history",
     "init",
     "list_models",
     "open_registry",
+    "promote",
     "pull",
     "register",
+    "rollback",
     "show",
     "versions",
 ]
@@ -94,6 +105,8 @@ def register(
     derived_from: str | None = None,
     actor: str | None = None,
     force: bool = False,
+    stage: str | None = None,
+    reason: str | None = None,
     progress: Progress | None = None,
 ) -> RegisterResult:
     """Register files as the next version of ``name``, with lineage.
@@ -115,6 +128,8 @@ def register(
         derived_from: A reference to the version this one was made from.
         actor: Who registers (default: see :func:`modelreg.config.resolve_actor`).
         force: Make a new version even if an identical one exists.
+        stage: Move the new version on to this stage in the same step (policy applies).
+        reason: Why, recorded with that transition.
         progress: Receives byte counts while files are copied.
 
     Returns:
@@ -139,6 +154,8 @@ def register(
         description=description,
         tags=tags,
         force=force,
+        stage=stage,
+        reason=reason,
         progress=progress,
     )
 
@@ -158,9 +175,69 @@ def versions(name: str, *, registry: RegistryLike = None) -> list[VersionSummary
     return open_registry(registry).versions(name)
 
 
-def history(name: str, *, registry: RegistryLike = None) -> list[Event]:
-    """Return the recorded events of ``name``, newest first."""
-    return open_registry(registry).history(name)
+def history(name: str, *, registry: RegistryLike = None) -> tuple[str, list[dict[str, Any]]]:
+    """Return the model's canonical name and its recorded events, newest first."""
+    return _events.history(open_registry(registry), name)
+
+
+def events(since: str | None = None, *,
+           registry: RegistryLike = None) -> tuple[list[dict[str, Any]], str]:
+    """Return events across all models after cursor ``since`` (oldest first) and a new cursor."""
+    return _events.feed(open_registry(registry), since)
+
+
+def promote(ref: str, to_stage: str, *, registry: RegistryLike = None,
+            reason: str | None = None, actor: str | None = None) -> ChangeResult:
+    """Move a version into ``to_stage`` under the store's policy."""
+    return _ops.promote(open_registry(registry), ref, to_stage, actor=resolve_actor(actor),
+                        reason=reason)
+
+
+def archive(ref: str, *, registry: RegistryLike = None, reason: str | None = None,
+            actor: str | None = None) -> ChangeResult:
+    """Move a version into the archive stage."""
+    reg = open_registry(registry)
+    return _ops.promote(reg, ref, reg.config.archive, actor=resolve_actor(actor), reason=reason)
+
+
+def approve(ref: str, *, registry: RegistryLike = None, stage: str | None = None,
+            comment: str | None = None, actor: str | None = None) -> ChangeResult:
+    """Record an approval of a version for ``stage``."""
+    return _ops.approve(open_registry(registry), ref, actor=resolve_actor(actor), stage=stage,
+                        comment=comment)
+
+
+def check(ref: str, name: str, *, passed: bool, registry: RegistryLike = None,
+          value: Any = None, details: str | None = None,
+          actor: str | None = None) -> ChangeResult:
+    """Record a check result (a CI gate such as ``latency``) on a version."""
+    return _ops.check(open_registry(registry), ref, name, passed=passed,
+                      actor=resolve_actor(actor), value=value, details=details)
+
+
+def rollback(name: str, *, registry: RegistryLike = None, stage: str = "production",
+             reason: str | None = None, actor: str | None = None) -> ChangeResult:
+    """Put back the version that held ``stage`` before the current one."""
+    return _ops.rollback(open_registry(registry), name, actor=resolve_actor(actor), stage=stage,
+                         reason=reason)
+
+
+def alias_set(name: str, alias: str, version: int, *, registry: RegistryLike = None,
+              actor: str | None = None) -> ChangeResult:
+    """Point ``alias`` at ``version`` of ``name``."""
+    return _ops.alias_set(open_registry(registry), name, alias, version,
+                          actor=resolve_actor(actor))
+
+
+def alias_remove(name: str, alias: str, *, registry: RegistryLike = None,
+                 actor: str | None = None) -> ChangeResult:
+    """Remove ``alias`` from ``name``."""
+    return _ops.alias_remove(open_registry(registry), name, alias, actor=resolve_actor(actor))
+
+
+def alias_list(name: str, *, registry: RegistryLike = None) -> tuple[str, dict[str, int]]:
+    """Return the model's canonical name and its aliases."""
+    return _ops.alias_list(open_registry(registry), name)
 
 
 def diff(a: str, b: str, *, registry: RegistryLike = None) -> DiffResult:

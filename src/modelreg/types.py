@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "Artifact",
+    "ChangeResult",
     "DataRef",
     "DiffResult",
     "FileInfo",
@@ -156,11 +157,37 @@ class RegisterResult:
 
     version: VersionInfo
     created: bool
+    events: list[dict[str, Any]] = field(default_factory=list)
+    hooks: list[Any] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the version's JSON shape plus ``created``."""
+        """Return the version's JSON shape plus ``created``, ``events`` and ``hooks``."""
         data = self.version.to_dict()
         data["created"] = self.created
+        data["events"] = self.events
+        data["hooks"] = to_json_data(self.hooks)
+        return data
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    """The outcome of a lifecycle command: the resulting version state and what was recorded.
+
+    ``changed`` is False when the command found nothing to do (already in that stage,
+    already approved by that actor, alias already there).
+    """
+
+    version: VersionInfo
+    changed: bool
+    events: list[dict[str, Any]] = field(default_factory=list)
+    hooks: list[Any] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the version's JSON shape plus ``changed``, ``events`` and ``hooks``."""
+        data = self.version.to_dict()
+        data["changed"] = self.changed
+        data["events"] = self.events
+        data["hooks"] = to_json_data(self.hooks)
         return data
 
 

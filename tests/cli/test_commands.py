@@ -55,6 +55,9 @@ def test_register_show_json_fields(cli, project: Path, model_file: Path,
                    "--run-name", "nightly", "--data", data, "--data-version", "v9")
     assert out["created"] is True
     shown = json.loads(cli("show", "eta@1", "--json").stdout)
+    assert [(e["action"], e["version"], e["to"]) for e in out.pop("events")] == [
+        ("register", 1, "development")]
+    assert out.pop("hooks") == []
     del out["created"]
     assert shown == out
     digest = hashlib.sha256(model_file.read_bytes()).hexdigest()

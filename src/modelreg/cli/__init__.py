@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import modelreg.cli.commands  # noqa: F401 - registers the commands on `app`
+import modelreg.cli.lifecycle  # noqa: F401
 from modelreg.cli.app import app
 from modelreg.cli.app import main as _main
 

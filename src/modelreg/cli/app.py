@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from modelreg.errors import EXIT_INTERNAL, ModelregError
+from modelreg.errors import EXIT_INTERNAL, EXIT_POLICY, ModelregError
 
 __all__ = ["app", "command", "main", "state"]
 
@@ -99,10 +99,22 @@ def command(fn: F) -> F:
         except KeyboardInterrupt:
             sys.stderr.write("interrupted\n")
             raise typer.Exit(130) from None
+        except PermissionError as exc:
+            if state.traceback:
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            sys.stderr.write(f"error: permission denied{where} (the file system refused; "
+                             "see docs/layout.md on shared stores)\n")
+            raise typer.Exit(EXIT_POLICY) from None
         except BrokenPipeError:
             # The reader of our output went away (`modelreg list | head`): not an error.
             sys.stderr.close()
             raise typer.Exit(0) from None
+        except OSError as exc:
+            if state.traceback:
+                raise
+            sys.stderr.write(f"error: I/O failure: {exc}\n")
+            raise typer.Exit(EXIT_INTERNAL) from None
         except Exception as exc:
             if state.traceback:
                 raise
@@ -125,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         The exit code.
     """
     import modelreg.cli.commands  # noqa: F401 - registers the commands
+    import modelreg.cli.lifecycle  # noqa: F401
 
     try:
         app(args=argv, prog_name="modelreg")

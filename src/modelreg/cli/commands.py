@@ -14,8 +14,8 @@ from modelreg.cli.app import app, command, state
 from modelreg.errors import EXIT_INTEGRITY, UsageError
 from modelreg.registry.lineage import load_params_file, parse_assignments
 
-__all__ = ["diff", "fsck", "gc", "history", "init", "list_", "pull", "register", "show",
-           "versions"]
+__all__ = ["JsonOpt", "RefArg", "diff", "fsck", "gc", "history", "init", "list_", "pull",
+           "register", "show", "versions"]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout for scripts.")]
 RefArg = Annotated[str, typer.Argument(help="NAME, NAME@N, NAME@vN, NAME@latest or NAME@STAGE.",
@@ -75,6 +75,11 @@ def register(
         "--derived-from", help="Reference of the version this one was made from.")] = None,
     no_git: Annotated[bool, typer.Option("--no-git", help="Do not record git lineage.")
                       ] = False,
+    stage: Annotated[str | None, typer.Option(
+        "--stage", help="Also move the new version to this stage (the policy applies).")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(
+        "--reason", help="Why; recorded with the --stage transition.")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Make a new version even if an identical one exists.")] = False,
     as_json: JsonOpt = False,
@@ -97,12 +102,15 @@ def register(
         git=not no_git,
         derived_from=derived_from,
         force=force,
+        stage=stage,
+        reason=reason,
         progress=render.progress_for_stderr(f"register {name}"),
     )
     if as_json:
         render.emit_json(result)
     else:
         render.render_register(result)
+    render.warn_failed_hooks(result.hooks)
 
 
 @app.command("list")
@@ -181,12 +189,12 @@ def history(
     name: Annotated[str, typer.Argument(help="Model name.", show_default=False)],
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the recorded events of a model, newest first."""
-    events = [e.to_dict() for e in api.history(name, registry=state.registry)]
+    """Show the recorded events of a model, newest first (a hash chain fsck verifies)."""
+    model, events = api.history(name, registry=state.registry)
     if as_json:
-        render.emit_json({"name": name, "events": events})
+        render.emit_json({"name": model, "events": events})
     else:
-        render.render_history(name, events)
+        render.render_history(model, events)
 
 
 @app.command()

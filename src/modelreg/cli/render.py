@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from modelreg.types import (
+    ChangeResult,
     DiffResult,
     FsckReport,
     GcReport,
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RichProgress",
+    "render_change",
+    "render_events",
+    "warn_failed_hooks",
     "emit_json",
     "human_size",
     "message",
@@ -181,6 +185,34 @@ def render_diff(d: DiffResult) -> None:
             print(f"  - {f['path']}  {_short(f['digest'])}")
         for f in d.files["changed"]:
             print(f"  ~ {f['path']}  {_short(f['a']['digest'])} -> {_short(f['b']['digest'])}")
+
+
+def render_change(result: ChangeResult, headline: str) -> None:
+    """Say what a lifecycle command did, then each event it recorded."""
+    if headline:
+        print(headline)
+    for e in result.events:
+        if e["action"] in ("promote", "archive", "rollback"):
+            why = f" ({e['reason']})" if e.get("reason") else ""
+            print(f"  v{e['version']}: {e['from']} -> {e['to']}{why}")
+
+
+def warn_failed_hooks(hooks: list[Any]) -> None:
+    """Report failed post hooks on stderr (the change itself stands)."""
+    for h in hooks:
+        if not h.ok:
+            message(f"warning: {h.when} hook {h.target} failed: {h.detail}")
+
+
+def render_events(events: list[dict[str, Any]], cursor: str) -> None:
+    """Print events one per line, then the cursor for the next call (on stderr)."""
+    for e in events:
+        version = "" if e["version"] is None else f"@{e['version']}"
+        move = f" {e['from'] or '-'} -> {e['to']}" if e["to"] else ""
+        why = f"  ({e['reason']})" if e.get("reason") else ""
+        print(f"{e['time'][:19]}  {e['model']}{version}  {e['action']}{move}  by "
+              f"{e['actor']}{why}")
+    message(f"cursor: {cursor}")
 
 
 def render_pull(r: PullResult) -> None:

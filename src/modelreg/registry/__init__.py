@@ -1,5 +1,5 @@
 """The registry layer: models, versions, manifests, history, over the storage layer."""
 
-from modelreg.registry.core import DEFAULT_STAGE, Registry
+from modelreg.registry.core import Registry
 
-__all__ = ["DEFAULT_STAGE", "Registry"]
+__all__ = ["Registry"]

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from modelreg.errors import NotFound
+from modelreg.registry.names import Ref
 from modelreg.registry.state import (
     Commit,
     Event,
@@ -89,6 +90,24 @@ class StateBuilder:
         oid = digest_bytes(data)
         self._pending[oid] = data
         return oid
+
+    def resolve(self, ref: Ref) -> int:
+        """Resolve a parsed reference against this working state.
+
+        Raises:
+            NotFound: The model, version, stage or alias does not exist.
+        """
+        if self.latest is None:
+            raise NotFound(f"model {ref.name!r} not found")
+        if ref.version is not None:
+            self.entry(ref.version)
+            return ref.version
+        if ref.label is None:
+            return self.latest.version
+        for table in (self.stages, self.aliases):
+            if ref.label in table:
+                return table[ref.label].version
+        raise NotFound(f"{self.name} has no version in stage or alias {ref.label!r}")
 
     def head_for(self, version: int) -> Head:
         """Return a pointer to ``version`` (its manifest id)."""

@@ -12,30 +12,33 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from modelreg.errors import ConflictError, IntegrityError, NotFound, UsageError
+from modelreg.registry.builder import StateBuilder
+from modelreg.registry.hooks import HookResult
 from modelreg.registry.lineage import check_toml_value
 from modelreg.registry.manifest import Manifest, decode_manifest, encode_manifest
 from modelreg.registry.names import Ref, check_model_name, model_key, parse_ref
+from modelreg.registry.policy import StoreConfig, load_config
 from modelreg.registry.state import (
     Commit,
-    Event,
     Head,
     VersionEntry,
     bucket_of,
     decode_bucket,
     decode_commit,
-    encode_bucket,
-    encode_commit,
 )
 from modelreg.storage.hashing import digest_bytes, digest_file, format_digest, parse_digest
 from modelreg.storage.layout import Layout, discover, init
 from modelreg.storage.objects import ObjectStore
 from modelreg.storage.refs import RefStore
-from modelreg.storage.tree import FileEntry, check_relpath, collect, encode_tree
+from modelreg.storage.tree import FileEntry, SourceFile, check_relpath, collect, encode_tree
 from modelreg.types import (
     Artifact,
     FileInfo,
@@ -49,10 +52,25 @@ from modelreg.types import (
     to_json_data,
 )
 
-__all__ = ["DEFAULT_STAGE", "Registry", "now_iso"]
+__all__ = ["Outcome", "Registry", "now_iso"]
 
-DEFAULT_STAGE = "development"
 MODELS_PREFIX = "models"
+T = TypeVar("T")
+
+
+@dataclass
+class Outcome(Generic[T]):
+    """What a committed change produced: the plan's value, its events, hook results."""
+
+    value: T
+    builder: StateBuilder
+    hooks: list[HookResult] = field(default_factory=list)
+
+    def event_records(self) -> list[dict[str, Any]]:
+        """The committed events in the shape of ``modelreg events --json``."""
+        from modelreg.registry.events import event_record
+
+        return [event_record(self.builder.name, oid, c) for oid, c in self.builder.commits]
 
 
 def now_iso() -> str:
@@ -89,6 +107,11 @@ class Registry:
         self.layout = layout
         self.objects = ObjectStore(layout.objects, layout.tmp)
         self.refs = RefStore(layout.refs, layout.tmp)
+
+    @cached_property
+    def config(self) -> StoreConfig:
+        """The store's policy and hooks, read once from ``config.toml``."""
+        return load_config(self.layout.config_file)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None) -> Registry:
@@ -191,8 +214,7 @@ class Registry:
                 self._where(manifest_oid),
             )
         if stage is None:
-            held = [s for s, h in commit.stages.items() if h.version == version]
-            stage = held[0] if held else self._entry(commit, version).stage
+            stage = self._entry(commit, version).stage
         return VersionInfo(
             name=m.name,
             version=m.version,
@@ -264,23 +286,10 @@ class Registry:
             for v, e in self.iter_entries(commit)
         ]
 
-    def history(self, name: str) -> list[Event]:
-        """Return the events of model ``name``, newest first, by walking its commit chain."""
-        found = self.head(name)
-        if found is None:
-            raise NotFound(f"model {name!r} not found")
-        events = []
-        oid: str | None = found[0]
-        while oid is not None:
-            c = self.load_commit(oid)
-            events.append(c.event)
-            oid = c.parent
-        return events
-
     # -- register ------------------------------------------------------------------------
 
-    def _store_artifact(self, paths: list[Path], progress: Progress | None) -> Artifact:
-        kind, sources = collect(paths)
+    def _store_artifact(self, kind: str, sources: list[SourceFile],
+                        progress: Progress | None) -> Artifact:
         total = sum(s.source.stat().st_size for s in sources)
         if progress is not None:
             progress.start(total)
@@ -311,6 +320,8 @@ class Registry:
         description: str | None = None,
         tags: dict[str, str] | None = None,
         force: bool = False,
+        stage: str | None = None,
+        reason: str | None = None,
         progress: Progress | None = None,
     ) -> RegisterResult:
         """Register ``paths`` as the next version of ``name``.
@@ -327,6 +338,8 @@ class Registry:
             description: Free text.
             tags: String labels.
             force: Make a new version even if an identical one exists.
+            stage: Move the new version on to this stage in the same step (policy applies).
+            reason: Why, recorded with the stage transition.
             progress: Receives byte counts while files are copied.
 
         Returns:
@@ -336,62 +349,111 @@ class Registry:
             UsageError: The name or a path is refused.
             ConflictError: A model of the same name in another case exists, or the lock
                 stayed held too long.
+            PolicyDenied: ``stage`` may not be entered (nothing is registered then).
         """
+        from modelreg.registry.lifecycle import move
+
         check_model_name(name)
+        config = self.config
+        if stage is not None and stage not in config.stages:
+            raise NotFound(f"no stage {stage!r} (stages: {', '.join(config.stages)})")
         lineage = lineage or Lineage()
         tags = dict(sorted((tags or {}).items()))
         check_toml_value(lineage.params, "params")
         check_toml_value(lineage.metrics, "metrics")
-        artifact = self._store_artifact(paths, progress)
+        kind, sources = collect(paths)
+        artifact = self._store_artifact(kind, sources, progress)
         fp = fingerprint(artifact.digest, description, tags, lineage)
-        with self.refs.transaction(self._ref_name(name)) as txn:
-            parent = None if txn.old is None else self.load_commit(txn.old)
-            if parent is not None and parent.model != name:
+
+        def plan(b: StateBuilder) -> tuple[int, bool]:
+            if b.exists and b.name != name:
                 raise ConflictError(
-                    f"model {parent.model!r} already exists; names are unique ignoring case, "
-                    f"so register under {parent.model!r}"
+                    f"model {b.name!r} already exists; names are unique ignoring case, "
+                    f"so register under {b.name!r}"
                 )
-            if parent is not None and not force:
-                for v, e in self.iter_entries(parent):
+            if b.exists and not force:
+                for v, e in b.entries():
                     if e.fingerprint == fp:
-                        return RegisterResult(self._info(parent, v, e.manifest), created=False)
-            version = 1 if parent is None else parent.latest.version + 1
+                        return v, False
+            version = 1 if b.latest is None else b.latest.version + 1
             when = now_iso()
             manifest = Manifest(name, version, when, actor, description, tags, artifact, lineage)
-            manifest_oid = self.objects.put_bytes(encode_manifest(manifest))
-            entry = VersionEntry(manifest_oid, fp, when, actor, DEFAULT_STAGE,
-                                 artifact.digest, artifact.size)
-            b = bucket_of(version)
-            bucket: dict[int, VersionEntry] = {}
-            if parent is not None and b in parent.index:
-                bucket = self.load_bucket(parent.index[b])
-            bucket[version] = entry
-            index = dict(parent.index) if parent is not None else {}
-            index[b] = self.objects.put_bytes(encode_bucket(bucket))
-            head = Head(version, manifest_oid)
-            stages = dict(parent.stages) if parent is not None else {}
-            stages[DEFAULT_STAGE] = head
-            event = Event(
-                seq=1 if parent is None else parent.seq + 1,
-                time=when,
-                actor=actor,
-                action="register",
-                version=version,
-                to_stage=DEFAULT_STAGE,
-                extra={"manifest": format_digest(manifest_oid)},
-            )
-            commit = Commit(
-                model=name,
-                parent=txn.old,
-                event=event,
-                latest=head,
-                index=index,
-                stages=stages,
-                aliases=dict(parent.aliases) if parent is not None else {},
-            )
-            txn.commit(self.objects.put_bytes(encode_commit(commit)))
-            return RegisterResult(self._info(commit, version, manifest_oid, DEFAULT_STAGE),
-                                  created=True)
+            manifest_oid = b.put(encode_manifest(manifest))
+            b.set_entry(version, VersionEntry(manifest_oid, fp, when, actor, config.initial,
+                                              artifact.digest, artifact.size))
+            b.latest = Head(version, manifest_oid)
+            b.stages[config.initial] = b.latest
+            b.record(action="register", actor=actor, time=when, version=version,
+                     to_stage=config.initial, extra={"manifest": format_digest(manifest_oid)})
+            if stage is not None and stage != config.initial:
+                move(b, config, version, stage, actor=actor, time=when, reason=reason)
+            return version, True
+
+        outcome = self.mutate(name, plan)
+        version, created = outcome.value
+        if created:
+            self._heal_blobs(artifact, sources)
+        commit = self._require_head(name)
+        return RegisterResult(self._info(commit, version, self._entry(commit, version).manifest),
+                              created=created, events=outcome.event_records(),
+                              hooks=outcome.hooks)
+
+    def _heal_blobs(self, artifact: Artifact, sources: list[SourceFile]) -> None:
+        """Re-store any blob that vanished while the version was being committed.
+
+        An existing object is reused, and its mtime refreshed so ``gc`` spares it; where the
+        file system refuses that (an object owned by another user on a shared store), a
+        concurrent ``gc`` could remove it in between. Checking after the commit, with the
+        source files still at hand, closes that window.
+        """
+        by_path = {s.relpath: s.source for s in sources}
+        for f in artifact.files:
+            oid = parse_digest(f.digest)
+            if oid is not None and not self.objects.contains(oid):
+                self.objects.put_file(by_path[f.path])
+
+    def mutate(self, name: str, plan: Callable[[StateBuilder], T]) -> Outcome[T]:
+        """Apply ``plan`` to model ``name`` and commit the events it records, atomically.
+
+        ``plan`` runs on a working copy of the model's state while the model's lock is held,
+        so it sees the latest state and no one else changes it meanwhile. When config.toml
+        has ``pre-`` hooks, ``plan`` first runs without the lock, the hooks are asked about
+        its events, and the plan must record the same transitions again under the lock (else
+        the state moved while the hook ran: exit 4). Post hooks run after the commit.
+
+        Args:
+            name: The model.
+            plan: Records events on the builder and returns a value.
+
+        Returns:
+            The plan's value, the events committed and the hook results.
+        """
+        from modelreg.registry.events import run_hooks
+
+        config = self.config
+        ref_name = self._ref_name(name)
+        planned: list[tuple[str, int | None, str | None, str | None]] | None = None
+        if any(h.when == "pre" for h in config.hooks):
+            found = self.head(name)
+            b = StateBuilder(self, name, *(found or (None, None)))
+            plan(b)
+            if b.events:
+                run_hooks(self, config, b, "pre")
+            planned = b.signature()
+        with self.refs.transaction(ref_name) as txn:
+            head = None if txn.old is None else self.load_commit(txn.old)
+            b = StateBuilder(self, name, txn.old, head)
+            value = plan(b)
+            if planned is not None and b.signature() != planned:
+                raise ConflictError(
+                    f"the state of {b.name} changed while a pre- hook ran; nothing was "
+                    "changed, run the command again"
+                )
+            tip = b.flush()
+            if tip is not None:
+                txn.commit(tip)
+        hooks = run_hooks(self, config, b, "post") if b.events else []
+        return Outcome(value, b, hooks)
 
     # -- pull ----------------------------------------------------------------------------
 

@@ -1,0 +1,238 @@
+"""Lifecycle changes on a model's working state: transitions, approvals, checks, aliases.
+
+These functions work on a :class:`~modelreg.registry.builder.StateBuilder` inside
+``Registry.mutate``, so each runs under the model's lock and commits atomically with the
+events it records. Policy comes from :class:`~modelreg.registry.policy.StoreConfig`; a denied
+change raises ``PolicyDenied`` naming exactly what is missing, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from modelreg.errors import NotFound, PolicyDenied, UsageError
+from modelreg.registry.builder import StateBuilder
+from modelreg.registry.policy import StoreConfig
+from modelreg.registry.state import VersionEntry
+
+__all__ = [
+    "add_approval",
+    "check_alias_name",
+    "missing_requirements",
+    "move",
+    "previous_holder",
+    "record_check",
+    "remove_alias",
+    "set_alias",
+]
+
+_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}\Z")
+_VERSIONISH = re.compile(r"^v?[0-9]+\Z")
+
+
+def missing_requirements(config: StoreConfig, entry: VersionEntry, to_stage: str,
+                         actor: str) -> list[str]:
+    """List what ``actor`` lacks to move a version into ``to_stage`` (empty: allowed).
+
+    Args:
+        config: The store's policy.
+        entry: The version's index entry (its approvals and checks).
+        to_stage: The stage to enter.
+        actor: Who moves it.
+
+    Returns:
+        One readable line per unmet requirement.
+    """
+    policy = config.policy(to_stage)
+    missing = []
+    if not config.actor_allowed(to_stage, actor):
+        missing.append(f"{actor} may not move versions into {to_stage} "
+                       f"(allowed: {', '.join(policy.allowed_actors)})")
+    for name in policy.require_checks:
+        record = entry.checks.get(name)
+        if record is None:
+            missing.append(f"check {name!r} has no recorded result")
+        elif not record.get("passed"):
+            value = "" if record.get("value") is None else f" (value {record['value']})"
+            missing.append(f"check {name!r} failed{value}")
+    if policy.require_approvals:
+        approvers = {a["actor"] for a in entry.approvals if a.get("stage") == to_stage}
+        excluded = set()
+        if policy.four_eyes:
+            excluded = approvers & {actor, entry.created_by}
+            approvers -= excluded
+        if len(approvers) < policy.require_approvals:
+            note = ""
+            if excluded:
+                note = (f"; approvals by {', '.join(sorted(excluded))} do not count under "
+                        "four_eyes (the promoter and the registrant cannot approve their own)")
+            missing.append(f"needs {policy.require_approvals} approval(s) for {to_stage}, has "
+                           f"{len(approvers)}{note}")
+    return missing
+
+
+def move(b: StateBuilder, config: StoreConfig, version: int, to_stage: str, *, actor: str,
+         time: str, reason: str | None = None, action: str | None = None,
+         enforce: bool = True, extra: dict[str, Any] | None = None) -> bool:
+    """Move ``version`` into ``to_stage``, displacing the holder of an exclusive stage.
+
+    Args:
+        b: The model's working state.
+        config: The store's policy.
+        version: The version to move.
+        to_stage: Where to.
+        actor: Who moves it.
+        time: When (ISO 8601).
+        reason: Why (recorded).
+        action: The event's action (default ``promote``, or ``archive`` into the archive
+            stage).
+        enforce: Check transitions and requirements (rollback checks only the actor).
+        extra: More fields for the event.
+
+    Returns:
+        False if the version already was in ``to_stage`` (nothing recorded).
+
+    Raises:
+        NotFound: No such stage or version.
+        PolicyDenied: The transition is not allowed or a requirement is unmet.
+    """
+    if to_stage not in config.stages:
+        raise NotFound(f"no stage {to_stage!r} (stages: {', '.join(config.stages)})")
+    entry = b.entry(version)
+    from_stage = entry.stage
+    if from_stage == to_stage:
+        return False
+    ref = f"{b.name}@{version}"
+    if enforce and not config.allowed(from_stage, to_stage):
+        allowed = ", ".join(config.transitions.get(from_stage, ())) or "nowhere"
+        raise PolicyDenied(f"cannot move {ref} from {from_stage} to {to_stage}: the transition "
+                           f"is not allowed (from {from_stage} a version may go to {allowed})")
+    missing = (missing_requirements(config, entry, to_stage, actor) if enforce else
+               [m for m in missing_requirements(config, entry, to_stage, actor)
+                if "may not move" in m])
+    if missing:
+        raise PolicyDenied(f"cannot move {ref} to {to_stage}: " + "; ".join(missing))
+    holder = b.stages.get(to_stage)
+    if config.policy(to_stage).exclusive and holder is not None and holder.version != version:
+        _set_stage(b, holder.version, config.archive)
+        b.record(action="archive", actor=actor, time=time, version=holder.version,
+                 from_stage=to_stage, to_stage=config.archive,
+                 reason=f"displaced from {to_stage} by {ref}",
+                 extra={"displaced_by": version})
+    _set_stage(b, version, to_stage)
+    b.record(action=action or ("archive" if to_stage == config.archive else "promote"),
+             actor=actor, time=time, version=version, from_stage=from_stage,
+             to_stage=to_stage, reason=reason, extra=extra)
+    return True
+
+
+def _set_stage(b: StateBuilder, version: int, stage: str) -> None:
+    entry = b.entry(version)
+    old = entry.stage
+    b.set_entry(version, entry.evolve(stage=stage))
+    current = b.stages.get(stage)
+    if current is None or current.version < version:
+        b.stages[stage] = b.head_for(version)
+    if old in b.stages and b.stages[old].version == version:
+        b.refresh_stage_head(old)
+
+
+def previous_holder(b: StateBuilder, stage: str, current: int) -> int | None:
+    """Find the version that held ``stage`` before ``current``, from the history.
+
+    Args:
+        b: The model's working state (its history is walked from the base commit).
+        stage: The stage.
+        current: The version holding it now.
+
+    Returns:
+        The version number, or None if no other version ever entered the stage.
+    """
+    oid = b.base_oid
+    while oid is not None:
+        commit = b.reg.load_commit(oid)
+        e = commit.event
+        if e.to_stage == stage and e.version is not None and e.version != current:
+            return e.version
+        oid = commit.parent
+    return None
+
+
+def add_approval(b: StateBuilder, config: StoreConfig, version: int, stage: str, *,
+                 actor: str, time: str, comment: str | None) -> bool:
+    """Record ``actor``'s approval of ``version`` for ``stage``.
+
+    Returns:
+        False if ``actor`` had already approved it for that stage.
+
+    Raises:
+        NotFound: No such stage or version.
+        PolicyDenied: Under four_eyes, the registrant may not approve.
+    """
+    if stage not in config.stages:
+        raise NotFound(f"no stage {stage!r} (stages: {', '.join(config.stages)})")
+    entry = b.entry(version)
+    if config.policy(stage).four_eyes and actor == entry.created_by:
+        raise PolicyDenied(f"{actor} registered {b.name}@{version} and cannot approve it for "
+                           f"{stage}: four_eyes requires a second person")
+    if any(a["actor"] == actor and a.get("stage") == stage for a in entry.approvals):
+        return False
+    approval = {"actor": actor, "time": time, "stage": stage}
+    if comment:
+        approval["comment"] = comment
+    b.set_entry(version, entry.evolve(approvals=(*entry.approvals, approval)))
+    b.record(action="approve", actor=actor, time=time, version=version, reason=comment,
+             extra={"stage": stage})
+    return True
+
+
+def record_check(b: StateBuilder, version: int, name: str, *, passed: bool, value: Any,
+                 details: str | None, actor: str, time: str) -> None:
+    """Record a check result (the latest result per check name counts)."""
+    if not name or not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z", name):
+        raise UsageError(f"bad check name {name!r}: use letters, digits, '.', '_' and '-'")
+    entry = b.entry(version)
+    record: dict[str, Any] = {"passed": passed, "actor": actor, "time": time}
+    if value is not None:
+        record["value"] = value
+    if details:
+        record["details"] = details
+    b.set_entry(version, entry.evolve(checks={**entry.checks, name: record}))
+    b.record(action="check", actor=actor, time=time, version=version, reason=details,
+             extra={"check": name, "passed": passed, "value": value})
+
+
+def check_alias_name(config: StoreConfig, alias: str) -> str:
+    """Refuse an alias that could be mistaken for a stage, a version or ``latest``."""
+    if not _ALIAS.match(alias) or _VERSIONISH.match(alias) or alias == "latest":
+        raise UsageError(f"bad alias {alias!r}: start with a letter; letters, digits, '.', '_', "
+                         "'-'; not 'latest' or a version number")
+    if alias in config.stages:
+        raise UsageError(f"alias {alias!r} would clash with the stage of that name")
+    return alias
+
+
+def set_alias(b: StateBuilder, config: StoreConfig, alias: str, version: int, *, actor: str,
+              time: str) -> bool:
+    """Point ``alias`` at ``version``; returns False if it already pointed there."""
+    check_alias_name(config, alias)
+    b.entry(version)
+    old = b.aliases.get(alias)
+    if old is not None and old.version == version:
+        return False
+    b.aliases[alias] = b.head_for(version)
+    b.record(action="alias", actor=actor, time=time, version=version,
+             extra={"alias": alias, "op": "set",
+                    "previous": None if old is None else old.version})
+    return True
+
+
+def remove_alias(b: StateBuilder, alias: str, *, actor: str, time: str) -> int:
+    """Remove ``alias``; returns the version it pointed at."""
+    old = b.aliases.pop(alias, None)
+    if old is None:
+        raise NotFound(f"{b.name} has no alias {alias!r}")
+    b.record(action="alias", actor=actor, time=time, version=old.version,
+             extra={"alias": alias, "op": "remove"})
+    return old.version

@@ -1,0 +1,160 @@
+"""Lifecycle operations on a registry: each resolves, plans and commits one change.
+
+Every function here runs its change through ``Registry.mutate``: the reference is resolved
+under the model's lock, policy is checked, and state and history move together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelreg.errors import NotFound, UsageError
+from modelreg.registry.builder import StateBuilder
+from modelreg.registry.core import Outcome, Registry, now_iso
+from modelreg.registry.lifecycle import (
+    add_approval,
+    check_alias_name,
+    move,
+    previous_holder,
+    record_check,
+    remove_alias,
+    set_alias,
+)
+from modelreg.registry.names import Ref, parse_ref
+from modelreg.types import ChangeResult
+
+__all__ = ["alias_list", "alias_remove", "alias_set", "approve", "check", "promote",
+           "rollback"]
+
+
+def _result(reg: Registry, outcome: Outcome[Any], version: int, changed: bool) -> ChangeResult:
+    info = reg.show(Ref(outcome.builder.name, version=version))
+    return ChangeResult(info, changed, outcome.event_records(), outcome.hooks)
+
+
+def promote(reg: Registry, ref: str, to_stage: str, *, actor: str,
+            reason: str | None = None) -> ChangeResult:
+    """Move the version ``ref`` names into ``to_stage``, under the store's policy.
+
+    Args:
+        reg: The registry.
+        ref: The version.
+        to_stage: The stage to enter (the archive stage archives).
+        actor: Who does it.
+        reason: Why (recorded).
+
+    Returns:
+        The version's resulting state and the recorded events.
+
+    Raises:
+        PolicyDenied: The transition is not allowed or a requirement is unmet.
+    """
+    parsed = parse_ref(ref)
+    config = reg.config
+
+    def plan(b: StateBuilder) -> tuple[int, bool]:
+        version = b.resolve(parsed)
+        return version, move(b, config, version, to_stage, actor=actor, time=now_iso(),
+                             reason=reason)
+
+    outcome = reg.mutate(parsed.name, plan)
+    return _result(reg, outcome, *outcome.value)
+
+
+def approve(reg: Registry, ref: str, *, actor: str, stage: str | None = None,
+            comment: str | None = None) -> ChangeResult:
+    """Record ``actor``'s approval of a version for ``stage`` (default: the approval stage)."""
+    parsed = parse_ref(ref)
+    config = reg.config
+    target = stage or config.default_approval_stage()
+
+    def plan(b: StateBuilder) -> tuple[int, bool]:
+        version = b.resolve(parsed)
+        return version, add_approval(b, config, version, target, actor=actor, time=now_iso(),
+                                     comment=comment)
+
+    outcome = reg.mutate(parsed.name, plan)
+    return _result(reg, outcome, *outcome.value)
+
+
+def check(reg: Registry, ref: str, name: str, *, passed: bool, actor: str, value: Any = None,
+          details: str | None = None) -> ChangeResult:
+    """Record the result of check ``name`` (a CI gate) on a version."""
+    parsed = parse_ref(ref)
+
+    def plan(b: StateBuilder) -> int:
+        version = b.resolve(parsed)
+        record_check(b, version, name, passed=passed, value=value, details=details,
+                     actor=actor, time=now_iso())
+        return version
+
+    outcome = reg.mutate(parsed.name, plan)
+    return _result(reg, outcome, outcome.value, True)
+
+
+def rollback(reg: Registry, name: str, *, actor: str, stage: str = "production",
+             reason: str | None = None) -> ChangeResult:
+    """Put back the version that held ``stage`` before the current one.
+
+    The current holder goes to the archive stage; the previous holder comes back, as new
+    recorded transitions. Transition rules and approvals are not re-checked (a rollback
+    restores a state that was approved once), but ``allowed_actors`` is.
+    """
+    config = reg.config
+    if stage not in config.stages:
+        raise NotFound(f"no stage {stage!r} (stages: {', '.join(config.stages)})")
+
+    def plan(b: StateBuilder) -> int:
+        b.resolve(Ref(name))
+        current = b.stages.get(stage)
+        if current is None:
+            raise NotFound(f"no version of {b.name} is in {stage}; nothing to roll back")
+        previous = previous_holder(b, stage, current.version)
+        if previous is None:
+            raise NotFound(f"no version of {b.name} held {stage} before v{current.version}")
+        when = now_iso()
+        why = reason or f"rollback of {stage} from v{current.version} to v{previous}"
+        if stage != config.archive:
+            move(b, config, current.version, config.archive, actor=actor, time=when,
+                 reason=why, enforce=False, action="archive")
+        move(b, config, previous, stage, actor=actor, time=when, reason=why, enforce=False,
+             action="rollback", extra={"rolled_back": current.version})
+        return previous
+
+    outcome = reg.mutate(name, plan)
+    return _result(reg, outcome, outcome.value, True)
+
+
+def alias_set(reg: Registry, name: str, alias: str, version: int, *,
+              actor: str) -> ChangeResult:
+    """Point ``alias`` at ``version`` of model ``name`` (moving it if it pointed elsewhere)."""
+    check_alias_name(reg.config, alias)
+    if version < 1:
+        raise UsageError("versions start at 1")
+
+    def plan(b: StateBuilder) -> bool:
+        b.resolve(Ref(name))
+        return set_alias(b, reg.config, alias, version, actor=actor, time=now_iso())
+
+    outcome = reg.mutate(name, plan)
+    return _result(reg, outcome, version, outcome.value)
+
+
+def alias_remove(reg: Registry, name: str, alias: str, *, actor: str) -> ChangeResult:
+    """Remove ``alias`` from model ``name``."""
+
+    def plan(b: StateBuilder) -> int:
+        b.resolve(Ref(name))
+        return remove_alias(b, alias, actor=actor, time=now_iso())
+
+    outcome = reg.mutate(name, plan)
+    return _result(reg, outcome, outcome.value, True)
+
+
+def alias_list(reg: Registry, name: str) -> tuple[str, dict[str, int]]:
+    """Return the model's canonical name and its aliases with their versions."""
+    found = reg.head(name)
+    if found is None:
+        raise NotFound(f"model {name!r} not found")
+    commit = found[1]
+    return commit.model, {a: h.version for a, h in sorted(commit.aliases.items())}
