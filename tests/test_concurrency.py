@@ -41,7 +41,7 @@ def test_sixteen_parallel_cli_registers(registry: Registry, tmp_path: Path) -> N
     assert [r.version for r in rows] == list(range(1, 17))
     for i, v in by_param.items():
         assert modelreg.show(f"shared@{v}", registry=registry).lineage.params == {"i": i}
-    assert len(modelreg.history("shared", registry=registry)) == 16
+    assert len(modelreg.history("shared", registry=registry)[1]) == 16
     result = run_cli("fsck", registry=store)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not list(store.rglob("*.lock"))
