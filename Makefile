@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml $(BIN)/python
 
 demo: $(STAMP)
 	$(BIN)/python examples/quickstart.py
+	$(BIN)/python examples/handshake.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples bench
