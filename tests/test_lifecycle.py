@@ -273,3 +273,22 @@ def test_bad_config_is_a_usage_error(registry: Registry, tmp_path: Path) -> None
         reg = configure(registry, text)
         with pytest.raises(UsageError, match=fragment):
             modelreg.promote("eta@1", "staging", registry=reg, actor="a")
+
+
+def test_edit_description_and_tags_is_recorded(registry: Registry, tmp_path: Path) -> None:
+    new_version(registry, tmp_path, 1, description="first", tags={"team": "ml"})
+    result = modelreg.edit("eta@1", registry=registry, actor="ed", description="better",
+                           set_tags={"owner": "ana"}, remove_tags=["team"])
+    assert result.changed
+    info = modelreg.show("eta@1", registry=registry)
+    assert (info.description, info.tags) == ("better", {"owner": "ana"})
+    assert result.events[0]["details"] == {
+        "description": {"from": "first", "to": "better"},
+        "tags": {"from": {"team": "ml"}, "to": {"owner": "ana"}}}
+    assert not modelreg.edit("eta@1", registry=registry, actor="ed", description="better").changed
+    with pytest.raises(NotFound):
+        modelreg.edit("eta@1", registry=registry, actor="ed", remove_tags=["team"])
+    # The manifest (immutable) keeps what was registered.
+    manifest = registry.objects.get_bytes(info.manifest.split(":")[1]).decode()
+    assert 'description = "first"' in manifest
+    assert modelreg.fsck(registry=registry).ok

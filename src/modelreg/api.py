@@ -44,6 +44,7 @@ __all__ = [
     "archive",
     "check",
     "diff",
+    "edit",
     "events",
     "fsck",
     "gc",
@@ -220,6 +221,14 @@ def rollback(name: str, *, registry: RegistryLike = None, stage: str = "producti
     """Put back the version that held ``stage`` before the current one."""
     return _ops.rollback(open_registry(registry), name, actor=resolve_actor(actor), stage=stage,
                          reason=reason)
+
+
+def edit(ref: str, *, registry: RegistryLike = None, description: str | None = None,
+         set_tags: dict[str, str] | None = None, remove_tags: list[str] | None = None,
+         actor: str | None = None) -> ChangeResult:
+    """Change a version's description and tags (recorded as an ``edit`` event)."""
+    return _ops.edit(open_registry(registry), ref, actor=resolve_actor(actor),
+                     description=description, set_tags=set_tags, remove_tags=remove_tags)
 
 
 def alias_set(name: str, alias: str, version: int, *, registry: RegistryLike = None,

@@ -136,6 +136,8 @@ class VersionInfo:
     stage: str
     aliases: list[str]
     manifest: str
+    approvals: list[dict[str, Any]] = field(default_factory=list)
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:

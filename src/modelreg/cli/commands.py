@@ -39,7 +39,8 @@ def init(
         print(f"{verb} modelreg store in {reg.layout.root}")
 
 
-def _tags(items: list[str]) -> dict[str, str]:
+def tags_from(items: list[str]) -> dict[str, str]:
+    """Parse repeated ``--tag K=V`` options (values stay text)."""
     parse_assignments(items, "--tag")  # the same key rules as --param; values stay text
     return {k.strip(): v for k, _, v in (i.partition("=") for i in items)}
 
@@ -93,7 +94,7 @@ def register(
         registry=state.registry,
         params=params,
         metrics=parse_assignments(metric or [], "--metric", numeric=True),
-        tags=_tags(tag or []),
+        tags=tags_from(tag or []),
         description=description,
         run_id=run_id,
         run_name=run_name,

@@ -9,12 +9,12 @@ import typer
 from modelreg import api
 from modelreg.cli import render
 from modelreg.cli.app import app, command, state
-from modelreg.cli.commands import JsonOpt, RefArg
+from modelreg.cli.commands import JsonOpt, RefArg, tags_from
 from modelreg.errors import UsageError
 from modelreg.registry.lineage import parse_value
 from modelreg.types import ChangeResult
 
-__all__ = ["alias_app", "approve", "archive", "check", "events", "promote", "rollback"]
+__all__ = ["alias_app", "approve", "archive", "check", "edit", "events", "promote", "rollback"]
 
 ReasonOpt = Annotated[str | None, typer.Option("--reason", "-r", help="Why (recorded).")]
 
@@ -88,6 +88,26 @@ def check(
                        value=None if value is None else parse_value(value), details=details)
     verdict = "passed" if passed else "failed"
     _show(result, as_json, f"recorded check {name} {verdict} on {result.version.ref}", "")
+
+
+@app.command()
+@command
+def edit(
+    ref: RefArg,
+    description: Annotated[str | None, typer.Option(
+        "--description", "-d", help="The new description.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Set tag K=V (repeatable).")
+                   ] = None,
+    untag: Annotated[list[str] | None, typer.Option("--untag", help="Remove tag K (repeatable).")
+                     ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a version's description or tags (recorded; the manifest keeps the originals)."""
+    if description is None and not tag and not untag:
+        raise UsageError("say what to change: --description, --tag or --untag")
+    result = api.edit(ref, registry=state.registry, description=description,
+                      set_tags=tags_from(tag or []), remove_tags=untag or [])
+    _show(result, as_json, f"edited {result.version.ref}", "nothing to change")
 
 
 @app.command()

@@ -130,6 +130,13 @@ def render_version(v: VersionInfo) -> None:
         rows.append(("data version", lin.data_version))
     if lin.derived_from:
         rows.append(("derived from", lin.derived_from))
+    for name, c in sorted(v.checks.items()):
+        value = "" if c.get("value") is None else f" (value {_value(c['value'])})"
+        rows.append(("check", f"{name}: {'passed' if c.get('passed') else 'FAILED'}{value} "
+                              f"by {c.get('actor')} at {str(c.get('time'))[:19]}"))
+    rows += [("approval", f"{a.get('actor')} for {a.get('stage')} at {str(a.get('time'))[:19]}"
+                          + (f": {a['comment']}" if a.get("comment") else ""))
+             for a in v.approvals]
     rows.append(("manifest", v.manifest))
     for k, val in rows:
         t.add_row(k, val)

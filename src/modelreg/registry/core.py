@@ -204,8 +204,7 @@ class Registry:
                 return commit, table[label].version, table[label].manifest
         raise NotFound(f"{commit.model} has no version in stage or alias {label!r}")
 
-    def _info(self, commit: Commit, version: int, manifest_oid: str,
-              stage: str | None = None) -> VersionInfo:
+    def _info(self, commit: Commit, version: int, manifest_oid: str) -> VersionInfo:
         m = self.load_manifest(manifest_oid)
         if m.name != commit.model or m.version != version:
             raise IntegrityError(
@@ -213,20 +212,21 @@ class Registry:
                 f"index says {commit.model}@{version}",
                 self._where(manifest_oid),
             )
-        if stage is None:
-            stage = self._entry(commit, version).stage
+        entry = self._entry(commit, version)
         return VersionInfo(
             name=m.name,
             version=m.version,
             created_at=m.created_at,
             created_by=m.created_by,
-            description=m.description,
-            tags=m.tags,
+            description=entry.meta.get("description", m.description),
+            tags=dict(entry.meta.get("tags", m.tags)),
             artifact=m.artifact,
             lineage=m.lineage,
-            stage=stage,
+            stage=entry.stage,
             aliases=sorted(a for a, h in commit.aliases.items() if h.version == version),
             manifest=format_digest(manifest_oid),
+            approvals=[dict(a) for a in entry.approvals],
+            checks={k: dict(v) for k, v in entry.checks.items()},
         )
 
     def show(self, ref: str | Ref) -> VersionInfo:

@@ -19,6 +19,7 @@ from modelreg.registry.state import VersionEntry
 __all__ = [
     "add_approval",
     "check_alias_name",
+    "edit_metadata",
     "missing_requirements",
     "move",
     "previous_holder",
@@ -201,6 +202,50 @@ def record_check(b: StateBuilder, version: int, name: str, *, passed: bool, valu
     b.set_entry(version, entry.evolve(checks={**entry.checks, name: record}))
     b.record(action="check", actor=actor, time=time, version=version, reason=details,
              extra={"check": name, "passed": passed, "value": value})
+
+
+def edit_metadata(b: StateBuilder, version: int, base: tuple[str | None, dict[str, str]], *,
+                  description: str | None, set_tags: dict[str, str], remove_tags: list[str],
+                  actor: str, time: str) -> bool:
+    """Change a version's description and tags (the manifest keeps the originals).
+
+    Args:
+        b: The model's working state.
+        version: The version.
+        base: The manifest's description and tags (used until the first edit).
+        description: The new description, or None to keep it.
+        set_tags: Tags to add or change.
+        remove_tags: Tags to remove.
+        actor: Who edits.
+        time: When.
+
+    Returns:
+        False if nothing would change.
+
+    Raises:
+        NotFound: A tag to remove does not exist.
+    """
+    entry = b.entry(version)
+    old_description = entry.meta.get("description", base[0])
+    old_tags = dict(entry.meta.get("tags", base[1]))
+    tags = dict(old_tags)
+    for key in remove_tags:
+        if key not in tags:
+            raise NotFound(f"{b.name}@{version} has no tag {key!r}")
+        del tags[key]
+    tags.update(set_tags)
+    new_description = old_description if description is None else description
+    if tags == old_tags and new_description == old_description:
+        return False
+    meta = {"description": new_description, "tags": dict(sorted(tags.items()))}
+    b.set_entry(version, entry.evolve(meta=meta))
+    changes: dict[str, Any] = {}
+    if new_description != old_description:
+        changes["description"] = {"from": old_description, "to": new_description}
+    if tags != old_tags:
+        changes["tags"] = {"from": old_tags, "to": meta["tags"]}
+    b.record(action="edit", actor=actor, time=time, version=version, extra=changes)
+    return True
 
 
 def check_alias_name(config: StoreConfig, alias: str) -> str:

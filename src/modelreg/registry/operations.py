@@ -14,6 +14,7 @@ from modelreg.registry.core import Outcome, Registry, now_iso
 from modelreg.registry.lifecycle import (
     add_approval,
     check_alias_name,
+    edit_metadata,
     move,
     previous_holder,
     record_check,
@@ -23,7 +24,7 @@ from modelreg.registry.lifecycle import (
 from modelreg.registry.names import Ref, parse_ref
 from modelreg.types import ChangeResult
 
-__all__ = ["alias_list", "alias_remove", "alias_set", "approve", "check", "promote",
+__all__ = ["alias_list", "alias_remove", "alias_set", "approve", "check", "edit", "promote",
            "rollback"]
 
 
@@ -123,6 +124,24 @@ def rollback(reg: Registry, name: str, *, actor: str, stage: str = "production",
 
     outcome = reg.mutate(name, plan)
     return _result(reg, outcome, outcome.value, True)
+
+
+def edit(reg: Registry, ref: str, *, actor: str, description: str | None = None,
+         set_tags: dict[str, str] | None = None,
+         remove_tags: list[str] | None = None) -> ChangeResult:
+    """Change a version's description and tags, as a recorded ``edit`` event."""
+    parsed = parse_ref(ref)
+
+    def plan(b: StateBuilder) -> tuple[int, bool]:
+        version = b.resolve(parsed)
+        m = reg.load_manifest(b.entry(version).manifest)
+        return version, edit_metadata(b, version, (m.description, m.tags),
+                                      description=description, set_tags=set_tags or {},
+                                      remove_tags=remove_tags or [], actor=actor,
+                                      time=now_iso())
+
+    outcome = reg.mutate(parsed.name, plan)
+    return _result(reg, outcome, *outcome.value)
 
 
 def alias_set(reg: Registry, name: str, alias: str, version: int, *,

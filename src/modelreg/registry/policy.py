@@ -31,7 +31,8 @@ DEFAULT_TRANSITIONS: dict[str, tuple[str, ...]] = {
     "production": ("archived",),
     "archived": ("staging",),
 }
-HOOK_ACTIONS = ("register", "promote", "archive", "rollback", "approve", "check", "alias")
+HOOK_ACTIONS = ("register", "promote", "archive", "rollback", "approve", "check", "alias",
+                "edit")
 _STAGE_KEYS = {"exclusive", "require_approvals", "four_eyes", "require_checks",
                "allowed_actors"}
 

@@ -111,6 +111,7 @@ class VersionEntry:
     size: int
     approvals: tuple[dict[str, Any], ...] = ()
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def evolve(self, **changes: Any) -> VersionEntry:
         """Return a copy with ``changes`` applied."""
@@ -232,6 +233,8 @@ def encode_bucket(entries: dict[int, VersionEntry]) -> bytes:
             doc["approvals"] = list(e.approvals)
         if e.checks:
             doc["checks"] = e.checks
+        if e.meta:
+            doc["meta"] = e.meta
         return doc
 
     return _canonical(
@@ -269,6 +272,7 @@ def decode_bucket(data: bytes, where: str) -> dict[int, VersionEntry]:
                 size=int(e["size"]),
                 approvals=tuple(dict(a) for a in e.get("approvals", [])),
                 checks={str(k): dict(c) for k, c in e.get("checks", {}).items()},
+                meta=dict(e.get("meta", {})),
             )
             for v, e in doc["versions"].items()
         }
