@@ -21,6 +21,7 @@ from modelreg.api import (
     fsck,
     gc,
     history,
+    infer_signature,
     init,
     list_models,
     open_registry,
@@ -29,6 +30,9 @@ from modelreg.api import (
     register,
     rollback,
     show,
+    signature,
+    signature_diff,
+    validate,
     versions,
 )
 from modelreg.errors import ModelregError
@@ -52,6 +56,7 @@ __all__ = [
     "fsck",
     "gc",
     "history",
+    "infer_signature",
     "init",
     "list_models",
     "open_registry",
@@ -60,5 +65,8 @@ __all__ = [
     "register",
     "rollback",
     "show",
+    "signature",
+    "signature_diff",
+    "validate",
     "versions",
 ]

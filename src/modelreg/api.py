@@ -9,17 +9,22 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelreg.config import resolve_actor
+from modelreg.errors import NotFound, PolicyDenied, UsageError
 from modelreg.registry import events as _events
 from modelreg.registry import operations as _ops
+from modelreg.registry.builder import StateBuilder
 from modelreg.registry.core import Registry
 from modelreg.registry.diff import diff_versions
+from modelreg.registry.lifecycle import SignatureGuard
 from modelreg.registry.lineage import capture_git, data_ref
 from modelreg.registry.maintenance import DEFAULT_GRACE
 from modelreg.registry.maintenance import fsck as _fsck
 from modelreg.registry.maintenance import gc as _gc
+from modelreg.signatures.compat import Change, diff_signatures
+from modelreg.signatures.model import Signature, load_signature_file, parse_signature
 from modelreg.types import (
     ChangeResult,
     DiffResult,
@@ -37,6 +42,10 @@ from modelreg.types import (
 
 __all__ = [
     "RegistryLike",
+    "infer_signature",
+    "signature",
+    "signature_diff",
+    "validate",
     "alias_list",
     "alias_remove",
     "alias_set",
@@ -59,6 +68,9 @@ __all__ = [
     "show",
     "versions",
 ]
+
+if TYPE_CHECKING:
+    from modelreg.signatures.validate import ValidationReport
 
 RegistryLike = Registry | str | os.PathLike[str] | None
 
@@ -108,6 +120,9 @@ def register(
     force: bool = False,
     stage: str | None = None,
     reason: str | None = None,
+    signature: Signature | dict[str, Any] | str | os.PathLike[str] | None = None,
+    infer_signature: bool = False,
+    sample: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
 ) -> RegisterResult:
     """Register files as the next version of ``name``, with lineage.
@@ -131,12 +146,18 @@ def register(
         force: Make a new version even if an identical one exists.
         stage: Move the new version on to this stage in the same step (policy applies).
         reason: Why, recorded with that transition.
+        signature: The declared signature: a Signature, its dict form, or a JSON/TOML file.
+        infer_signature: Infer the signature from ``sample`` (an ONNX file's signature is
+            always inferred, and a declared one must agree with it).
+        sample: An input example, stored with the version (and used for inference).
         progress: Receives byte counts while files are copied.
 
     Returns:
         The version and whether it was newly created.
     """
     reg = open_registry(registry)
+    final_signature = _resolve_signature([Path(p) for p in paths], signature, infer_signature,
+                                         None if sample is None else Path(sample))
     derived = reg.show(derived_from).ref if derived_from else None
     lineage = Lineage(
         params=dict(params or {}),
@@ -157,8 +178,114 @@ def register(
         force=force,
         stage=stage,
         reason=reason,
+        signature=None if final_signature is None else final_signature.to_dict(),
+        example=None if sample is None else Path(sample),
         progress=progress,
     )
+
+
+def _resolve_signature(paths: list[Path], declared: Any, infer: bool,
+                       sample: Path | None) -> Signature | None:
+    """Work out the signature to store: declared, inferred from ONNX, or from a sample."""
+    if isinstance(declared, dict):
+        declared = parse_signature(declared)
+    elif isinstance(declared, str | os.PathLike):
+        declared = load_signature_file(Path(declared))
+    onnx_files = [p for p in paths if p.is_file() and p.suffix.lower() == ".onnx"]
+    if len(onnx_files) == 1:
+        from modelreg import onnxio
+
+        inferred = onnxio.infer_signature(onnx_files[0])
+        if declared is None:
+            return inferred
+        differences = onnxio.signature_contradictions(declared, inferred)
+        if differences:
+            raise UsageError("the declared signature contradicts the ONNX graph: "
+                             + "; ".join(differences))
+        return declared
+    if infer:
+        if declared is not None:
+            raise UsageError("give --signature or --infer-signature, not both")
+        if sample is None:
+            raise UsageError("--infer-signature needs an ONNX file or a --sample to infer from")
+        return infer_signature(sample)
+    return declared
+
+
+def infer_signature(path: str | os.PathLike[str], *, fmt: str | None = None) -> Signature:
+    """Infer a signature from an ONNX file or from sample data (CSV, JSON, JSONL).
+
+    Args:
+        path: The file.
+        fmt: The sample's format, when its name does not tell.
+
+    Returns:
+        The inferred signature.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise NotFound(f"{p} does not exist")
+    if p.suffix.lower() == ".onnx":
+        from modelreg import onnxio
+
+        return onnxio.infer_signature(p)
+    from modelreg.signatures.infer import infer_from_sample
+
+    return infer_from_sample(p.read_bytes(), filename=p.name, fmt=fmt)
+
+
+def signature(ref: str, *, registry: RegistryLike = None) -> Signature:
+    """Return the signature of the version ``ref`` names.
+
+    Raises:
+        NotFound: The version has no signature.
+    """
+    info = open_registry(registry).show(ref)
+    if info.signature is None:
+        raise NotFound(f"{info.ref} has no signature (register it with --signature, "
+                       "--infer-signature or an ONNX file)")
+    return parse_signature(info.signature)
+
+
+def signature_diff(a: str, b: str, *, registry: RegistryLike = None) -> list[Change]:
+    """Classify each difference from the signature of ``a`` to that of ``b``."""
+    reg = open_registry(registry)
+    sa, sb = reg.show(a).signature, reg.show(b).signature
+    return diff_signatures(None if sa is None else parse_signature(sa),
+                           None if sb is None else parse_signature(sb))
+
+
+def validate(ref: str, data: bytes, *, registry: RegistryLike = None,
+             filename: str | None = None, fmt: str | None = None, outputs: bool = False,
+             allow_extra: bool = False, max_errors: int = 20) -> ValidationReport:
+    """Check a payload against the signature of ``ref`` (its inputs, or ``outputs``)."""
+    from modelreg.signatures.validate import validate_payload
+
+    sig = signature(ref, registry=registry)
+    schema = sig.outputs if outputs else sig.inputs
+    if schema is None:
+        raise NotFound(f"{ref}: the signature declares no outputs")
+    return validate_payload(schema, data, filename=filename, fmt=fmt, allow_extra=allow_extra,
+                            max_errors=max_errors)
+
+
+def _signature_guard(reg: Registry, allow_breaking: bool) -> SignatureGuard:
+    def guard(b: StateBuilder, holder: int, candidate: int) -> dict[str, Any] | None:
+        old = reg.load_manifest(b.entry(holder).manifest).signature
+        new = reg.load_manifest(b.entry(candidate).manifest).signature
+        changes = diff_signatures(None if old is None else parse_signature(old),
+                                  None if new is None else parse_signature(new))
+        breaking = [c.message for c in changes if c.breaking]
+        if not breaking:
+            return None
+        if not allow_breaking:
+            raise PolicyDenied(
+                f"{b.name}@{candidate} breaks the signature of {b.name}@{holder}, which callers "
+                f"use now: {'; '.join(breaking)}. Pass --allow-breaking to promote anyway "
+                "(the override is recorded)")
+        return {"allow_breaking": True, "breaking_changes": breaking}
+
+    return guard
 
 
 def show(ref: str, *, registry: RegistryLike = None) -> VersionInfo:
@@ -188,10 +315,17 @@ def events(since: str | None = None, *,
 
 
 def promote(ref: str, to_stage: str, *, registry: RegistryLike = None,
-            reason: str | None = None, actor: str | None = None) -> ChangeResult:
-    """Move a version into ``to_stage`` under the store's policy."""
-    return _ops.promote(open_registry(registry), ref, to_stage, actor=resolve_actor(actor),
-                        reason=reason)
+            reason: str | None = None, actor: str | None = None,
+            allow_breaking: bool = False) -> ChangeResult:
+    """Move a version into ``to_stage`` under the store's policy.
+
+    Into a stage whose policy has ``check_signature`` (production by default), a version
+    whose signature breaks the current holder's is refused unless ``allow_breaking``; the
+    override is recorded with the event.
+    """
+    reg = open_registry(registry)
+    return _ops.promote(reg, ref, to_stage, actor=resolve_actor(actor), reason=reason,
+                        guard=_signature_guard(reg, allow_breaking))
 
 
 def archive(ref: str, *, registry: RegistryLike = None, reason: str | None = None,

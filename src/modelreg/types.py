@@ -138,6 +138,8 @@ class VersionInfo:
     manifest: str
     approvals: list[dict[str, Any]] = field(default_factory=list)
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    signature: dict[str, Any] | None = None
+    example: FileInfo | None = None
 
     @property
     def ref(self) -> str:

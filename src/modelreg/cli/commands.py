@@ -81,6 +81,14 @@ def register(
     ] = None,
     reason: Annotated[str | None, typer.Option(
         "--reason", help="Why; recorded with the --stage transition.")] = None,
+    signature: Annotated[Path | None, typer.Option(
+        "--signature", help="Signature file (JSON or TOML, compact or full form).")] = None,
+    infer_signature: Annotated[bool, typer.Option(
+        "--infer-signature", help="Infer the signature from --sample (ONNX files always "
+        "get theirs inferred).")] = False,
+    sample: Annotated[Path | None, typer.Option(
+        "--sample", help="An input example (CSV, JSON, JSONL, npy, npz), stored with the "
+        "version.")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Make a new version even if an identical one exists.")] = False,
     as_json: JsonOpt = False,
@@ -105,6 +113,9 @@ def register(
         force=force,
         stage=stage,
         reason=reason,
+        signature=signature,
+        infer_signature=infer_signature,
+        sample=sample,
         progress=render.progress_for_stderr(f"register {name}"),
     )
     if as_json:

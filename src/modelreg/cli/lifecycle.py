@@ -34,10 +34,14 @@ def promote(
     to: Annotated[str, typer.Option("--to", help="The stage to move the version into.",
                                     show_default=False)],
     reason: ReasonOpt = None,
+    allow_breaking: Annotated[bool, typer.Option(
+        "--allow-breaking", help="Promote even if its signature breaks the current holder's "
+        "(recorded).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Move a version into a stage, under the store's policy (exit 5 if denied)."""
-    result = api.promote(ref, to, registry=state.registry, reason=reason)
+    result = api.promote(ref, to, registry=state.registry, reason=reason,
+                         allow_breaking=allow_breaking)
     v = result.version
     _show(result, as_json, f"{v.ref} is now in {v.stage}", f"{v.ref} already is in {v.stage}")
 

@@ -79,7 +79,7 @@ def now_iso() -> str:
 
 
 def fingerprint(artifact_digest: str, description: str | None, tags: dict[str, str],
-                lineage: Lineage) -> str:
+                lineage: Lineage, more: dict[str, Any] | None = None) -> str:
     """Digest what makes two registrations "the same": content and lineage, not time or actor.
 
     Args:
@@ -87,6 +87,7 @@ def fingerprint(artifact_digest: str, description: str | None, tags: dict[str, s
         description: The version's description.
         tags: Its tags.
         lineage: Its lineage.
+        more: Further content that makes versions differ (signature, input example).
 
     Returns:
         A sha256 hex digest.
@@ -96,6 +97,7 @@ def fingerprint(artifact_digest: str, description: str | None, tags: dict[str, s
         "description": description,
         "tags": tags,
         "lineage": to_json_data(lineage),
+        **(more or {}),
     }
     return digest_bytes(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
 
@@ -227,6 +229,8 @@ class Registry:
             manifest=format_digest(manifest_oid),
             approvals=[dict(a) for a in entry.approvals],
             checks={k: dict(v) for k, v in entry.checks.items()},
+            signature=m.signature,
+            example=m.example,
         )
 
     def show(self, ref: str | Ref) -> VersionInfo:
@@ -322,6 +326,8 @@ class Registry:
         force: bool = False,
         stage: str | None = None,
         reason: str | None = None,
+        signature: dict[str, Any] | None = None,
+        example: Path | None = None,
         progress: Progress | None = None,
     ) -> RegisterResult:
         """Register ``paths`` as the next version of ``name``.
@@ -340,6 +346,8 @@ class Registry:
             force: Make a new version even if an identical one exists.
             stage: Move the new version on to this stage in the same step (policy applies).
             reason: Why, recorded with the stage transition.
+            signature: The canonical signature (stored in the manifest).
+            example: An input example file, stored with the version.
             progress: Receives byte counts while files are copied.
 
         Returns:
@@ -363,7 +371,16 @@ class Registry:
         check_toml_value(lineage.metrics, "metrics")
         kind, sources = collect(paths)
         artifact = self._store_artifact(kind, sources, progress)
-        fp = fingerprint(artifact.digest, description, tags, lineage)
+        example_info = None
+        if example is not None:
+            if not example.is_file():
+                raise NotFound(f"input example {example} does not exist")
+            oid, size = self.objects.put_file(example)
+            example_info = FileInfo(example.name, format_digest(oid), size)
+        more = {"signature": signature,
+                "example": None if example_info is None else example_info.digest}
+        fp = fingerprint(artifact.digest, description, tags, lineage,
+                         {k: v for k, v in more.items() if v is not None})
 
         def plan(b: StateBuilder) -> tuple[int, bool]:
             if b.exists and b.name != name:
@@ -377,7 +394,8 @@ class Registry:
                         return v, False
             version = 1 if b.latest is None else b.latest.version + 1
             when = now_iso()
-            manifest = Manifest(name, version, when, actor, description, tags, artifact, lineage)
+            manifest = Manifest(name, version, when, actor, description, tags, artifact, lineage,
+                                signature, example_info)
             manifest_oid = b.put(encode_manifest(manifest))
             b.set_entry(version, VersionEntry(manifest_oid, fp, when, actor, config.initial,
                                               artifact.digest, artifact.size))

@@ -9,6 +9,7 @@ change raises ``PolicyDenied`` naming exactly what is missing, and nothing is wr
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from modelreg.errors import NotFound, PolicyDenied, UsageError
@@ -26,6 +27,7 @@ __all__ = [
     "record_check",
     "remove_alias",
     "set_alias",
+    "SignatureGuard",
 ]
 
 _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}\Z")
@@ -73,9 +75,15 @@ def missing_requirements(config: StoreConfig, entry: VersionEntry, to_stage: str
     return missing
 
 
+SignatureGuard = Callable[[StateBuilder, int, int], dict[str, Any] | None]
+"""Compares the signatures of a stage's holder and a candidate; raises PolicyDenied on a
+breaking change, or returns fields to record (an allowed override)."""
+
+
 def move(b: StateBuilder, config: StoreConfig, version: int, to_stage: str, *, actor: str,
          time: str, reason: str | None = None, action: str | None = None,
-         enforce: bool = True, extra: dict[str, Any] | None = None) -> bool:
+         enforce: bool = True, extra: dict[str, Any] | None = None,
+         guard: SignatureGuard | None = None) -> bool:
     """Move ``version`` into ``to_stage``, displacing the holder of an exclusive stage.
 
     Args:
@@ -90,6 +98,8 @@ def move(b: StateBuilder, config: StoreConfig, version: int, to_stage: str, *, a
             stage).
         enforce: Check transitions and requirements (rollback checks only the actor).
         extra: More fields for the event.
+        guard: Checks signature compatibility against the stage's current holder, for
+            stages whose policy has ``check_signature``.
 
     Returns:
         False if the version already was in ``to_stage`` (nothing recorded).
@@ -115,6 +125,11 @@ def move(b: StateBuilder, config: StoreConfig, version: int, to_stage: str, *, a
     if missing:
         raise PolicyDenied(f"cannot move {ref} to {to_stage}: " + "; ".join(missing))
     holder = b.stages.get(to_stage)
+    if (enforce and guard is not None and config.policy(to_stage).check_signature
+            and holder is not None and holder.version != version):
+        recorded = guard(b, holder.version, version)
+        if recorded:
+            extra = {**(extra or {}), **recorded}
     if config.policy(to_stage).exclusive and holder is not None and holder.version != version:
         _set_stage(b, holder.version, config.archive)
         b.record(action="archive", actor=actor, time=time, version=holder.version,

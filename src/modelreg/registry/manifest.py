@@ -33,6 +33,8 @@ class Manifest:
     tags: dict[str, str]
     artifact: Artifact
     lineage: Lineage
+    signature: dict[str, Any] | None = None
+    example: FileInfo | None = None
 
 
 def _sorted_tables(value: Any) -> Any:
@@ -90,6 +92,11 @@ def encode_manifest(m: Manifest) -> bytes:
         "size": m.artifact.size,
         "files": [{"path": f.path, "digest": f.digest, "size": f.size} for f in m.artifact.files],
     }
+    if m.signature is not None:
+        doc["signature"] = _sorted_tables(m.signature)
+    if m.example is not None:
+        doc["example"] = {"path": m.example.path, "digest": m.example.digest,
+                          "size": m.example.size}
     doc["lineage"] = lineage
     return tomli_w.dumps(doc).encode("utf-8")
 
@@ -146,6 +153,10 @@ def decode_manifest(data: bytes, where: str) -> Manifest:
                 data_version=lin.get("data_version"),
                 derived_from=lin.get("derived_from"),
             ),
+            signature=None if doc.get("signature") is None else dict(doc["signature"]),
+            example=None if doc.get("example") is None else FileInfo(
+                str(doc["example"]["path"]), str(doc["example"]["digest"]),
+                int(doc["example"]["size"])),
         )
     except IntegrityError:
         raise

@@ -12,6 +12,7 @@ from modelreg.errors import NotFound, UsageError
 from modelreg.registry.builder import StateBuilder
 from modelreg.registry.core import Outcome, Registry, now_iso
 from modelreg.registry.lifecycle import (
+    SignatureGuard,
     add_approval,
     check_alias_name,
     edit_metadata,
@@ -34,7 +35,7 @@ def _result(reg: Registry, outcome: Outcome[Any], version: int, changed: bool) -
 
 
 def promote(reg: Registry, ref: str, to_stage: str, *, actor: str,
-            reason: str | None = None) -> ChangeResult:
+            reason: str | None = None, guard: SignatureGuard | None = None) -> ChangeResult:
     """Move the version ``ref`` names into ``to_stage``, under the store's policy.
 
     Args:
@@ -43,6 +44,7 @@ def promote(reg: Registry, ref: str, to_stage: str, *, actor: str,
         to_stage: The stage to enter (the archive stage archives).
         actor: Who does it.
         reason: Why (recorded).
+        guard: The signature compatibility check (see ``lifecycle.SignatureGuard``).
 
     Returns:
         The version's resulting state and the recorded events.
@@ -56,7 +58,7 @@ def promote(reg: Registry, ref: str, to_stage: str, *, actor: str,
     def plan(b: StateBuilder) -> tuple[int, bool]:
         version = b.resolve(parsed)
         return version, move(b, config, version, to_stage, actor=actor, time=now_iso(),
-                             reason=reason)
+                             reason=reason, guard=guard)
 
     outcome = reg.mutate(parsed.name, plan)
     return _result(reg, outcome, *outcome.value)

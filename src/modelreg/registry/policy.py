@@ -34,7 +34,7 @@ DEFAULT_TRANSITIONS: dict[str, tuple[str, ...]] = {
 HOOK_ACTIONS = ("register", "promote", "archive", "rollback", "approve", "check", "alias",
                 "edit")
 _STAGE_KEYS = {"exclusive", "require_approvals", "four_eyes", "require_checks",
-               "allowed_actors"}
+               "allowed_actors", "check_signature"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class StagePolicy:
     four_eyes: bool = False
     require_checks: tuple[str, ...] = ()
     allowed_actors: tuple[str, ...] = ()
+    check_signature: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ class StoreConfig:
     transitions: dict[str, tuple[str, ...]] = field(
         default_factory=lambda: dict(DEFAULT_TRANSITIONS))
     policies: dict[str, StagePolicy] = field(
-        default_factory=lambda: {"production": StagePolicy("production", exclusive=True)})
+        default_factory=lambda: {"production": StagePolicy("production", exclusive=True,
+                                                           check_signature=True)})
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     hooks: tuple[Hook, ...] = ()
 
@@ -137,7 +139,7 @@ def _stage_policy(name: str, table: Any) -> StagePolicy:
     approvals = table.get("require_approvals", 0)
     if not isinstance(approvals, int) or isinstance(approvals, bool) or approvals < 0:
         raise UsageError(f"config.toml: stages.{name}.require_approvals must be an integer ≥ 0")
-    for key in ("exclusive", "four_eyes"):
+    for key in ("exclusive", "four_eyes", "check_signature"):
         if not isinstance(table.get(key, False), bool):
             raise UsageError(f"config.toml: stages.{name}.{key} must be true or false")
     return StagePolicy(
@@ -147,6 +149,7 @@ def _stage_policy(name: str, table: Any) -> StagePolicy:
         four_eyes=table.get("four_eyes", False),
         require_checks=_strings(table.get("require_checks", []), f"stages.{name}.require_checks"),
         allowed_actors=_strings(table.get("allowed_actors", []), f"stages.{name}.allowed_actors"),
+        check_signature=table.get("check_signature", False),
     )
 
 
@@ -228,10 +231,11 @@ def parse_config(doc: dict[str, Any]) -> StoreConfig:
             if s not in stages:
                 raise UsageError(f"config.toml: [transitions] names unknown stage {s!r}")
         transitions[src] = dests
-    policies = {"production": StagePolicy("production", exclusive=True)} if (
-        "production" in stages) else {}
+    policies = {"production": StagePolicy("production", exclusive=True, check_signature=True)
+                } if "production" in stages else {}
     for name, table in stage_tables.items():
-        merged = {"exclusive": name == "production", **table}
+        merged = {"exclusive": name == "production", "check_signature": name == "production",
+                  **table}
         policies[name] = _stage_policy(name, merged)
     groups_raw = doc.get("groups", {})
     if not isinstance(groups_raw, dict):

@@ -1,0 +1,143 @@
+"""Signature subcommands: signature show/infer/diff, validate, contract check."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelreg import api
+from modelreg.cli import render
+from modelreg.cli.app import app, command, state
+from modelreg.cli.commands import JsonOpt, RefArg
+from modelreg.errors import EXIT_CHECK_FAILED, NotFound, UsageError
+
+__all__ = ["contract_app", "signature_app", "validate"]
+
+signature_app = typer.Typer(help="Show, infer and compare model signatures.",
+                            no_args_is_help=True)
+app.add_typer(signature_app, name="signature")
+
+
+@signature_app.command("show")
+@command
+def signature_show(
+    ref: RefArg,
+    fmt: Annotated[str, typer.Option("--format", help="json (the stored form) or jsonschema "
+                                     "(draft 2020-12).")] = "json",
+) -> None:
+    """Print the signature of a version."""
+    sig = api.signature(ref, registry=state.registry)
+    if fmt == "json":
+        render.emit_json(sig.to_dict())
+    elif fmt == "jsonschema":
+        from modelreg.signatures.schema_json import signature_jsonschema
+
+        render.emit_json(signature_jsonschema(sig))
+    else:
+        raise UsageError(f"unknown --format {fmt!r}: use json or jsonschema")
+
+
+@signature_app.command("infer")
+@command
+def signature_infer(
+    path: Annotated[Path, typer.Argument(help="An ONNX model, or sample data (CSV, JSON, "
+                                               "JSONL).", show_default=False)],
+    fmt: Annotated[str | None, typer.Option("--format", help="The sample's format when its "
+                                            "name does not tell (csv, json, jsonl).")] = None,
+) -> None:
+    """Infer a signature and print it as JSON (feed it to register --signature)."""
+    render.emit_json(api.infer_signature(path, fmt=fmt).to_dict())
+
+
+@signature_app.command("diff")
+@command
+def signature_diff(
+    a: Annotated[str, typer.Argument(help="The version callers use now.", show_default=False)],
+    b: Annotated[str, typer.Argument(help="The candidate version.", show_default=False)],
+    as_json: JsonOpt = False,
+) -> None:
+    """Classify signature changes from A to B as breaking or compatible (exit 1: breaking)."""
+    changes = api.signature_diff(a, b, registry=state.registry)
+    breaking = any(c.breaking for c in changes)
+    if as_json:
+        render.emit_json({"a": a, "b": b, "breaking": breaking,
+                          "changes": [c.to_dict() for c in changes]})
+    elif not changes:
+        print(f"{a} and {b} have equivalent signatures")
+    else:
+        for c in changes:
+            print(f"{'BREAKING' if c.breaking else 'compatible'}  {c.message}")
+    if breaking:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@app.command()
+@command
+def validate(
+    ref: RefArg,
+    path: Annotated[str, typer.Argument(help="The payload file, or - for stdin.")] = "-",
+    outputs: Annotated[bool, typer.Option("--outputs", help="Check against the outputs "
+                                          "instead of the inputs.")] = False,
+    fmt: Annotated[str | None, typer.Option("--format", help="Payload format when the file "
+                                            "name does not tell (json, jsonl, csv, npy, npz, "
+                                            "...).")] = None,
+    allow_extra: Annotated[bool, typer.Option("--allow-extra", help="Accept columns the "
+                                              "signature does not name.")] = False,
+    max_errors: Annotated[int, typer.Option("--max-errors", help="Report at most this many "
+                                            "problems.", min=1)] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a payload against a version's signature: exit 0 if valid, 1 if not."""
+    if path == "-":
+        data, name = sys.stdin.buffer.read(), None
+    else:
+        p = Path(path)
+        try:
+            data, name = p.read_bytes(), p.name
+        except FileNotFoundError as exc:
+            raise NotFound(f"{p} does not exist") from exc
+    report = api.validate(ref, data, registry=state.registry, filename=name, fmt=fmt,
+                          outputs=outputs, allow_extra=allow_extra, max_errors=max_errors)
+    if as_json:
+        render.emit_json(report.to_dict())
+    else:
+        for p in report.problems:
+            print(p.message)
+        rest = report.total_problems - len(report.problems)
+        if rest > 0:
+            print(f"... and {rest} more problem(s)")
+        what = f"{report.rows} row(s)" if report.rows is not None else "payload"
+        render.message(f"valid ({what}, {report.format})" if report.ok else
+                       f"invalid: {report.total_problems} problem(s) ({report.format})")
+    if not report.ok:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+contract_app = typer.Typer(help="Check a repository's pinned model references and example "
+                           "payloads (for pre-commit hooks and CI).", no_args_is_help=True)
+app.add_typer(contract_app, name="contract")
+
+
+@contract_app.command("check")
+@command
+def contract_check(
+    file: Annotated[Path, typer.Option("--file", "-f", help="The contract file.")] = Path(
+        "modelreg-contract.toml"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify that each pinned reference resolves and each example payload validates."""
+    from modelreg.contract import check_contract
+
+    report = check_contract(file, registry=state.registry)
+    if as_json:
+        render.emit_json(report.to_dict())
+    else:
+        for line in report.lines():
+            print(line)
+    if not report.ok:
+        raise typer.Exit(report.exit_code)
+
+

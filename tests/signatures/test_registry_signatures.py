@@ -1,0 +1,79 @@
+"""Signatures stored with versions, and breaking changes blocking production."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import modelreg
+from modelreg.errors import PolicyDenied, UsageError
+from modelreg.registry import Registry
+
+SEED = {"inputs": {"distance": "float", "is_hazardous": "bool"},
+        "outputs": {"estimated_time_minutes": "float"}}
+
+
+def reg_version(reg: Registry, tmp_path: Path, i: int, signature, **kw) -> int:
+    f = tmp_path / f"m{i}.bin"
+    f.write_bytes(f"weights {i}".encode())
+    return modelreg.register("eta", [f], registry=reg, git=False, actor="sci",
+                             signature=signature, params={"i": i}, **kw).version.version
+
+
+def to_production(reg: Registry, v: int, **kw) -> modelreg.types.ChangeResult:
+    modelreg.promote(f"eta@{v}", "staging", registry=reg, actor="sci")
+    return modelreg.promote(f"eta@{v}", "production", registry=reg, actor="sci", **kw)
+
+
+def test_signature_is_stored_and_shown(registry: Registry, tmp_path: Path) -> None:
+    sig_file = tmp_path / "sig.json"
+    sig_file.write_text(json.dumps(SEED))
+    reg_version(registry, tmp_path, 1, str(sig_file))
+    info = modelreg.show("eta@1", registry=registry)
+    assert info.signature == modelreg.signature("eta@1", registry=registry).to_dict()
+    assert info.to_dict()["signature"]["inputs"]["columns"][0]["name"] == "distance"
+    manifest = registry.objects.get_bytes(info.manifest.split(":")[1]).decode()
+    assert "[signature" in manifest
+
+
+def test_breaking_signature_blocks_production(registry: Registry, tmp_path: Path) -> None:
+    reg_version(registry, tmp_path, 1, SEED)
+    to_production(registry, 1)
+    breaking = {"inputs": {"distance": "string", "is_hazardous": "bool"},
+                "outputs": {"estimated_time_minutes": "float"}}
+    reg_version(registry, tmp_path, 2, breaking)
+    with pytest.raises(PolicyDenied, match="breaks the signature of eta@1") as exc:
+        to_production(registry, 2)
+    assert "--allow-breaking" in exc.value.message
+    assert modelreg.show("eta@production", registry=registry).version == 1
+    done = modelreg.promote("eta@2", "production", registry=registry, actor="sci",
+                            allow_breaking=True, reason="planned migration")
+    promote = done.events[-1]
+    assert promote["details"]["allow_breaking"] is True
+    assert any("distance" in m for m in promote["details"]["breaking_changes"])
+    assert modelreg.show("eta@production", registry=registry).version == 2
+
+
+def test_compatible_signature_promotes(registry: Registry, tmp_path: Path) -> None:
+    reg_version(registry, tmp_path, 1, SEED)
+    to_production(registry, 1)
+    wider = {"inputs": {**SEED["inputs"], "weather": {"type": "string", "required": False}},
+             "outputs": {**SEED["outputs"], "p90": "float"}}
+    reg_version(registry, tmp_path, 2, wider)
+    assert to_production(registry, 2).version.stage == "production"
+
+
+def test_signature_diff_api(registry: Registry, tmp_path: Path) -> None:
+    reg_version(registry, tmp_path, 1, SEED)
+    reg_version(registry, tmp_path, 2, {"inputs": {"distance": "float"}})
+    changes = modelreg.api.signature_diff("eta@1", "eta@2", registry=registry)
+    assert [c.breaking for c in changes] == [True, True]
+
+
+def test_infer_signature_needs_a_source(registry: Registry, tmp_path: Path) -> None:
+    f = tmp_path / "m.bin"
+    f.write_bytes(b"x")
+    with pytest.raises(UsageError, match="--sample"):
+        modelreg.register("eta", [f], registry=registry, git=False, infer_signature=True)
