@@ -130,6 +130,14 @@ def render_version(v: VersionInfo) -> None:
         rows.append(("data version", lin.data_version))
     if lin.derived_from:
         rows.append(("derived from", lin.derived_from))
+    if v.signature is not None:
+        for side in ("inputs", "outputs"):
+            part = v.signature.get(side)
+            if part:
+                rows.append((side, _describe_schema(part)))
+    if v.example is not None:
+        rows.append(("example", f"{v.example.path}  {human_size(v.example.size)}  "
+                                f"{_short(v.example.digest)}"))
     for name, c in sorted(v.checks.items()):
         value = "" if c.get("value") is None else f" (value {_value(c['value'])})"
         rows.append(("check", f"{name}: {'passed' if c.get('passed') else 'FAILED'}{value} "
@@ -141,6 +149,18 @@ def render_version(v: VersionInfo) -> None:
     for k, val in rows:
         t.add_row(k, val)
     _console().print(t)
+
+
+def _describe_schema(part: dict[str, Any]) -> str:
+    """One line for a signature side: ``distance float64, is_hazardous boolean?``."""
+    if "columns" in part:
+        return ", ".join(
+            f"{c['name']} {c['type']}{'' if c.get('required', True) else ' (optional)'}"
+            f"{' (nullable)' if c.get('nullable') else ''}" for c in part["columns"])
+    return ", ".join(
+        f"{t['name']} {t.get('dtype') or t.get('kind')}"
+        f"{'[' + ', '.join(map(str, t['shape'])) + ']' if t.get('shape') is not None else ''}"
+        for t in part.get("tensors", []))
 
 
 def render_models(models: list[ModelSummary]) -> None:
