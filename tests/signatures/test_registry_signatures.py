@@ -77,3 +77,37 @@ def test_infer_signature_needs_a_source(registry: Registry, tmp_path: Path) -> N
     f.write_bytes(b"x")
     with pytest.raises(UsageError, match="--sample"):
         modelreg.register("eta", [f], registry=registry, git=False, infer_signature=True)
+
+
+def _onnx_regressor(path: Path) -> Path:
+    pytest.importorskip("skl2onnx")
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import LinearRegression
+
+    x, y = load_diabetes(return_X_y=True)
+    model = LinearRegression().fit(x[:100], y[:100])
+    path.write_bytes(to_onnx(model, x[:1].astype("float32"), target_opset=17)
+                     .SerializeToString())
+    return path
+
+
+def test_registering_onnx_infers_its_signature(registry: Registry, tmp_path: Path) -> None:
+    onnx_file = _onnx_regressor(tmp_path / "reg.onnx")
+    v = modelreg.register("reg", [onnx_file], registry=registry, git=False).version
+    assert v.signature is not None
+    (x,) = v.signature["inputs"]["tensors"]
+    assert (x["dtype"], x["shape"][1]) == ("float32", 10)
+    assert x["shape"][0] in (-1, "N") or isinstance(x["shape"][0], str)
+
+
+def test_declared_signature_contradicting_onnx_is_refused(registry: Registry,
+                                                          tmp_path: Path) -> None:
+    onnx_file = _onnx_regressor(tmp_path / "reg.onnx")
+    (inp,) = modelreg.infer_signature(onnx_file).inputs.tensors
+    wrong = {"inputs": {inp.name: {"dtype": "float32", "shape": [-1, 3]}}}
+    before = sorted(p.name for p in registry.layout.model_refs.iterdir())
+    with pytest.raises(UsageError, match="contradicts the ONNX graph") as exc:
+        modelreg.register("reg", [onnx_file], registry=registry, git=False, signature=wrong)
+    assert "3" in exc.value.message
+    assert sorted(p.name for p in registry.layout.model_refs.iterdir()) == before
