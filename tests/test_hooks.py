@@ -151,3 +151,25 @@ def test_webhook_failure_is_retried_and_recorded(registry: Registry, tmp_path: P
     _, events = modelreg.history("eta", registry=reg)
     assert (events[0]["action"], events[0]["details"]["ok"]) == ("hook", False)
     assert modelreg.fsck(registry=reg).ok
+
+
+def test_hook_model_filter_ignores_case(registry: Registry, tmp_path: Path) -> None:
+    out = tmp_path / "seen"
+    reg = configure(registry, f'[[hooks]]\non = ["promote"]\nmodels = ["ETA"]\n'
+                              f'command = "touch {out}"\n')
+    register(reg, tmp_path)
+    modelreg.promote("eta@1", "staging", registry=reg, actor="a")
+    assert out.exists()
+
+
+def test_webhook_with_unset_secret_is_not_sent(registry: Registry, tmp_path: Path, receiver,
+                                               monkeypatch) -> None:
+    state, url = receiver
+    monkeypatch.delenv("MISSING_SECRET", raising=False)
+    reg = configure(registry, f'[[hooks]]\non = ["promote"]\nurl = "{url}"\n'
+                              'secret_env = "MISSING_SECRET"\n')
+    register(reg, tmp_path)
+    result = modelreg.promote("eta@1", "staging", registry=reg, actor="a")
+    assert state.requests == []
+    assert [(h.ok, h.attempts) for h in result.hooks] == [(False, 0)]
+    assert "MISSING_SECRET" in result.hooks[0].detail

@@ -292,3 +292,53 @@ def test_edit_description_and_tags_is_recorded(registry: Registry, tmp_path: Pat
     manifest = registry.objects.get_bytes(info.manifest.split(":")[1]).decode()
     assert 'description = "first"' in manifest
     assert modelreg.fsck(registry=registry).ok
+
+
+def test_review_fixes(registry: Registry, tmp_path: Path) -> None:
+    # An input example is kept by gc and checked by fsck.
+    sample = tmp_path / "s.csv"
+    sample.write_text("x,y\n1,2\n")
+    f = tmp_path / "m.bin"
+    f.write_bytes(b"m")
+    v = modelreg.register("ex", [f], registry=registry, git=False, sample=sample).version
+    assert v.example is not None
+    modelreg.gc(registry=registry, grace=0)
+    oid = v.example.digest.split(":")[1]
+    assert registry.objects.contains(oid)
+    registry.objects.remove(oid)
+    report = modelreg.fsck(registry=registry)
+    assert not report.ok
+    assert any(p.path == str(registry.objects.path(oid)) for p in report.problems)
+
+
+def test_rollback_only_on_exclusive_stages(registry: Registry, tmp_path: Path) -> None:
+    new_version(registry, tmp_path, 1, stage="staging")
+    with pytest.raises(UsageError, match="not exclusive"):
+        modelreg.rollback("eta", registry=registry, stage="staging", actor="a")
+
+
+def test_register_stage_rerun_finishes_the_move(registry: Registry, tmp_path: Path) -> None:
+    new_version(registry, tmp_path, 1)
+    again = modelreg.register("eta", [tmp_path / "m1.bin"], registry=registry, git=False,
+                              actor="sci@example.com", params={"i": 1}, stage="staging")
+    assert (again.created, again.version.version, again.version.stage) == (False, 1, "staging")
+    assert [e["action"] for e in again.events] == ["promote"]
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("colour = 1\n", "unknown keys"),
+    ("[lifecycle]\nstage = ['a']\n", "unknown keys"),
+    ("[[hooks]]\non = ['promote']\ncommand = 'true'\nstage = ['staging']\n", "unknown keys"),
+    ("[[hooks]]\non = ['promote']\ncommand = 5\n", "non-empty string"),
+    ("[[hooks]]\non = ['promote']\nurl = 'http://x'\nsecret_env = 5\n", "non-empty string"),
+    ("[[hooks]]\non = ['promote']\ncommand = 'true'\ntimeout = true\n", "timeout"),
+    ("[lifecycle]\nstages = ['dev', 'latest']\n", "bad stage name"),
+    ("[lifecycle]\nstages = ['dev', 'Dev']\n", "twice"),
+    ("lifecycle = 3\n", "must be a table"),
+])
+def test_config_mistakes_are_usage_errors(registry: Registry, tmp_path: Path, text: str,
+                                          fragment: str) -> None:
+    new_version(registry, tmp_path, 1)
+    reg = configure(registry, text)
+    with pytest.raises(UsageError, match=fragment):
+        modelreg.promote("eta@1", "staging", registry=reg, actor="a")

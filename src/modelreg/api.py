@@ -156,6 +156,7 @@ def register(
         The version and whether it was newly created.
     """
     reg = open_registry(registry)
+    guard = _signature_guard(reg, allow_breaking=False)
     final_signature = _resolve_signature([Path(p) for p in paths], signature, infer_signature,
                                          None if sample is None else Path(sample))
     derived = reg.show(derived_from).ref if derived_from else None
@@ -180,6 +181,7 @@ def register(
         reason=reason,
         signature=None if final_signature is None else final_signature.to_dict(),
         example=None if sample is None else Path(sample),
+        guard=guard,
         progress=progress,
     )
 

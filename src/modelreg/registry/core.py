@@ -17,12 +17,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from modelreg.errors import ConflictError, IntegrityError, NotFound, UsageError
 from modelreg.registry.builder import StateBuilder
 from modelreg.registry.hooks import HookResult
 from modelreg.registry.lineage import check_toml_value
+
+if TYPE_CHECKING:
+    from modelreg.registry.lifecycle import SignatureGuard
 from modelreg.registry.manifest import Manifest, decode_manifest, encode_manifest
 from modelreg.registry.names import Ref, check_model_name, model_key, parse_ref
 from modelreg.registry.policy import StoreConfig, load_config
@@ -328,6 +331,7 @@ class Registry:
         reason: str | None = None,
         signature: dict[str, Any] | None = None,
         example: Path | None = None,
+        guard: SignatureGuard | None = None,
         progress: Progress | None = None,
     ) -> RegisterResult:
         """Register ``paths`` as the next version of ``name``.
@@ -348,6 +352,7 @@ class Registry:
             reason: Why, recorded with the stage transition.
             signature: The canonical signature (stored in the manifest).
             example: An input example file, stored with the version.
+            guard: The signature compatibility check for ``stage``.
             progress: Receives byte counts while files are copied.
 
         Returns:
@@ -391,6 +396,11 @@ class Registry:
             if b.exists and not force:
                 for v, e in b.entries():
                     if e.fingerprint == fp:
+                        # A rerun of `register --stage` after a run that stopped short of
+                        # the move finishes it; a version already moved on stays put.
+                        if stage is not None and e.stage == config.initial:
+                            move(b, config, v, stage, actor=actor, time=now_iso(),
+                                 reason=reason, guard=guard)
                         return v, False
             version = 1 if b.latest is None else b.latest.version + 1
             when = now_iso()
@@ -404,7 +414,8 @@ class Registry:
             b.record(action="register", actor=actor, time=when, version=version,
                      to_stage=config.initial, extra={"manifest": format_digest(manifest_oid)})
             if stage is not None and stage != config.initial:
-                move(b, config, version, stage, actor=actor, time=when, reason=reason)
+                move(b, config, version, stage, actor=actor, time=when, reason=reason,
+                     guard=guard)
             return version, True
 
         outcome = self.mutate(name, plan)

@@ -98,6 +98,11 @@ def _run_url(hook: Hook, event: dict[str, Any]) -> HookResult:
     headers = {"Content-Type": "application/json", "User-Agent": "modelreg",
                "X-Modelreg-Action": str(event["action"]), "X-Modelreg-Hook": hook.when}
     secret = os.environ.get(hook.secret_env) if hook.secret_env else None
+    if hook.secret_env and not secret:
+        # The receiver expects signed deliveries; sending one unsigned would teach it to
+        # accept them. Report the misconfiguration instead.
+        return HookResult(hook.url, hook.when, False, 0, None,
+                          f"not sent: ${hook.secret_env} (the signing secret) is not set")
     if secret:
         headers[SIGNATURE_HEADER] = sign(secret.encode(), body)
     status, detail = None, ""

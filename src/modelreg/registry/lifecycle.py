@@ -268,7 +268,7 @@ def check_alias_name(config: StoreConfig, alias: str) -> str:
     if not _ALIAS.match(alias) or _VERSIONISH.match(alias) or alias == "latest":
         raise UsageError(f"bad alias {alias!r}: start with a letter; letters, digits, '.', '_', "
                          "'-'; not 'latest' or a version number")
-    if alias in config.stages:
+    if alias.lower() in {s.lower() for s in config.stages}:
         raise UsageError(f"alias {alias!r} would clash with the stage of that name")
     return alias
 

@@ -66,6 +66,8 @@ def _check_manifest(reg: Registry, walk: _Walk, model: str, version: int, oid: s
     digests = [f.digest for f in m.artifact.files]
     if m.artifact.kind == "directory":
         digests.append(m.artifact.digest)
+    if m.example is not None:
+        digests.append(m.example.digest)
     for digest in digests:
         blob = parse_digest(digest)
         if blob is None:

@@ -106,6 +106,9 @@ def rollback(reg: Registry, name: str, *, actor: str, stage: str = "production",
     config = reg.config
     if stage not in config.stages:
         raise NotFound(f"no stage {stage!r} (stages: {', '.join(config.stages)})")
+    if not config.policy(stage).exclusive:
+        raise UsageError(f"rollback works on stages that hold one version at a time; "
+                         f"{stage} is not exclusive (use promote to move versions there)")
 
     def plan(b: StateBuilder) -> int:
         b.resolve(Ref(name))

@@ -7,6 +7,7 @@ Everything here is pure: it parses and answers questions, it writes nothing.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,10 @@ DEFAULT_TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 HOOK_ACTIONS = ("register", "promote", "archive", "rollback", "approve", "check", "alias",
                 "edit")
+_HOOK_KEYS = {"on", "stages", "models", "command", "url", "secret_env", "timeout"}
+_TOP_KEYS = {"lifecycle", "stages", "transitions", "groups", "hooks"}
+_LIFECYCLE_KEYS = {"stages", "initial", "archive"}
+_STAGE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
 _STAGE_KEYS = {"exclusive", "require_approvals", "four_eyes", "require_checks",
                "allowed_actors", "check_signature"}
 
@@ -74,7 +79,7 @@ class Hook:
             return False
         if self.stages and to_stage not in self.stages:
             return False
-        return not self.models or model in self.models
+        return not self.models or model.lower() in self.models
 
 
 @dataclass(frozen=True)
@@ -168,21 +173,28 @@ def _hook(i: int, table: Any, stages: tuple[str, ...]) -> Hook:
         if a not in HOOK_ACTIONS:
             raise UsageError(f"config.toml: {where}.on: unknown action {a!r} "
                              f"(known: {', '.join(HOOK_ACTIONS)}, each also as pre-ACTION)")
+    unknown = set(table) - _HOOK_KEYS
+    if unknown:
+        raise UsageError(f"config.toml: {where} has unknown keys {sorted(unknown)}; known: "
+                         f"{sorted(_HOOK_KEYS)}")
     command, url = table.get("command"), table.get("url")
     if (command is None) == (url is None):
         raise UsageError(f"config.toml: {where} needs exactly one of command or url")
+    for key in ("command", "url", "secret_env"):
+        if table.get(key) is not None and not (isinstance(table[key], str) and table[key]):
+            raise UsageError(f"config.toml: {where}.{key} must be a non-empty string")
     hook_stages = _strings(table.get("stages", []), f"{where}.stages")
     for s in hook_stages:
         if s not in stages:
             raise UsageError(f"config.toml: {where}.stages names unknown stage {s!r}")
     timeout = table.get("timeout", 30.0 if command else 5.0)
-    if not isinstance(timeout, int | float) or timeout <= 0:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
         raise UsageError(f"config.toml: {where}.timeout must be a positive number of seconds")
     return Hook(
         on=actions,
         when="pre" if whens == {True} else "post",
         stages=hook_stages,
-        models=_strings(table.get("models", []), f"{where}.models"),
+        models=tuple(m.lower() for m in _strings(table.get("models", []), f"{where}.models")),
         command=command if isinstance(command, str) else None,
         url=url if isinstance(url, str) else None,
         secret_env=table.get("secret_env"),
@@ -202,14 +214,33 @@ def parse_config(doc: dict[str, Any]) -> StoreConfig:
     Raises:
         UsageError: The configuration is inconsistent (unknown stage, bad value).
     """
+    unknown = set(doc) - _TOP_KEYS
+    if unknown:
+        raise UsageError(f"config.toml: unknown keys {sorted(unknown)}; known: "
+                         f"{sorted(_TOP_KEYS)}")
     lifecycle = doc.get("lifecycle", {})
+    if not isinstance(lifecycle, dict):
+        raise UsageError("config.toml: [lifecycle] must be a table")
+    unknown = set(lifecycle) - _LIFECYCLE_KEYS
+    if unknown:
+        raise UsageError(f"config.toml: [lifecycle] has unknown keys {sorted(unknown)}; known: "
+                         f"{sorted(_LIFECYCLE_KEYS)}")
     stages = list(_strings(lifecycle.get("stages", list(DEFAULT_STAGES)), "lifecycle.stages"))
+    if not stages:
+        raise UsageError("config.toml: lifecycle.stages must name at least one stage")
     stage_tables = doc.get("stages", {})
     if not isinstance(stage_tables, dict):
         raise UsageError("config.toml: [stages] must be a table of [stages.NAME] tables")
     for name in stage_tables:
         if name not in stages:
             stages.insert(max(len(stages) - 1, 0), name)
+    folded = [s.lower() for s in stages]
+    for s in stages:
+        if not _STAGE_NAME.match(s) or s.lower() == "latest":
+            raise UsageError(f"config.toml: bad stage name {s!r}: start with a letter; letters, "
+                             "digits, '_' and '-'; not 'latest'")
+        if folded.count(s.lower()) > 1:
+            raise UsageError(f"config.toml: stage {s!r} is listed twice")
     initial = lifecycle.get("initial", stages[0] if stages else "")
     archive = lifecycle.get("archive", "archived" if "archived" in stages else stages[-1])
     for label, stage in (("lifecycle.initial", initial), ("lifecycle.archive", archive)):

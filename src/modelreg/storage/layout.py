@@ -27,8 +27,8 @@ FORMAT_VERSION = 1
 ENV_DIR = "MODELREG_DIR"
 
 CONFIG_TEMPLATE = """\
-# modelreg store configuration (see docs/layout.md).
-# This file is read by every command; edit it with care on a shared store.
+# modelreg store configuration: stages, transition policy and hooks (docs/lifecycle.md).
+# Commands that change state read it; on a shared store, let only admins edit it.
 """
 
 
