@@ -119,6 +119,7 @@ class Lineage:
     data: list[DataRef] = field(default_factory=list)
     data_version: str | None = None
     derived_from: str | None = None
+    export: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,8 @@ def encode_manifest(m: Manifest) -> bytes:
             }
         )
     lineage["data"] = [{"path": d.path, "digest": d.digest, "size": d.size} for d in lin.data]
+    if lin.export is not None:
+        lineage["export"] = _sorted_tables(lin.export)
     doc: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
         "name": m.name,
@@ -152,6 +154,7 @@ def decode_manifest(data: bytes, where: str) -> Manifest:
                       for d in lin.get("data", [])],
                 data_version=lin.get("data_version"),
                 derived_from=lin.get("derived_from"),
+                export=None if lin.get("export") is None else dict(lin["export"]),
             ),
             signature=None if doc.get("signature") is None else dict(doc["signature"]),
             example=None if doc.get("example") is None else FileInfo(
