@@ -186,13 +186,16 @@ def register(
     )
 
 
-def _resolve_signature(paths: list[Path], declared: Any, infer: bool,
+def _resolve_signature(paths: list[Path], given: Any, infer: bool,
                        sample: Path | None) -> Signature | None:
     """Work out the signature to store: declared, inferred from ONNX, or from a sample."""
-    if isinstance(declared, dict):
-        declared = parse_signature(declared)
-    elif isinstance(declared, str | os.PathLike):
-        declared = load_signature_file(Path(declared))
+    declared: Signature | None
+    if isinstance(given, dict):
+        declared = parse_signature(given)
+    elif isinstance(given, str | os.PathLike):
+        declared = load_signature_file(Path(given))
+    else:
+        declared = given
     onnx_files = [p for p in paths if p.is_file() and p.suffix.lower() == ".onnx"]
     if len(onnx_files) == 1:
         from modelreg import onnxio

@@ -104,8 +104,8 @@ def validate(
     if as_json:
         render.emit_json(report.to_dict())
     else:
-        for p in report.problems:
-            print(p.message)
+        for problem in report.problems:
+            print(problem.message)
         rest = report.total_problems - len(report.problems)
         if rest > 0:
             print(f"... and {rest} more problem(s)")

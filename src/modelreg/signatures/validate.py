@@ -13,7 +13,7 @@ import binascii
 import heapq
 import itertools
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -128,7 +128,7 @@ def not_record_problem(index: int, value: Any) -> PayloadProblem:
                           f"row {index + 1}: expected object, got {describe_value(value)}")
 
 
-def problem_sort_key(schema: Schema) -> Any:
+def problem_sort_key(schema: Schema) -> Callable[[PayloadProblem], tuple[int, int, str]]:
     """Return the key that orders a column schema's problems: by row, then column order."""
     order = {c.name: i for i, c in enumerate(schema.columns)}
 

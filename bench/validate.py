@@ -1,0 +1,86 @@
+"""Benchmark: validating JSONL against a signature, as a ratio to merely parsing it.
+
+100,000 JSONL rows of a 10-column signature (floats, ints, bools, strings, one int32 and
+one nullable column). The floor is parsing the same bytes line by line with `json.loads`;
+the measured call is `validate_payload` on those bytes (parse, transpose, check). Method:
+`time.perf_counter`, one warm-up, median of 5. The budget is 2x the floor.
+
+Run: .venv/bin/python bench/validate.py [ROWS]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from modelreg.signatures.model import parse_signature
+from modelreg.signatures.validate import validate_payload
+
+RUNS = 5
+BUDGET = 2.0
+SIGNATURE = {"inputs": {
+    "distance": "float", "duration": "float64", "speed": "float32",
+    "count": "int", "stops": "int32", "driver_id": {"type": "int64", "nullable": True},
+    "is_hazardous": "bool", "is_night": "bool",
+    "city": "string", "vehicle": "string",
+}}
+
+
+def make_payload(rows: int) -> bytes:
+    rng = random.Random(42)
+    lines = []
+    for i in range(rows):
+        lines.append(json.dumps({
+            "distance": rng.uniform(0, 500), "duration": rng.uniform(1, 300),
+            "speed": rng.randint(0, 130),  # an int is a valid float
+            "count": rng.randint(0, 10**6), "stops": rng.randint(0, 40),
+            "driver_id": None if i % 17 == 0 else rng.randint(1, 10**12),
+            "is_hazardous": rng.random() < 0.1, "is_night": rng.random() < 0.3,
+            "city": rng.choice(["Lyon", "Oslo", "Kyoto", "Lima"]), "vehicle": f"v-{i % 977}",
+        }))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def median_time(fn: Callable[[], Any]) -> float:
+    fn()
+    times = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    print(f"machine: {platform.platform()}, {os.cpu_count()} cpus, "
+          f"python {platform.python_version()}")
+    schema = parse_signature(SIGNATURE).inputs
+    data = make_payload(rows)
+
+    def parse_only() -> list[Any]:
+        return [json.loads(line) for line in data.decode().split("\n") if line]
+
+    def validate() -> None:
+        report = validate_payload(schema, data, filename="payload.jsonl")
+        assert report.ok, report.to_dict()
+        assert report.rows == rows
+
+    floor = median_time(parse_only)
+    measured = median_time(validate)
+    ratio = measured / floor
+    print(f"json.loads {rows:,} lines:       {floor * 1000:8.1f} ms")
+    print(f"validate_payload {rows:,} lines: {measured * 1000:8.1f} ms")
+    print(f"ratio: {ratio:.2f}x (budget {BUDGET:.1f}x) "
+          f"{'OK' if ratio <= BUDGET else 'OVER BUDGET'}")
+
+
+if __name__ == "__main__":
+    main()
