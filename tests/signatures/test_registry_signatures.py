@@ -111,3 +111,24 @@ def test_declared_signature_contradicting_onnx_is_refused(registry: Registry,
         modelreg.register("reg", [onnx_file], registry=registry, git=False, signature=wrong)
     assert "3" in exc.value.message
     assert sorted(p.name for p in registry.layout.model_refs.iterdir()) == before
+
+
+def test_real_inputs_validate_against_an_inferred_onnx_signature(registry: Registry,
+                                                                 tmp_path: Path) -> None:
+    import io
+
+    import numpy as np
+    from sklearn.datasets import load_diabetes
+
+    onnx_file = _onnx_regressor(tmp_path / "reg.onnx")
+    modelreg.register("reg", [onnx_file], registry=registry, git=False)
+    x = load_diabetes(return_X_y=True)[0][100:140].astype("float32")
+    buf = io.BytesIO()
+    np.save(buf, x)
+    report = modelreg.validate("reg", buf.getvalue(), registry=registry, filename="x.npy")
+    assert report.ok, report.problems
+    wrong = io.BytesIO()
+    np.save(wrong, x[:, :3])
+    bad = modelreg.validate("reg", wrong.getvalue(), registry=registry, filename="x.npy")
+    assert not bad.ok
+    assert "dimension 1 must be 10, got 3" in bad.problems[0].message
