@@ -39,6 +39,10 @@ ALLOWED: dict[tuple[str, str], str] = {
         "the lock file must be created with os.open(O_CREAT|O_EXCL): the exclusive create "
         "*is* the lock, so it cannot go through a rename"
     ),
+    ("exporting.py", "export_onnx"): (
+        "work files (the converted model, the sample) in a TemporaryDirectory under the "
+        "store's tmp/; they enter the store only through Registry.register"
+    ),
     ("registry/core.py", "Registry.pull"): (
         "writes into the user's destination directory, outside the store: 'xb' files in a "
         "staging directory under dest, fsynced, then os.replace'd into place"

@@ -42,6 +42,11 @@ from modelreg.types import (
 
 __all__ = [
     "RegistryLike",
+    "bench",
+    "export_bundle",
+    "export_onnx",
+    "import_bundle",
+    "predict",
     "infer_signature",
     "signature",
     "signature_diff",
@@ -70,6 +75,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from modelreg.bundle import BundleResult
+    from modelreg.exporting import ExportResult
+    from modelreg.serving import BenchResult, PredictResult
     from modelreg.signatures.validate import ValidationReport
 
 RegistryLike = Registry | str | os.PathLike[str] | None
@@ -267,7 +275,8 @@ def validate(ref: str, data: bytes, *, registry: RegistryLike = None,
     from modelreg.signatures.validate import validate_payload
 
     sig = signature(ref, registry=registry)
-    schema = sig.outputs if outputs else sig.inputs
+    bound = sig.binding()
+    schema = sig.outputs if outputs else (bound[2] if bound else sig.inputs)
     if schema is None:
         raise NotFound(f"{ref}: the signature declares no outputs")
     return validate_payload(schema, data, filename=filename, fmt=fmt, allow_extra=allow_extra,
@@ -291,6 +300,71 @@ def _signature_guard(reg: Registry, allow_breaking: bool) -> SignatureGuard:
         return {"allow_breaking": True, "breaking_changes": breaking}
 
     return guard
+
+
+def export_onnx(ref: str, *, registry: RegistryLike = None, as_name: str | None = None,
+                opset: int | None = None, sample: str | os.PathLike[str] | None = None,
+                rtol: float | None = None, atol: float | None = None,
+                dynamic_batch: bool = True, allow_pickle: bool | None = None,
+                actor: str | None = None) -> ExportResult:
+    """Convert a registered model to ONNX, prove parity, register it as a derived version.
+
+    ``allow_pickle`` defaults to the store's ``allow_pickle`` setting (false).
+    """
+    from modelreg.exporting import export_onnx as _export
+
+    reg = open_registry(registry)
+    return _export(reg, ref, actor=resolve_actor(actor), as_name=as_name, opset=opset,
+                   sample=None if sample is None else Path(sample), rtol=rtol, atol=atol,
+                   dynamic_batch=dynamic_batch,
+                   allow_pickle=reg.config.allow_pickle if allow_pickle is None else allow_pickle)
+
+
+def predict(ref: str, data: bytes, *, registry: RegistryLike = None,
+            filename: str | None = None, fmt: str | None = None) -> PredictResult:
+    """Validate a payload and run the version's ONNX model on it (exit 1 if invalid)."""
+    from modelreg.serving import predict as _predict
+
+    return _predict(open_registry(registry), ref, data, filename=filename, fmt=fmt)
+
+
+def bench(ref: str, *, registry: RegistryLike = None, batch_sizes: Sequence[int] = (1,),
+          duration: float = 2.0, record: str | None = None,
+          max_p95_ms: float | None = None, actor: str | None = None) -> BenchResult:
+    """Measure ONNX Runtime latency; with ``record``, store the verdict as a check.
+
+    The check passes when the p95 latency of every batch size is at most ``max_p95_ms``.
+    """
+    from modelreg.serving import bench as _bench
+
+    if record is not None and max_p95_ms is None:
+        raise UsageError("--record needs --max-p95-ms, the threshold the check is judged by")
+    reg = open_registry(registry)
+    result = _bench(reg, ref, batch_sizes=list(batch_sizes), duration=duration)
+    if record is not None and max_p95_ms is not None:
+        worst = max(r["p95_ms"] for r in result.results)
+        sizes = ", ".join(f"batch {r['batch_size']}: p95 {r['p95_ms']} ms"
+                          for r in result.results)
+        check(result.ref, record, passed=worst <= max_p95_ms, registry=reg, value=worst,
+              details=f"{sizes}; limit {max_p95_ms} ms", actor=actor)
+    return result
+
+
+def export_bundle(ref: str, dest: str | os.PathLike[str], *, registry: RegistryLike = None,
+                  force: bool = False) -> BundleResult:
+    """Write one self-describing zip: model files, manifest, signature, predict.py."""
+    from modelreg.bundle import export_bundle as _export_bundle
+
+    return _export_bundle(open_registry(registry), ref, Path(dest), force=force)
+
+
+def import_bundle(src: str | os.PathLike[str], *, registry: RegistryLike = None,
+                  name: str | None = None, actor: str | None = None) -> RegisterResult:
+    """Bring a bundle into this registry, verifying every digest and refusing unsafe entries."""
+    from modelreg.bundle import import_bundle as _import_bundle
+
+    return _import_bundle(open_registry(registry), Path(src), name=name,
+                          actor=resolve_actor(actor))
 
 
 def show(ref: str, *, registry: RegistryLike = None) -> VersionInfo:

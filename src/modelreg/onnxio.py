@@ -1,7 +1,9 @@
-"""ONNX model files: load them, infer their signature, and check a declared one against it.
+"""ONNX model files: load, check and run them, infer their signature, check a declared one.
 
-This is the only module in modelreg that imports ``onnx``, and it does so inside functions,
-so importing it costs nothing until an ONNX file is actually read.
+This is the only module in modelreg that imports ``onnx`` and ``onnxruntime``, and it does
+so inside functions, so importing it costs nothing until an ONNX file is actually read.
+:func:`check_and_infer` is the gate every converted graph passes (full checker, then strict
+shape inference); :class:`InferenceRunner` holds one ONNX Runtime session per model.
 
 How a graph becomes a :class:`~modelreg.signatures.model.Signature`:
 
@@ -28,6 +30,8 @@ How a graph becomes a :class:`~modelreg.signatures.model.Signature`:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +41,9 @@ from modelreg.signatures.model import TENSOR_DTYPES, Schema, Signature, TensorSp
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["infer_signature", "is_onnx_file", "load_model", "signature_contradictions"]
+__all__ = ["GraphSummary", "InferenceRunner", "check_and_infer", "infer_signature",
+           "is_onnx_file", "load_model", "load_session", "signature_contradictions",
+           "summarize"]
 
 # The same rule signatures.model applies to symbolic dimensions, so inferred shapes re-parse.
 _SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*\Z")
@@ -318,3 +324,154 @@ def is_onnx_file(path: Path) -> bool:
     except Exception:  # any parse failure means "not ONNX"
         return False
     return model.ir_version > 0 and model.HasField("graph")
+
+
+# --- checking and running --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GraphSummary:
+    """A graph's default-domain opset and its input (minus weights) and output names."""
+
+    opset: int | None
+    inputs: list[str]
+    outputs: list[str]
+
+
+def _parse_bytes(onnx_bytes: bytes) -> onnx.ModelProto:
+    import onnx
+
+    try:
+        model = onnx.load_model_from_string(onnx_bytes)
+    except Exception as exc:  # protobuf raises DecodeError and friends
+        raise ModelError(f"not a readable ONNX model ({exc})") from exc
+    if model.ir_version <= 0 or not model.HasField("graph"):
+        raise ModelError("not a readable ONNX model (no IR version or no graph)")
+    return model
+
+
+def summarize(onnx_bytes: bytes) -> GraphSummary:
+    """Summarize a serialized model (raises ModelError when it does not parse)."""
+    model = _parse_bytes(onnx_bytes)
+    weights = {t.name for t in model.graph.initializer}
+    opsets = [int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    return GraphSummary(max(opsets, default=None),
+                        [v.name for v in model.graph.input if v.name not in weights],
+                        [v.name for v in model.graph.output])
+
+
+def check_and_infer(onnx_bytes: bytes) -> bytes:
+    """Run the full ONNX checker, then strict shape inference, on a serialized model.
+
+    Returns:
+        The model re-serialized with the inferred shapes recorded in ``value_info``.
+
+    Raises:
+        ModelError: The bytes do not parse, the checker rejects the graph, or shape
+            inference finds a contradiction; the message quotes what ONNX said.
+    """
+    import onnx
+
+    model = _parse_bytes(onnx_bytes)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:  # ValidationError, InferenceError, or a C++ error
+        raise ModelError(f"the ONNX checker rejects the graph: {exc}") from exc
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except Exception as exc:
+        raise ModelError(f"ONNX shape inference fails on the graph: {exc}") from exc
+    return bytes(inferred.SerializeToString())
+
+
+def load_session(path_or_bytes: Path | str | bytes) -> Any:
+    """Build an ``onnxruntime.InferenceSession`` on the CPU provider, logging errors only.
+
+    Raises:
+        ModelError: The file is missing, or ONNX Runtime cannot load the model.
+    """
+    import onnxruntime as ort  # type: ignore[import-untyped]
+
+    source = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
+    if isinstance(source, str) and not Path(source).is_file():
+        raise ModelError(f"{source}: no such model file")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(source, sess_options=options,
+                                    providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's pybind errors (Fail, InvalidGraph, ...)
+        raise ModelError(f"ONNX Runtime cannot load the model: {exc}") from exc
+
+
+# ONNX Runtime's tensor element type names -> numpy dtype names.
+_ORT_NUMPY = {"float": "float32", "double": "float64", "float16": "float16", "bool": "bool",
+              **{t: t for t in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                                "uint64")}}
+
+
+def _plain(value: Any) -> Any:
+    """Turn numpy scalars into Python ones, recursively through dicts and lists."""
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value.item() if getattr(value, "ndim", None) == 0 else value
+
+
+class InferenceRunner:
+    """One ONNX Runtime session for one model, built once and reused for every run.
+
+    ``run`` converts numeric inputs to the element type the graph declares (float64 data
+    feeds a ``tensor(float)`` input), returns tensors as numpy arrays, and returns a
+    sequence of maps (a ZipMap output) as a list of plain dicts.
+
+    Attributes:
+        session: The ``onnxruntime.InferenceSession``.
+        input_names: The graph's inputs, in order; ``input_types`` and ``input_shapes``
+            map each to ONNX Runtime's type string and shape (None or a name when dynamic).
+        output_names: The graph's outputs, in order.
+    """
+
+    def __init__(self, model: Path | str | bytes) -> None:
+        self.session = load_session(model)
+        self.input_types = {i.name: str(i.type) for i in self.session.get_inputs()}
+        self.input_shapes = {i.name: list(i.shape) for i in self.session.get_inputs()}
+        self.input_names = list(self.input_types)
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, inputs: Mapping[str, Any],
+            outputs: Sequence[str] | None = None) -> dict[str, Any]:
+        """Run the model once on one value per graph input (arrays or nested lists).
+
+        Args:
+            inputs: The values by input name.
+            outputs: The outputs to compute; all of them, in graph order, when None.
+
+        Returns:
+            The outputs by name.
+
+        Raises:
+            ModelError: An input is missing or unknown, or ONNX Runtime fails.
+        """
+        import numpy as np
+
+        missing = [n for n in self.input_names if n not in inputs]
+        unknown = [n for n in inputs if n not in self.input_types]
+        if missing or unknown:
+            raise ModelError(f"the model's inputs are {', '.join(self.input_names)}; got "
+                             + "; ".join([f"no {', '.join(missing)}"] * bool(missing)
+                                         + [f"unknown {', '.join(unknown)}"] * bool(unknown)))
+        feed: dict[str, Any] = {}
+        for name, value in inputs.items():
+            array, kind = np.asarray(value), self.input_types[name]
+            want = _ORT_NUMPY.get(kind[7:-1]) if kind.startswith("tensor(") else None
+            if want is not None and array.dtype.kind in "biuf" and array.dtype.name != want:
+                array = array.astype(want)
+            feed[name] = array
+        names = list(outputs) if outputs is not None else self.output_names
+        try:
+            results = self.session.run(names, feed)
+        except Exception as exc:  # onnxruntime's pybind errors
+            raise ModelError(f"ONNX Runtime failed to run the model: {exc}") from exc
+        return {name: _plain(value) if isinstance(value, list) else value
+                for name, value in zip(names, results, strict=True)}

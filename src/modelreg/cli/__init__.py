@@ -6,6 +6,7 @@ import sys
 
 import modelreg.cli.commands  # noqa: F401 - registers the commands on `app`
 import modelreg.cli.lifecycle  # noqa: F401
+import modelreg.cli.packaging  # noqa: F401
 import modelreg.cli.signatures  # noqa: F401
 from modelreg.cli.app import app
 from modelreg.cli.app import main as _main

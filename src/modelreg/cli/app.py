@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     import modelreg.cli.commands  # noqa: F401 - registers the commands
     import modelreg.cli.lifecycle  # noqa: F401
+    import modelreg.cli.packaging  # noqa: F401
     import modelreg.cli.signatures  # noqa: F401
 
     try:

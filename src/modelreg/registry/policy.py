@@ -35,7 +35,7 @@ DEFAULT_TRANSITIONS: dict[str, tuple[str, ...]] = {
 HOOK_ACTIONS = ("register", "promote", "archive", "rollback", "approve", "check", "alias",
                 "edit")
 _HOOK_KEYS = {"on", "stages", "models", "command", "url", "secret_env", "timeout"}
-_TOP_KEYS = {"lifecycle", "stages", "transitions", "groups", "hooks"}
+_TOP_KEYS = {"lifecycle", "stages", "transitions", "groups", "hooks", "allow_pickle"}
 _LIFECYCLE_KEYS = {"stages", "initial", "archive"}
 _STAGE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
 _STAGE_KEYS = {"exclusive", "require_approvals", "four_eyes", "require_checks",
@@ -96,6 +96,7 @@ class StoreConfig:
                                                            check_signature=True)})
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     hooks: tuple[Hook, ...] = ()
+    allow_pickle: bool = False
 
     def policy(self, stage: str) -> StagePolicy:
         """Return the policy of ``stage`` (an empty one if none is configured)."""
@@ -281,8 +282,12 @@ def parse_config(doc: dict[str, Any]) -> StoreConfig:
     if not isinstance(hooks_raw, list):
         raise UsageError("config.toml: hooks must be an array of tables ([[hooks]])")
     hooks = tuple(_hook(i, h, tuple(stages)) for i, h in enumerate(hooks_raw))
+    allow_pickle = doc.get("allow_pickle", False)
+    if not isinstance(allow_pickle, bool):
+        raise UsageError("config.toml: allow_pickle must be true or false")
     return StoreConfig(stages=tuple(stages), initial=initial, archive=archive,
-                       transitions=transitions, policies=policies, groups=groups, hooks=hooks)
+                       transitions=transitions, policies=policies, groups=groups, hooks=hooks,
+                       allow_pickle=allow_pickle)
 
 
 def load_config(path: Path) -> StoreConfig:

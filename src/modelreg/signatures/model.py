@@ -145,6 +145,20 @@ class Signature:
     outputs: Schema | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def binding(self) -> tuple[str, str, Schema] | None:
+        """Return (tensor input, dtype, column schema) when columns are bound to a tensor.
+
+        An ONNX export of a model that took columns records, in ``extra["binding"]``, that
+        callers send those columns and that they are stacked, in order, into the single
+        ``[N, F]`` input tensor. Payloads are then validated against the columns.
+        """
+        bound = self.extra.get("binding")
+        if not isinstance(bound, dict):
+            return None
+        columns = tuple(ColumnSpec(str(c["name"]), str(c["type"]), bool(c.get("required", True)),
+                                   bool(c.get("nullable", False))) for c in bound["columns"])
+        return str(bound["input"]), str(bound.get("dtype", "float32")), Schema(columns=columns)
+
     def to_dict(self) -> dict[str, Any]:
         """The canonical full form, as stored in the manifest."""
         doc: dict[str, Any] = {"inputs": self.inputs.to_dict()}

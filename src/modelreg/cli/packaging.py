@@ -1,0 +1,150 @@
+"""Packaging subcommands: export (to ONNX or a bundle), import, predict, bench."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelreg import api
+from modelreg.cli import render
+from modelreg.cli.app import app, command, state
+from modelreg.cli.commands import JsonOpt, RefArg
+from modelreg.errors import NotFound, UsageError
+from modelreg.storage.atomic import write_atomic
+
+__all__ = ["bench", "export", "import_", "predict"]
+
+
+@app.command()
+@command
+def export(
+    ref: RefArg,
+    to: Annotated[str, typer.Option("--to", help="onnx (convert, prove parity, register) or "
+                                    "bundle (a self-describing zip).")] = "onnx",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="The bundle file to "
+                                                "write (with --to bundle).")] = None,
+    as_name: Annotated[str | None, typer.Option("--as", help="Register the ONNX version under "
+                                                "this model name.")] = None,
+    opset: Annotated[int | None, typer.Option("--opset", help="Target ONNX opset.")] = None,
+    sample: Annotated[Path | None, typer.Option("--sample", help="Sample inputs for the "
+                                                "parity check (CSV, JSON, npy, npz).")] = None,
+    rtol: Annotated[float | None, typer.Option("--rtol", help="Relative tolerance "
+                                               "(default 1e-3).")] = None,
+    atol: Annotated[float | None, typer.Option("--atol", help="Absolute tolerance "
+                                               "(default 1e-4).")] = None,
+    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch/--fixed-batch",
+                                                help="Make the batch dimension dynamic.")
+                             ] = True,
+    allow_pickle: Annotated[bool, typer.Option(
+        "--allow-pickle", help="Allow loading a pickle-based model (this runs code from the "
+        "file; only for models you trust).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing bundle file.")
+                     ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a version: to ONNX with a parity proof (a new derived version), or a bundle."""
+    if to == "bundle":
+        if output is None:
+            raise UsageError("--to bundle needs -o FILE.zip")
+        bundle = api.export_bundle(ref, output, registry=state.registry, force=force)
+        if as_json:
+            render.emit_json(bundle)
+        else:
+            print(f"Wrote {output}")
+        return
+    if to != "onnx":
+        raise UsageError(f"unknown --to {to!r}: use onnx or bundle")
+    result = api.export_onnx(ref, registry=state.registry, as_name=as_name, opset=opset,
+                             sample=sample, rtol=rtol, atol=atol, dynamic_batch=dynamic_batch,
+                             allow_pickle=True if allow_pickle else None)
+    if as_json:
+        render.emit_json(result.to_dict())
+        return
+    p = result.parity
+    v = result.result.version
+    print(f"Exported {result.source} to {v.ref} (ONNX, {render.human_size(v.artifact.size)}); "
+          f"parity over {p['samples']} samples: max abs error {p['max_abs_err']:.3g}, "
+          f"max rel error {p['max_rel_err']:.3g}")
+
+
+@app.command("import")
+@command
+def import_(
+    file: Annotated[Path, typer.Argument(help="A bundle made by modelreg export --to bundle.",
+                                         show_default=False)],
+    as_name: Annotated[str | None, typer.Option("--as", help="Register under this name.")
+                       ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import a bundle, verifying its digests and refusing entries that would escape."""
+    result = api.import_bundle(file, registry=state.registry, name=as_name)
+    if as_json:
+        render.emit_json(result)
+    else:
+        render.render_register(result)
+
+
+@app.command()
+@command
+def predict(
+    ref: RefArg,
+    path: Annotated[str, typer.Argument(help="The payload file, or - for stdin.")] = "-",
+    fmt: Annotated[str | None, typer.Option("--format", help="Payload format when the name "
+                                            "does not tell.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the outputs "
+                                                "to this file instead of stdout.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate a payload against the signature, then run the ONNX model on it."""
+    if path == "-":
+        data, name = sys.stdin.buffer.read(), None
+    else:
+        try:
+            data, name = Path(path).read_bytes(), Path(path).name
+        except FileNotFoundError as exc:
+            raise NotFound(f"{path} does not exist") from exc
+    result = api.predict(ref, data, registry=state.registry, filename=name, fmt=fmt)
+    body = {"outputs": result.outputs}
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(output, (json.dumps(body, sort_keys=True) + "\n").encode(),
+                     output.parent)
+        render.message(f"wrote outputs of {result.ref} to {output}")
+    else:
+        render.emit_json(body)
+    _ = as_json  # the output is JSON either way
+
+
+@app.command()
+@command
+def bench(
+    ref: RefArg,
+    batch_size: Annotated[list[int] | None, typer.Option(
+        "--batch-size", "-b", help="Batch size to measure (repeatable; default 1).")] = None,
+    duration: Annotated[float, typer.Option("--duration", help="Seconds per batch size.")
+                        ] = 2.0,
+    record: Annotated[str | None, typer.Option("--record", help="Record the verdict as this "
+                                               "check on the version (e.g. latency).")] = None,
+    max_p95_ms: Annotated[float | None, typer.Option("--max-p95-ms", help="The p95 latency "
+                                                     "limit for --record.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure ONNX Runtime latency (p50/p95/p99) and throughput on generated inputs."""
+    result = api.bench(ref, registry=state.registry, batch_sizes=batch_size or [1],
+                       duration=duration, record=record, max_p95_ms=max_p95_ms)
+    if as_json:
+        render.emit_json(result)
+        return
+    print(f"{result.ref}: ONNX Runtime latency")
+    for r in result.results:
+        print(f"  batch {r['batch_size']:>5}: p50 {r['p50_ms']:.3f} ms  p95 {r['p95_ms']:.3f} ms"
+              f"  p99 {r['p99_ms']:.3f} ms  {r['throughput_rows_per_s']:.0f} rows/s "
+              f"({r['runs']} runs)")
+    if record is not None and max_p95_ms is not None:
+        worst = max(r["p95_ms"] for r in result.results)
+        verdict = "passed" if worst <= max_p95_ms else "failed"
+        print(f"recorded check {record} {verdict} (p95 {worst:.3f} ms, limit {max_p95_ms} ms)")

@@ -1,0 +1,137 @@
+"""Export a registered model to ONNX, prove parity, and register the result.
+
+The source version's files are pulled (digest-verified) into the store's temp directory, the
+model is loaded (pickles only when allowed), converted, checked with the ONNX checker and
+shape inference, and run side by side with ONNX Runtime on sample inputs. Only when every
+output agrees within tolerance is the ONNX file registered, as a new version derived from the
+source; otherwise nothing is registered and the figures are reported (exit 7).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelreg.errors import ModelError
+from modelreg.registry.core import Registry
+from modelreg.signatures.model import Signature, parse_signature
+from modelreg.types import Lineage, RegisterResult, VersionInfo
+
+__all__ = ["ExportResult", "export_onnx"]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """The registered ONNX version and the proof that it agrees with its source."""
+
+    source: str
+    result: RegisterResult
+    parity: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The new version's JSON shape plus ``source`` and ``parity``."""
+        data = self.result.to_dict()
+        data["source"] = self.source
+        data["parity"] = self.parity
+        return data
+
+
+def _binding(source_sig: Signature | None, onnx_sig: Signature,
+             order: list[str] | None) -> dict[str, Any] | None:
+    """Bind a column signature to a single ``[N, F]`` tensor input, by column order."""
+    if source_sig is None or source_sig.inputs.kind != "columns":
+        return None
+    tensors = onnx_sig.inputs.tensors
+    if len(tensors) != 1 or tensors[0].shape is None or len(tensors[0].shape) != 2:
+        return None
+    columns = {c.name: c for c in source_sig.inputs.columns}
+    names = order or list(columns)
+    width = tensors[0].shape[1]
+    if isinstance(width, int) and width >= 0 and width != len(names):
+        return None
+    return {"input": tensors[0].name, "dtype": tensors[0].dtype,
+            "columns": [columns[n].to_dict() for n in names if n in columns]}
+
+
+def _lineage(info: VersionInfo, export: dict[str, Any]) -> Lineage:
+    lin = info.lineage
+    return Lineage(params=lin.params, metrics=lin.metrics, run=lin.run, git=lin.git,
+                   data=lin.data, data_version=lin.data_version, derived_from=info.ref,
+                   export=export)
+
+
+def export_onnx(reg: Registry, ref: str, *, actor: str, as_name: str | None = None,
+                opset: int | None = None, sample: Path | None = None,
+                rtol: float | None = None, atol: float | None = None,
+                dynamic_batch: bool = True, allow_pickle: bool = False) -> ExportResult:
+    """Convert ``ref`` to ONNX, prove parity, and register it as a derived version.
+
+    Args:
+        reg: The registry.
+        ref: The source version (scikit-learn pickle/joblib, or a torch model file).
+        actor: Who exports.
+        as_name: Register under this model name (default: the source's).
+        opset: The ONNX opset to target (default: the converter's choice).
+        sample: Sample inputs (else the version's stored example, else generated).
+        rtol: Relative tolerance of the parity check.
+        atol: Absolute tolerance of the parity check.
+        dynamic_batch: Make the batch dimension dynamic.
+        allow_pickle: Allow loading pickle-based models (runs code from the file).
+
+    Returns:
+        The new version and the parity figures.
+
+    Raises:
+        PolicyDenied: The model is a pickle and pickles are not allowed.
+        ModelError: Conversion, the checker, or parity failed (nothing is registered).
+    """
+    from modelreg import converters, onnxio
+
+    info = reg.show(ref)
+    source_sig = None if info.signature is None else parse_signature(info.signature)
+    rtol = converters.DEFAULT_RTOL if rtol is None else rtol
+    atol = converters.DEFAULT_ATOL if atol is None else atol
+    sample_bytes, sample_name = None, None
+    if sample is not None:
+        sample_bytes, sample_name = sample.read_bytes(), sample.name
+    elif info.example is not None:
+        sample_bytes = reg.objects.get_bytes(info.example.digest.split(":")[1])
+        sample_name = info.example.path
+    with tempfile.TemporaryDirectory(dir=reg.layout.tmp, prefix="tmp-export-") as tmp:
+        work = Path(tmp)
+        reg.pull(info.ref, work / "source")
+        source = converters.load_source(work / "source", allow_pickle=allow_pickle)
+        samples = converters.sample_inputs(source, sample=sample_bytes, sample_name=sample_name,
+                                           signature=source_sig)
+        conversion = converters.convert(source, samples, opset=opset,
+                                        dynamic_batch=dynamic_batch)
+        checked = onnxio.check_and_infer(conversion.onnx_bytes)
+        report = converters.check_parity(source, conversion, samples, rtol=rtol, atol=atol)
+        if not report.ok:
+            raise ModelError(
+                f"parity failed for {info.ref}: max abs error {report.max_abs_err:.3g}, max "
+                f"rel error {report.max_rel_err:.3g} (rtol {rtol:g}, atol {atol:g}), "
+                f"{report.label_mismatches} label mismatch(es) over {report.samples} "
+                f"samples; nothing registered. " + "; ".join(report.details[:3]))
+        name = as_name or info.name
+        onnx_path = work / f"{name}.onnx"
+        onnx_path.write_bytes(checked)
+        onnx_sig = onnxio.infer_signature(onnx_path)
+        binding = _binding(source_sig, onnx_sig, converters.column_order(source, source_sig))
+        if binding is not None:
+            onnx_sig = Signature(onnx_sig.inputs, onnx_sig.outputs,
+                                 {**onnx_sig.extra, "binding": binding})
+        export = {"converter": conversion.converter,
+                  "converter_version": conversion.converter_version,
+                  "opset": conversion.opset, "source": info.ref,
+                  "source_manifest": info.manifest, "parity": report.to_dict()}
+        example = None
+        if sample_bytes is not None:
+            example = work / (sample_name or "sample")
+            example.write_bytes(sample_bytes)
+        result = reg.register(name, [onnx_path], actor=actor, lineage=_lineage(info, export),
+                              description=info.description, tags=info.tags,
+                              signature=onnx_sig.to_dict(), example=example)
+    return ExportResult(info.ref, result, report.to_dict())

@@ -1,0 +1,191 @@
+"""Running a registered ONNX model: predict behind the signature check, and a latency bench.
+
+``predict`` validates the payload against the version's signature first: a bad payload is
+refused (exit 1) and never reaches the model. When an export recorded a *binding* (a column
+signature over one ``[N, F]`` tensor input), columns are stacked in that order. Sessions are
+built once per process per model and reused.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from modelreg.errors import ModelError, NotFound, VerdictNo
+from modelreg.registry.core import Registry
+from modelreg.signatures.model import Signature, parse_signature
+
+if TYPE_CHECKING:
+    from modelreg.onnxio import InferenceRunner
+    from modelreg.signatures.validate import ValidationReport
+    from modelreg.types import VersionInfo
+
+__all__ = ["BenchResult", "PredictResult", "bench", "predict"]
+
+_RUNNERS: dict[str, InferenceRunner] = {}
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """What ``predict`` returns: the outputs by name, as JSON-ready values."""
+
+    ref: str
+    rows: int | None
+    outputs: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"outputs": {name: values}}`` plus the version and row count."""
+        return {"ref": self.ref, "rows": self.rows, "outputs": self.outputs}
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Latency and throughput of ONNX Runtime on one version, per batch size."""
+
+    ref: str
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"ref": self.ref, "results": self.results}
+
+
+def _onnx_object(info: VersionInfo) -> str:
+    """Return the object id of the version's single ONNX file."""
+    onnx_files = [f for f in info.artifact.files if f.path.lower().endswith(".onnx")]
+    if len(onnx_files) != 1:
+        raise ModelError(f"{info.ref} is not an ONNX model (its files: "
+                         f"{', '.join(f.path for f in info.artifact.files)}); export it with "
+                         f"`modelreg export {info.ref} --to onnx`")
+    return onnx_files[0].digest.split(":")[1]
+
+
+def _runner(reg: Registry, info: VersionInfo) -> InferenceRunner:
+    from modelreg.onnxio import InferenceRunner
+
+    oid = _onnx_object(info)
+    if oid not in _RUNNERS:
+        # Loaded from verified bytes: no copy on disk that someone else could swap.
+        _RUNNERS[oid] = InferenceRunner(reg.objects.get_bytes(oid))
+    return _RUNNERS[oid]
+
+
+def _signature(info: VersionInfo) -> Signature:
+    if info.signature is None:
+        raise NotFound(f"{info.ref} has no signature to check payloads against")
+    return parse_signature(info.signature)
+
+
+def _refuse(report: ValidationReport) -> None:
+    if not report.ok:
+        lines = "\n".join(p.message for p in report.problems)
+        rest = report.total_problems - len(report.problems)
+        more = f"\n... and {rest} more problem(s)" if rest > 0 else ""
+        raise VerdictNo(f"payload rejected before reaching the model "
+                        f"({report.total_problems} problem(s)):\n{lines}{more}")
+
+
+def _inputs(sig: Signature, data: bytes, filename: str | None,
+            fmt: str | None) -> tuple[dict[str, Any], int | None]:
+    """Validate ``data`` and turn it into model inputs."""
+    import numpy as np
+
+    from modelreg.signatures.payload import ColumnPayload, parse_payload
+    from modelreg.signatures.validate import validate_payload
+
+    bound = sig.binding()
+    schema = bound[2] if bound else sig.inputs
+    _refuse(validate_payload(schema, data, filename=filename, fmt=fmt))
+    payload = parse_payload(schema, data, filename=filename, fmt=fmt)
+    if isinstance(payload, ColumnPayload):
+        if bound is None:
+            raise ModelError("this signature has columns but no binding to the model's "
+                             "tensor inputs; export the model with modelreg to record one")
+        tensor, dtype, cols = bound
+        matrix = np.column_stack([np.asarray(payload.columns[c.name], dtype=dtype)
+                                  for c in cols.columns])
+        return {tensor: matrix}, payload.n_rows
+    dtypes = {t.name: t.dtype for t in sig.inputs.tensors}
+    arrays = {name: np.asarray(value, dtype=dtypes.get(name) or None)
+              for name, value in payload.tensors.items()}
+    first = next(iter(arrays.values()), None)
+    return arrays, None if first is None or first.ndim == 0 else int(first.shape[0])
+
+
+def _jsonable(value: Any) -> Any:
+    tolist = getattr(value, "tolist", None)
+    return tolist() if callable(tolist) else value
+
+
+def predict(reg: Registry, ref: str, data: bytes, *, filename: str | None = None,
+            fmt: str | None = None) -> PredictResult:
+    """Validate a payload, run the version's ONNX model on it, and return its outputs.
+
+    Raises:
+        VerdictNo: The payload breaks the signature (the model is not run).
+        ModelError: The version is not an ONNX model, or ONNX Runtime failed.
+    """
+    info = reg.show(ref)
+    sig = _signature(info)
+    inputs, rows = _inputs(sig, data, filename, fmt)
+    outputs = _runner(reg, info).run(inputs)
+    return PredictResult(info.ref, rows, {k: _jsonable(v) for k, v in outputs.items()})
+
+
+def _generated(sig: Signature, batch: int, seed: int) -> dict[str, Any]:
+    """Inputs of ``batch`` rows made from the signature (random values of the right type)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    bound = sig.binding()
+    if bound is not None:
+        tensor, dtype, cols = bound
+        return {tensor: rng.standard_normal((batch, len(cols.columns))).astype(dtype)}
+    out: dict[str, Any] = {}
+    for t in sig.inputs.tensors:
+        if t.kind != "tensor" or t.shape is None:
+            raise ModelError(f"cannot generate inputs for {t.name!r} (unknown shape); "
+                             "bench needs fixed ranks")
+        shape = [batch if i == 0 and not (isinstance(d, int) and d > 0) else
+                 (d if isinstance(d, int) and d > 0 else 1) for i, d in enumerate(t.shape)]
+        if t.dtype.startswith("float"):
+            out[t.name] = rng.standard_normal(shape).astype(t.dtype)
+        elif t.dtype.startswith(("int", "uint")):
+            out[t.name] = rng.integers(0, 10, size=shape).astype(t.dtype)
+        elif t.dtype == "bool":
+            out[t.name] = rng.integers(0, 2, size=shape).astype(bool)
+        else:
+            raise ModelError(f"cannot generate {t.dtype} inputs for {t.name!r}")
+    return out
+
+
+def bench(reg: Registry, ref: str, *, batch_sizes: list[int], duration: float = 2.0,
+          warmup: int = 5) -> BenchResult:
+    """Measure ONNX Runtime latency (p50/p95/p99, ms) and throughput (rows/s) per batch size.
+
+    Each batch size runs for about ``duration`` seconds after ``warmup`` runs, on inputs
+    generated from the signature.
+    """
+    info = reg.show(ref)
+    sig = _signature(info)
+    runner = _runner(reg, info)
+    results = []
+    for batch in batch_sizes:
+        inputs = _generated(sig, batch, seed=batch)
+        for _ in range(warmup):
+            runner.run(inputs)
+        latencies: list[float] = []
+        end = time.perf_counter() + duration
+        while time.perf_counter() < end or len(latencies) < 20:
+            start = time.perf_counter()
+            runner.run(inputs)
+            latencies.append((time.perf_counter() - start) * 1000)
+        q = statistics.quantiles(latencies, n=100, method="inclusive")
+        total = sum(latencies) / 1000
+        results.append({"batch_size": batch, "runs": len(latencies),
+                        "p50_ms": round(q[49], 4), "p95_ms": round(q[94], 4),
+                        "p99_ms": round(q[98], 4),
+                        "throughput_rows_per_s": round(batch * len(latencies) / total, 1)})
+    return BenchResult(info.ref, results)
