@@ -23,7 +23,7 @@ import json, sys
 feed = json.load(sys.stdin)
 for e in feed["events"]:
     if e["action"] in ("promote", "rollback") and e["to"] == "staging":
-        print(f"{e[\"model\"]}@{e[\"version\"]}")
+        print(e["model"] + "@" + str(e["version"]))
 ')
 
 status=0
