@@ -15,8 +15,6 @@ import json
 import os
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +79,10 @@ def _run_command(hook: Hook, event: dict[str, Any], store: Path) -> HookResult:
 
 
 def _post(hook: Hook, body: bytes, headers: dict[str, str]) -> tuple[int | None, str]:
+    # Imported here: urllib pulls in ssl, which costs every command's start-up otherwise.
+    import urllib.error
+    import urllib.request
+
     assert hook.url is not None  # noqa: S101 - guaranteed by the config parser
     request = urllib.request.Request(hook.url, data=body, headers=headers, method="POST")  # noqa: S310
     try:
