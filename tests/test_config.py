@@ -129,7 +129,7 @@ def test_uid_when_no_login(sandbox: Path, monkeypatch: pytest.MonkeyPatch) -> No
     def no_user() -> str:
         raise KeyError("getpwuid(): uid not found")
 
-    monkeypatch.setattr(config.getpass, "getuser", no_user)
+    monkeypatch.setattr("getpass.getuser", no_user)
     assert resolve_actor() == f"uid:{os.getuid()}"
 
 

@@ -13,72 +13,31 @@ from typing import TYPE_CHECKING, Any
 
 from modelreg.config import resolve_actor
 from modelreg.errors import NotFound, PolicyDenied, UsageError
-from modelreg.registry import events as _events
-from modelreg.registry import operations as _ops
-from modelreg.registry.builder import StateBuilder
 from modelreg.registry.core import Registry
-from modelreg.registry.diff import diff_versions
-from modelreg.registry.lifecycle import SignatureGuard
-from modelreg.registry.lineage import capture_git, data_ref
-from modelreg.registry.maintenance import DEFAULT_GRACE
-from modelreg.registry.maintenance import fsck as _fsck
-from modelreg.registry.maintenance import gc as _gc
-from modelreg.signatures.compat import Change, diff_signatures
-from modelreg.signatures.model import Signature, load_signature_file, parse_signature
-from modelreg.types import (
-    ChangeResult,
-    DiffResult,
-    FsckReport,
-    GcReport,
-    Lineage,
-    ModelSummary,
-    Progress,
-    PullResult,
-    RegisterResult,
-    RunInfo,
-    VersionInfo,
-    VersionSummary,
-)
 
-__all__ = [
-    "RegistryLike",
-    "bench",
-    "export_bundle",
-    "export_onnx",
-    "import_bundle",
-    "predict",
-    "infer_signature",
-    "signature",
-    "signature_diff",
-    "validate",
-    "alias_list",
-    "alias_remove",
-    "alias_set",
-    "approve",
-    "archive",
-    "check",
-    "diff",
-    "edit",
-    "events",
-    "fsck",
-    "gc",
-    "history",
-    "init",
-    "list_models",
-    "open_registry",
-    "promote",
-    "pull",
-    "register",
-    "rollback",
-    "show",
-    "versions",
-]
-
+# Everything else is imported inside the functions that need it, so that `modelreg show`
+# and friends start fast (docs/performance.md).
 if TYPE_CHECKING:
     from modelreg.bundle import BundleResult
     from modelreg.exporting import ExportResult
+    from modelreg.registry.builder import StateBuilder
+    from modelreg.registry.lifecycle import SignatureGuard
     from modelreg.serving import BenchResult, PredictResult
+    from modelreg.signatures.compat import Change
+    from modelreg.signatures.model import Signature
     from modelreg.signatures.validate import ValidationReport
+    from modelreg.types import (
+        ChangeResult,
+        DiffResult,
+        FsckReport,
+        GcReport,
+        ModelSummary,
+        Progress,
+        PullResult,
+        RegisterResult,
+        VersionInfo,
+        VersionSummary,
+    )
 
 RegistryLike = Registry | str | os.PathLike[str] | None
 
@@ -163,6 +122,9 @@ def register(
     Returns:
         The version and whether it was newly created.
     """
+    from modelreg.registry.lineage import capture_git, data_ref
+    from modelreg.types import Lineage, RunInfo
+
     reg = open_registry(registry)
     guard = _signature_guard(reg, allow_breaking=False)
     final_signature = _resolve_signature([Path(p) for p in paths], signature, infer_signature,
@@ -197,6 +159,8 @@ def register(
 def _resolve_signature(paths: list[Path], given: Any, infer: bool,
                        sample: Path | None) -> Signature | None:
     """Work out the signature to store: declared, inferred from ONNX, or from a sample."""
+    from modelreg.signatures.model import load_signature_file, parse_signature
+
     declared: Signature | None
     if isinstance(given, dict):
         declared = parse_signature(given)
@@ -253,6 +217,8 @@ def signature(ref: str, *, registry: RegistryLike = None) -> Signature:
     Raises:
         NotFound: The version has no signature.
     """
+    from modelreg.signatures.model import parse_signature
+
     info = open_registry(registry).show(ref)
     if info.signature is None:
         raise NotFound(f"{info.ref} has no signature (register it with --signature, "
@@ -262,6 +228,9 @@ def signature(ref: str, *, registry: RegistryLike = None) -> Signature:
 
 def signature_diff(a: str, b: str, *, registry: RegistryLike = None) -> list[Change]:
     """Classify each difference from the signature of ``a`` to that of ``b``."""
+    from modelreg.signatures.compat import diff_signatures
+    from modelreg.signatures.model import parse_signature
+
     reg = open_registry(registry)
     sa, sb = reg.show(a).signature, reg.show(b).signature
     return diff_signatures(None if sa is None else parse_signature(sa),
@@ -284,6 +253,8 @@ def validate(ref: str, data: bytes, *, registry: RegistryLike = None,
 
 
 def _signature_guard(reg: Registry, allow_breaking: bool) -> SignatureGuard:
+    from modelreg.signatures.compat import diff_signatures
+    from modelreg.signatures.model import parse_signature
     def guard(b: StateBuilder, holder: int, candidate: int) -> dict[str, Any] | None:
         old = reg.load_manifest(b.entry(holder).manifest).signature
         new = reg.load_manifest(b.entry(candidate).manifest).signature
@@ -384,12 +355,16 @@ def versions(name: str, *, registry: RegistryLike = None) -> list[VersionSummary
 
 def history(name: str, *, registry: RegistryLike = None) -> tuple[str, list[dict[str, Any]]]:
     """Return the model's canonical name and its recorded events, newest first."""
+    from modelreg.registry import events as _events
+
     return _events.history(open_registry(registry), name)
 
 
 def events(since: str | None = None, *,
            registry: RegistryLike = None) -> tuple[list[dict[str, Any]], str]:
     """Return events across all models after cursor ``since`` (oldest first) and a new cursor."""
+    from modelreg.registry import events as _events
+
     return _events.feed(open_registry(registry), since)
 
 
@@ -402,6 +377,8 @@ def promote(ref: str, to_stage: str, *, registry: RegistryLike = None,
     whose signature breaks the current holder's is refused unless ``allow_breaking``; the
     override is recorded with the event.
     """
+    from modelreg.registry import operations as _ops
+
     reg = open_registry(registry)
     return _ops.promote(reg, ref, to_stage, actor=resolve_actor(actor), reason=reason,
                         guard=_signature_guard(reg, allow_breaking))
@@ -410,6 +387,8 @@ def promote(ref: str, to_stage: str, *, registry: RegistryLike = None,
 def archive(ref: str, *, registry: RegistryLike = None, reason: str | None = None,
             actor: str | None = None) -> ChangeResult:
     """Move a version into the archive stage."""
+    from modelreg.registry import operations as _ops
+
     reg = open_registry(registry)
     return _ops.promote(reg, ref, reg.config.archive, actor=resolve_actor(actor), reason=reason)
 
@@ -417,6 +396,8 @@ def archive(ref: str, *, registry: RegistryLike = None, reason: str | None = Non
 def approve(ref: str, *, registry: RegistryLike = None, stage: str | None = None,
             comment: str | None = None, actor: str | None = None) -> ChangeResult:
     """Record an approval of a version for ``stage``."""
+    from modelreg.registry import operations as _ops
+
     return _ops.approve(open_registry(registry), ref, actor=resolve_actor(actor), stage=stage,
                         comment=comment)
 
@@ -425,6 +406,8 @@ def check(ref: str, name: str, *, passed: bool, registry: RegistryLike = None,
           value: Any = None, details: str | None = None,
           actor: str | None = None) -> ChangeResult:
     """Record a check result (a CI gate such as ``latency``) on a version."""
+    from modelreg.registry import operations as _ops
+
     return _ops.check(open_registry(registry), ref, name, passed=passed,
                       actor=resolve_actor(actor), value=value, details=details)
 
@@ -432,6 +415,8 @@ def check(ref: str, name: str, *, passed: bool, registry: RegistryLike = None,
 def rollback(name: str, *, registry: RegistryLike = None, stage: str = "production",
              reason: str | None = None, actor: str | None = None) -> ChangeResult:
     """Put back the version that held ``stage`` before the current one."""
+    from modelreg.registry import operations as _ops
+
     return _ops.rollback(open_registry(registry), name, actor=resolve_actor(actor), stage=stage,
                          reason=reason)
 
@@ -440,6 +425,8 @@ def edit(ref: str, *, registry: RegistryLike = None, description: str | None = N
          set_tags: dict[str, str] | None = None, remove_tags: list[str] | None = None,
          actor: str | None = None) -> ChangeResult:
     """Change a version's description and tags (recorded as an ``edit`` event)."""
+    from modelreg.registry import operations as _ops
+
     return _ops.edit(open_registry(registry), ref, actor=resolve_actor(actor),
                      description=description, set_tags=set_tags, remove_tags=remove_tags)
 
@@ -447,6 +434,8 @@ def edit(ref: str, *, registry: RegistryLike = None, description: str | None = N
 def alias_set(name: str, alias: str, version: int, *, registry: RegistryLike = None,
               actor: str | None = None) -> ChangeResult:
     """Point ``alias`` at ``version`` of ``name``."""
+    from modelreg.registry import operations as _ops
+
     return _ops.alias_set(open_registry(registry), name, alias, version,
                           actor=resolve_actor(actor))
 
@@ -454,16 +443,22 @@ def alias_set(name: str, alias: str, version: int, *, registry: RegistryLike = N
 def alias_remove(name: str, alias: str, *, registry: RegistryLike = None,
                  actor: str | None = None) -> ChangeResult:
     """Remove ``alias`` from ``name``."""
+    from modelreg.registry import operations as _ops
+
     return _ops.alias_remove(open_registry(registry), name, alias, actor=resolve_actor(actor))
 
 
 def alias_list(name: str, *, registry: RegistryLike = None) -> tuple[str, dict[str, int]]:
     """Return the model's canonical name and its aliases."""
+    from modelreg.registry import operations as _ops
+
     return _ops.alias_list(open_registry(registry), name)
 
 
 def diff(a: str, b: str, *, registry: RegistryLike = None) -> DiffResult:
     """Compare two versions: params, metrics, lineage, description/tags and files."""
+    from modelreg.registry.diff import diff_versions
+
     reg = open_registry(registry)
     return diff_versions(reg.show(a), reg.show(b))
 
@@ -482,11 +477,15 @@ def pull(
 
 def fsck(*, registry: RegistryLike = None) -> FsckReport:
     """Verify every object, ref, history chain and manifest of the store."""
+    from modelreg.registry.maintenance import fsck as _fsck
+
     return _fsck(open_registry(registry))
 
 
 def gc(
-    *, registry: RegistryLike = None, grace: float = DEFAULT_GRACE, dry_run: bool = False
+    *, registry: RegistryLike = None, grace: float = 3600.0, dry_run: bool = False
 ) -> GcReport:
     """Remove unreferenced objects, temp files and stale locks older than ``grace`` seconds."""
+    from modelreg.registry.maintenance import gc as _gc
+
     return _gc(open_registry(registry), grace=grace, dry_run=dry_run)

@@ -6,9 +6,7 @@ config directory) and may set ``actor = "name@example.com"``. Nothing here touch
 
 from __future__ import annotations
 
-import getpass
 import os
-import subprocess
 import tomllib
 from pathlib import Path
 
@@ -39,6 +37,8 @@ def _from_user_config() -> str | None:
 
 
 def _from_git() -> str | None:
+    import subprocess
+
     try:
         out = subprocess.run(
             ["git", "config", "user.email"], capture_output=True, text=True, timeout=10
@@ -63,6 +63,8 @@ def resolve_actor(explicit: str | None = None) -> str:
     found = _from_user_config() or _from_git()
     if found:
         return found
+    import getpass
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):

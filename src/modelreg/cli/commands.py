@@ -12,7 +12,6 @@ from modelreg import api
 from modelreg.cli import render
 from modelreg.cli.app import app, command, state
 from modelreg.errors import EXIT_INTEGRITY, UsageError
-from modelreg.registry.lineage import load_params_file, parse_assignments
 
 __all__ = ["JsonOpt", "RefArg", "diff", "fsck", "gc", "history", "init", "list_", "pull",
            "register", "show", "versions"]
@@ -41,6 +40,8 @@ def init(
 
 def tags_from(items: list[str]) -> dict[str, str]:
     """Parse repeated ``--tag K=V`` options (values stay text)."""
+    from modelreg.registry.lineage import parse_assignments
+
     parse_assignments(items, "--tag")  # the same key rules as --param; values stay text
     return {k.strip(): v for k, _, v in (i.partition("=") for i in items)}
 
@@ -94,6 +95,8 @@ def register(
     as_json: JsonOpt = False,
 ) -> None:
     """Register files as the next version of NAME, with lineage."""
+    from modelreg.registry.lineage import load_params_file, parse_assignments
+
     params = load_params_file(params_file) if params_file else {}
     params.update(parse_assignments(param or [], "--param"))
     result = api.register(

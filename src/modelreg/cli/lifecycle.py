@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,8 +11,9 @@ from modelreg.cli import render
 from modelreg.cli.app import app, command, state
 from modelreg.cli.commands import JsonOpt, RefArg, tags_from
 from modelreg.errors import UsageError
-from modelreg.registry.lineage import parse_value
-from modelreg.types import ChangeResult
+
+if TYPE_CHECKING:
+    from modelreg.types import ChangeResult
 
 __all__ = ["alias_app", "approve", "archive", "check", "edit", "events", "promote", "rollback"]
 
@@ -86,6 +87,8 @@ def check(
     as_json: JsonOpt = False,
 ) -> None:
     """Record a CI check result on a version (the latest result per name counts)."""
+    from modelreg.registry.lineage import parse_value
+
     if passed is None:
         raise UsageError("say --pass or --fail")
     result = api.check(ref, name, passed=passed, registry=state.registry,

@@ -20,15 +20,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from modelreg.errors import ConflictError, IntegrityError, NotFound, UsageError
-from modelreg.registry.builder import StateBuilder
-from modelreg.registry.hooks import HookResult
-from modelreg.registry.lineage import check_toml_value
 
 if TYPE_CHECKING:
+    from modelreg.registry.builder import StateBuilder
+    from modelreg.registry.hooks import HookResult
     from modelreg.registry.lifecycle import SignatureGuard
+    from modelreg.registry.policy import StoreConfig
+    from modelreg.storage.tree import SourceFile
 from modelreg.registry.manifest import Manifest, decode_manifest, encode_manifest
 from modelreg.registry.names import Ref, check_model_name, model_key, parse_ref
-from modelreg.registry.policy import StoreConfig, load_config
 from modelreg.registry.state import (
     Commit,
     Head,
@@ -41,7 +41,6 @@ from modelreg.storage.hashing import digest_bytes, digest_file, format_digest, p
 from modelreg.storage.layout import Layout, discover, init
 from modelreg.storage.objects import ObjectStore
 from modelreg.storage.refs import RefStore
-from modelreg.storage.tree import FileEntry, SourceFile, check_relpath, collect, encode_tree
 from modelreg.types import (
     Artifact,
     FileInfo,
@@ -116,6 +115,8 @@ class Registry:
     @cached_property
     def config(self) -> StoreConfig:
         """The store's policy and hooks, read once from ``config.toml``."""
+        from modelreg.registry.policy import load_config
+
         return load_config(self.layout.config_file)
 
     @classmethod
@@ -297,6 +298,8 @@ class Registry:
 
     def _store_artifact(self, kind: str, sources: list[SourceFile],
                         progress: Progress | None) -> Artifact:
+        from modelreg.storage.tree import FileEntry, encode_tree
+
         total = sum(s.source.stat().st_size for s in sources)
         if progress is not None:
             progress.start(total)
@@ -365,6 +368,8 @@ class Registry:
             PolicyDenied: ``stage`` may not be entered (nothing is registered then).
         """
         from modelreg.registry.lifecycle import move
+        from modelreg.registry.lineage import check_toml_value
+        from modelreg.storage.tree import collect
 
         check_model_name(name)
         config = self.config
@@ -457,6 +462,7 @@ class Registry:
         Returns:
             The plan's value, the events committed and the hook results.
         """
+        from modelreg.registry.builder import StateBuilder
         from modelreg.registry.events import run_hooks
 
         config = self.config
@@ -507,6 +513,8 @@ class Registry:
             ConflictError: A file at ``dest`` differs and ``force`` is off.
             IntegrityError: An object is corrupt, or the tree holds an unsafe path.
         """
+        from modelreg.storage.tree import check_relpath
+
         info = self.show(ref)
         if dest.exists() and not dest.is_dir():
             raise UsageError(f"{dest} exists and is not a directory")
