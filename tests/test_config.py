@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from modelreg import config
 from modelreg.config import ENV_ACTOR, resolve_actor, user_config_path
 
 

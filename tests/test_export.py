@@ -209,3 +209,18 @@ def test_ci_staging_gate_script(registry: Registry, tmp_path: Path) -> None:
                            timeout=300, cwd=tmp_path)
     assert again.returncode == 0
     assert "entered staging" not in again.stdout
+
+
+def test_predict_on_a_pickle_says_it_is_not_onnx(registry: Registry, tmp_path: Path) -> None:
+    data = load_diabetes()
+    src = register_pickle(registry, tmp_path, "raw", Ridge().fit(data.data, data.target),
+                          list(data.feature_names))
+    with pytest.raises(ModelError, match="is not an ONNX model"):
+        modelreg.predict(src.ref, records(data.data[:1], list(data.feature_names)),
+                         registry=registry, filename="p.json")
+    missing = run_cli("export", src.ref, "--allow-pickle", "--sample", tmp_path / "nope.csv",
+                      registry=registry.layout.root)
+    assert missing.returncode == 3
+    mixed = run_cli("export", src.ref, "--to", "bundle", "-o", tmp_path / "b.zip", "--opset",
+                    "17", registry=registry.layout.root)
+    assert mixed.returncode == 2

@@ -342,3 +342,10 @@ def test_config_mistakes_are_usage_errors(registry: Registry, tmp_path: Path, te
     reg = configure(registry, text)
     with pytest.raises(UsageError, match=fragment):
         modelreg.promote("eta@1", "staging", registry=reg, actor="a")
+
+
+def test_stage_table_must_be_a_table(registry: Registry, tmp_path: Path) -> None:
+    new_version(registry, tmp_path, 1)
+    reg = configure(registry, "[stages]\nproduction = 3\n")
+    with pytest.raises(UsageError, match="must be a table"):
+        modelreg.promote("eta@1", "staging", registry=reg, actor="a")

@@ -256,8 +256,8 @@ def _signature_guard(reg: Registry, allow_breaking: bool) -> SignatureGuard:
     from modelreg.signatures.compat import diff_signatures
     from modelreg.signatures.model import parse_signature
     def guard(b: StateBuilder, holder: int, candidate: int) -> dict[str, Any] | None:
-        old = reg.load_manifest(b.entry(holder).manifest).signature
-        new = reg.load_manifest(b.entry(candidate).manifest).signature
+        old = b.load_manifest(b.entry(holder).manifest).signature
+        new = b.load_manifest(b.entry(candidate).manifest).signature
         changes = diff_signatures(None if old is None else parse_signature(old),
                                   None if new is None else parse_signature(new))
         breaking = [c.message for c in changes if c.breaking]

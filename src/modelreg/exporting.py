@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelreg.errors import ModelError
+from modelreg.errors import ModelError, NotFound
 from modelreg.registry.core import Registry
 from modelreg.signatures.model import Signature, parse_signature
 from modelreg.types import Lineage, RegisterResult, VersionInfo
@@ -95,6 +95,8 @@ def export_onnx(reg: Registry, ref: str, *, actor: str, as_name: str | None = No
     atol = converters.DEFAULT_ATOL if atol is None else atol
     sample_bytes, sample_name = None, None
     if sample is not None:
+        if not sample.is_file():
+            raise NotFound(f"sample file {sample} does not exist")
         sample_bytes, sample_name = sample.read_bytes(), sample.name
     elif info.example is not None:
         sample_bytes = reg.objects.get_bytes(info.example.digest.split(":")[1])

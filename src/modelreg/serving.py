@@ -128,6 +128,7 @@ def predict(reg: Registry, ref: str, data: bytes, *, filename: str | None = None
         ModelError: The version is not an ONNX model, or ONNX Runtime failed.
     """
     info = reg.show(ref)
+    _onnx_object(info)
     sig = _signature(info)
     inputs, rows = _inputs(sig, data, filename, fmt)
     outputs = _runner(reg, info).run(inputs)

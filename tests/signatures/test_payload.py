@@ -249,3 +249,17 @@ def test_npy_and_npz_must_be_what_the_format_says() -> None:
         parse_payload(ONE_TENSOR, npz(x=np.zeros((1, 2), np.float32)), fmt="npy")
     with pytest.raises(UsageError, match="an .npy file, not npz"):
         parse_payload(ONE_TENSOR, npy(np.zeros((1, 2), np.float32)), filename="a.npz")
+
+
+def test_a_plain_zip_is_not_an_npz() -> None:
+    import io
+    import zipfile
+
+    from modelreg.errors import UsageError
+    from modelreg.signatures.payload import load_arrays
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("readme.txt", "hello")
+    with pytest.raises(UsageError, match="not .npy arrays"):
+        load_arrays(buf.getvalue(), "npz")

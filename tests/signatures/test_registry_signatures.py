@@ -132,3 +132,30 @@ def test_real_inputs_validate_against_an_inferred_onnx_signature(registry: Regis
     bad = modelreg.validate("reg", wrong.getvalue(), registry=registry, filename="x.npy")
     assert not bad.ok
     assert "dimension 1 must be 10, got 3" in bad.problems[0].message
+
+
+def test_register_stage_runs_the_signature_check(registry: Registry, tmp_path: Path) -> None:
+    registry.layout.config_file.write_text("[stages.staging]\ncheck_signature = true\n")
+    reg = Registry.open(registry.layout.root)
+    reg_version(reg, tmp_path, 1, SEED, stage="staging")
+    assert reg_version(reg, tmp_path, 2, SEED, stage="staging") == 2
+    with pytest.raises(PolicyDenied, match="breaks the signature"):
+        reg_version(reg, tmp_path, 3, {"inputs": {"distance": "string"}}, stage="staging")
+    assert [r.version for r in modelreg.versions("eta", registry=reg)] == [1, 2]
+
+
+def test_binding_is_what_callers_see(tmp_path: Path) -> None:
+    from modelreg.signatures.compat import diff_signatures
+    from modelreg.signatures.model import parse_signature
+
+    def exported(columns: list[str]) -> dict:
+        return {"inputs": {"X": {"dtype": "float32", "shape": [-1, len(columns)]}},
+                "extra": {"binding": {"input": "X", "dtype": "float32", "columns": [
+                    {"name": c, "type": "float64", "required": True, "nullable": False}
+                    for c in columns]}}}
+
+    a = parse_signature(exported(["age", "bmi"]))
+    b = parse_signature(exported(["age", "body_mass"]))
+    assert any(c.breaking for c in diff_signatures(a, b))
+    source = parse_signature({"inputs": {"age": "float", "bmi": "float"}})
+    assert diff_signatures(source, a) == []

@@ -50,6 +50,11 @@ def export(
     if to == "bundle":
         if output is None:
             raise UsageError("--to bundle needs -o FILE.zip")
+        onnx_only = {"--as": as_name, "--opset": opset, "--sample": sample, "--rtol": rtol,
+                     "--atol": atol, "--allow-pickle": allow_pickle or None}
+        given = [flag for flag, value in onnx_only.items() if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} apply to --to onnx, not to a bundle")
         bundle = api.export_bundle(ref, output, registry=state.registry, force=force)
         if as_json:
             render.emit_json(bundle)

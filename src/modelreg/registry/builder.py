@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from modelreg.errors import NotFound
+from modelreg.registry.manifest import Manifest, decode_manifest
 from modelreg.registry.names import Ref
 from modelreg.registry.state import (
     Commit,
@@ -108,6 +109,13 @@ class StateBuilder:
             if ref.label in table:
                 return table[ref.label].version
         raise NotFound(f"{self.name} has no version in stage or alias {ref.label!r}")
+
+    def load_manifest(self, oid: str) -> Manifest:
+        """Read a manifest, including one this builder has queued but not yet written."""
+        data = self._pending.get(oid)
+        if data is None:
+            return self.reg.load_manifest(oid)
+        return decode_manifest(data, f"pending manifest {oid}")
 
     def head_for(self, version: int) -> Head:
         """Return a pointer to ``version`` (its manifest id)."""

@@ -266,6 +266,8 @@ def parse_config(doc: dict[str, Any]) -> StoreConfig:
     policies = {"production": StagePolicy("production", exclusive=True, check_signature=True)
                 } if "production" in stages else {}
     for name, table in stage_tables.items():
+        if not isinstance(table, dict):
+            raise UsageError(f"config.toml: [stages.{name}] must be a table")
         merged = {"exclusive": name == "production", "check_signature": name == "production",
                   **table}
         policies[name] = _stage_policy(name, merged)

@@ -347,6 +347,12 @@ def load_arrays(data: bytes, name: str) -> dict[str, Any]:
         raise UsageError(f"the {name} payload does not load: {exc}") from exc
     if single != (name == "npy"):
         raise UsageError(f"the payload is an {'.npy' if single else '.npz'} file, not {name}")
+    stray = [key for key, value in arrays.items() if not isinstance(value, np.ndarray)]
+    if stray:
+        # np.load opens any zip as an .npz, and hands back the raw bytes of members that
+        # are not .npy arrays.
+        raise UsageError(f"the {name} payload is a zip whose members are not .npy arrays "
+                         f"({', '.join(sorted(stray)[:3])})")
     return arrays
 
 
