@@ -57,6 +57,7 @@ from modelreg.types import (
 __all__ = ["Outcome", "Registry", "now_iso"]
 
 MODELS_PREFIX = "models"
+_CACHE_LIMIT = 4096
 T = TypeVar("T")
 
 
@@ -111,6 +112,7 @@ class Registry:
         self.layout = layout
         self.objects = ObjectStore(layout.objects, layout.tmp)
         self.refs = RefStore(layout.refs, layout.tmp)
+        self._cache: dict[tuple[str, Any], Any] = {}
 
     @cached_property
     def config(self) -> StoreConfig:
@@ -153,17 +155,31 @@ class Registry:
     def _where(self, oid: str) -> str:
         return str(self.objects.path(oid))
 
+    def _decoded(self, oid: str, decode: Callable[[bytes, str], T]) -> T:
+        # Objects never change, so what was read, verified and decoded once in this
+        # process can be reused (a register scans every bucket for duplicates).
+        key = (oid, decode)
+        if key not in self._cache:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key] = decode(self.objects.get_bytes(oid), self._where(oid))
+        return self._cache[key]  # type: ignore[no-any-return]
+
+    def clear_cache(self) -> None:
+        """Forget decoded objects (fsck does, so that it reads every byte from disk)."""
+        self._cache.clear()
+
     def load_commit(self, oid: str) -> Commit:
         """Read and verify a commit object."""
-        return decode_commit(self.objects.get_bytes(oid), self._where(oid))
+        return self._decoded(oid, decode_commit)
 
     def load_bucket(self, oid: str) -> dict[int, VersionEntry]:
-        """Read and verify an index bucket object."""
-        return decode_bucket(self.objects.get_bytes(oid), self._where(oid))
+        """Read and verify an index bucket object (a copy the caller may change)."""
+        return dict(self._decoded(oid, decode_bucket))
 
     def load_manifest(self, oid: str) -> Manifest:
         """Read and verify a manifest object."""
-        return decode_manifest(self.objects.get_bytes(oid), self._where(oid))
+        return self._decoded(oid, decode_manifest)
 
     def head(self, name: str) -> tuple[str, Commit] | None:
         """Return the head commit of model ``name`` and its id, or None if it has none."""

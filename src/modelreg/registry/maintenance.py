@@ -176,6 +176,7 @@ def fsck(reg: Registry) -> FsckReport:
         The report; ``ok`` is False when anything is corrupt, missing or inconsistent.
     """
     reg.layout.check_format()
+    reg.clear_cache()
     problems: list[Problem] = []
     corrupt: set[str] = set()
     count = 0
@@ -215,6 +216,7 @@ def gc(reg: Registry, *, grace: float = DEFAULT_GRACE, dry_run: bool = False) ->
         IntegrityError: The store has missing or corrupt history; run fsck first.
     """
     reg.layout.check_format()
+    reg.clear_cache()
     walk = _walk(reg, set())
     if walk.problems:
         raise IntegrityError(
