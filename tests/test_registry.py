@@ -211,3 +211,16 @@ def test_git_lineage_matches_rev_parse(registry: Registry, tmp_path: Path,
     assert v.lineage.data[0].digest == "sha256:" + sha256(data)
     shown = json.loads(json.dumps(modelreg.show("m", registry=registry).to_dict()))
     assert shown["lineage"]["git"]["commit"] == head
+
+
+def test_blob_removed_during_register_is_stored_again(registry: Registry,
+                                                      model_file: Path) -> None:
+    from modelreg.storage.tree import collect
+
+    v = modelreg.register("m", [model_file], registry=registry, git=False).version
+    oid = v.artifact.digest.split(":")[1]
+    registry.objects.remove(oid)  # as a concurrent gc with an old mtime could
+    _, sources = collect([model_file])
+    registry._heal_blobs(v.artifact, sources)
+    assert registry.objects.verify(oid)
+    assert modelreg.fsck(registry=registry).ok
