@@ -1,136 +1,108 @@
-"""Benchmarks for the storage core (method and figures in docs/performance.md).
+"""modelreg's benchmark suite (issue 6): workloads W1–W7, their budgets, and the peers.
 
-Whole-process timings: `time.perf_counter` around `subprocess.run`, one warm-up, then the
-median of several runs, reported with a ratio against a floor measured in the same run:
+Run from the repository root:
 
-- show:     fresh-process `modelreg show NAME@latest --json` on a store of 500 versions over
-            50 models, against a bare Typer app with one command (the floor of any Typer CLI).
-- register: `modelreg register` of one large file (default 256 MiB; MODELREG_BENCH_MB), wall
-            time and peak RSS of the child, against `cp` of the same file (one read, one write).
-- parallel: 16 concurrent `modelreg register` calls on one model, against the same 16 in a row.
+    make bench              # python -m bench.run: modelreg alone, every workload
+    make bench-peers        # python -m bench.run --peers: also MLflow, GTO and DVC, installed
+                            # once into bench/.peers/{mlflow,gto,dvc}
+    python -m bench.run --only W1,W4     # a subset
 
-Run with `make bench`. Nothing here is asserted; the numbers are printed.
+Method (details in bench/common.py and docs/performance.md): whole-process timings are
+`time.perf_counter()` around `subprocess.run`; commands compared with each other are
+interleaved after one warm-up each, and the median is reported; peak RSS is the command's
+own `ru_maxrss` (via `/usr/bin/time`); each budget is printed as a ratio with PASS or MISS.
+Scratch stores are built through the Python API, untimed. The first line printed names the
+machine. Nothing is asserted: a figure is a figure, and tests never time anything.
+
+Sizes (environment variables; defaults are the issue's):
+
+    MODELREG_BENCH_RUNS=11            rounds for sub-second commands (W1, W3)
+    MODELREG_BENCH_SLOW_RUNS=3        rounds for multi-second ones (W4, W5, W7)
+    MODELREG_BENCH_W1_MODELS=50       MODELREG_BENCH_W1_VERSIONS=500
+    MODELREG_BENCH_W2_CALLS=500       MODELREG_BENCH_W2_GTO_CALLS=100
+    MODELREG_BENCH_W3_VERSIONS=10000  MODELREG_BENCH_W3_SMALL=10
+    MODELREG_BENCH_MB=1024            (W4 file size, MiB)
+    MODELREG_BENCH_W5_CALLS=16        MODELREG_BENCH_W6_ROWS=100000
+    MODELREG_BENCH_W7_VERSIONS=500
+    MODELREG_BENCH_DIR=/path          where scratch stores go (default: the system temp dir;
+                                      W4 needs about 3x MODELREG_BENCH_MB free there)
+    MODELREG_BENCH_KEEP=1             keep the scratch stores afterwards
+
+Figures are also written to bench/out/latest.json (or latest-peers.json) by a full run at
+the default sizes, else to bench/out/partial.json (partial-peers.json).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import platform
-import resource
-import statistics
-import subprocess
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-PY = sys.executable
-RUNS = int(os.environ.get("MODELREG_BENCH_RUNS", "7"))
-MB = int(os.environ.get("MODELREG_BENCH_MB", "256"))
-
-BARE_TYPER = """
-import typer
-app = typer.Typer()
-@app.command()
-def show(name: str) -> None:
-    print(name)
-app()
-"""
+from bench.common import OUT, BenchError, Report, machine_line
+from bench.workloads import WORKLOADS, Context
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--peers", action="store_true",
+                        help="also install and measure MLflow, GTO and DVC")
+    parser.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,W4")
+    args = parser.parse_args(argv)
+    selected = [w.strip().upper() for w in args.only.split(",") if w.strip()] or list(WORKLOADS)
+    unknown = [w for w in selected if w not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from "
+                     f"{', '.join(WORKLOADS)}")
+
+    base = os.environ.get("MODELREG_BENCH_DIR") or None
+    if base:
+        Path(base).mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="modelreg-bench-", dir=base)).resolve()
+    machine = machine_line(root)
+    print(machine, flush=True)
+    report = Report()
+    peers = None
+    if args.peers:
+        from bench.peers import Peers
+
+        peers = Peers.install()
+        report.figures["peers"] = peers.versions
+    ctx = Context(root=root, report=report, peers=peers)
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
-def median_time(cmd: list[str], env: dict[str, str] | None = None, runs: int = RUNS) -> float:
-    timed(cmd, env)
-    return statistics.median(timed(cmd, env) for _ in range(runs))
-
-
-def child_peak_rss_mib(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Run cmd as a child and return (wall seconds, peak RSS MiB of the child)."""
-    start = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(before, after) / 1024
-
-
-def main() -> None:
-    print(f"machine: {platform.platform()}, {os.cpu_count()} cpus, "
-          f"python {platform.python_version()}")
-    with tempfile.TemporaryDirectory(prefix="modelreg-bench-") as tmp:
-        root = Path(tmp)
-        import modelreg
-
-        reg, _ = modelreg.init(root)
-        env = {**os.environ, "MODELREG_DIR": str(reg.layout.root), "MODELREG_ACTOR": "bench"}
-        blob = root / "small.bin"
-        for m in range(50):
-            for v in range(10):
-                blob.write_bytes(f"{m}-{v}".encode())
-                modelreg.register(f"model-{m}", [blob], registry=reg, params={"v": v}, git=False)
-
-        bare = root / "bare.py"
-        bare.write_text(BARE_TYPER)
-        floor = median_time([PY, str(bare), "x"])
-        show = median_time([PY, "-m", "modelreg", "show", "model-7@latest", "--json"], env)
-        print(f"show (500 versions / 50 models): {show * 1000:.0f} ms; bare Typer floor "
-              f"{floor * 1000:.0f} ms; ratio {show / floor:.2f}x")
-
-        big = root / "big.bin"
-        with open(big, "wb") as fh:
-            chunk = os.urandom(1 << 20)
-            for _ in range(MB):
-                fh.write(chunk)
-        subprocess.run(["sync"], check=False)
-        cp_times = []
-        for _ in range(3):
-            dst = root / "copy.bin"
-            start = time.perf_counter()
-            subprocess.run(["cp", str(big), str(dst)], check=True)
-            os.sync()
-            cp_times.append(time.perf_counter() - start)
-            dst.unlink()
-        cp = statistics.median(cp_times)
-        reg_times, rss = [], 0.0
-        for i in range(3):
-            with open(big, "r+b") as fh:
-                fh.write(os.urandom(16))
-            wall, peak = child_peak_rss_mib(
-                [PY, "-m", "modelreg", "register", "big", str(big), "--no-git",
-                 "--param", f"run={i}"], env)
-            reg_times.append(wall)
-            rss = max(rss, peak)
-        register = statistics.median(reg_times)
-        print(f"register {MB} MiB file: {register:.2f} s; cp + sync {cp:.2f} s; ratio "
-              f"{register / cp:.2f}x; peak RSS {rss:.0f} MiB")
-
-        files = []
-        for i in range(16):
-            f = root / f"p{i}.bin"
-            f.write_bytes(os.urandom(1024))
-            files.append(f)
-
-        def reg_cmd(i: int, name: str) -> list[str]:
-            return [PY, "-m", "modelreg", "register", name, str(files[i]), "--no-git"]
-
-        start = time.perf_counter()
-        for i in range(16):
-            subprocess.run(reg_cmd(i, "seq"), check=True, env=env, stdout=subprocess.DEVNULL)
-        sequential = time.perf_counter() - start
-        start = time.perf_counter()
-        procs = [subprocess.Popen(reg_cmd(i, "par"), env=env, stdout=subprocess.DEVNULL)
-                 for i in range(16)]
-        codes = [p.wait() for p in procs]
-        parallel = time.perf_counter() - start
-        landed = len(modelreg.versions("par", registry=reg))
-        print(f"16 registers: parallel {parallel:.2f} s, sequential {sequential:.2f} s, ratio "
-              f"{parallel / sequential:.2f}x; {landed}/16 landed, exit codes {set(codes)}")
+    failed = []
+    try:
+        for name in selected:
+            t0 = time.perf_counter()
+            try:
+                WORKLOADS[name](ctx)
+            except BenchError as exc:
+                failed.append(name)
+                print(f"  {name} FAILED: {exc}", flush=True)
+            print(f"  ({name} took {time.perf_counter() - t0:.0f} s)", flush=True)
+    finally:
+        if os.environ.get("MODELREG_BENCH_KEEP") == "1":
+            print(f"\nscratch stores kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    report.summary()
+    print(f"  whole run: {time.perf_counter() - start:.0f} s; load average at the end "
+          f"{os.getloadavg()[0]:.2f}")
+    # Only a full run at the issue's sizes is "latest"; anything else is kept apart.
+    resized = any(k.startswith("MODELREG_BENCH_") and k not in ("MODELREG_BENCH_DIR",
+                                                                 "MODELREG_BENCH_KEEP")
+                  for k in os.environ)
+    stem = "latest" if selected == list(WORKLOADS) and not resized else "partial"
+    report.save(OUT / f"{stem}{'-peers' if args.peers else ''}.json", machine)
+    if failed:
+        print(f"workloads that failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
