@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -560,7 +559,7 @@ class Registry:
                     )
             plan.append((f, target, oid))
         dest.mkdir(parents=True, exist_ok=True)
-        staging = dest / f".modelreg-pull-{secrets.token_hex(6)}"
+        staging = dest / f".modelreg-pull-{os.urandom(6).hex()}"
         if progress is not None:
             progress.start(sum(f.size for f, _, _ in plan))
         try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -41,7 +40,7 @@ def tmp_name(tmp_dir: Path, hint: str = "") -> Path:
         A path that does not exist yet (with overwhelming probability).
     """
     safe = "".join(c for c in hint if c.isalnum() or c in "-_.")[:40]
-    return tmp_dir / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}{'-' + safe if safe else ''}"
+    return tmp_dir / f"{TMP_PREFIX}{os.getpid()}-{os.urandom(8).hex()}{'-' + safe if safe else ''}"
 
 
 def ensure_dir(path: Path) -> None:

@@ -13,8 +13,6 @@ import contextlib
 import json
 import os
 import random
-import secrets
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,7 +43,7 @@ DEFAULT_STALE_AFTER = 120.0
 Locks are held only while small metadata files are written (milliseconds), never while
 large artifacts are copied, so two minutes is far beyond any live holder."""
 
-_HOST = socket.gethostname()
+_HOST = os.uname().nodename  # what socket.gethostname() returns, without importing socket
 
 
 def _env_float(name: str, default: float) -> float:
@@ -226,7 +224,7 @@ def acquire(
         timeout = _env_float("MODELREG_LOCK_TIMEOUT", DEFAULT_TIMEOUT)
     if stale_after is None:
         stale_after = stale_after_setting()
-    token = secrets.token_hex(16)
+    token = os.urandom(16).hex()
     record = json.dumps(
         {"host": _HOST, "pid": os.getpid(), "time": time.time(), "token": token}
     ).encode()
