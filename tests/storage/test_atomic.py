@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 import random
 import signal
@@ -21,17 +20,7 @@ from modelreg.storage.atomic import (
     write_atomic,
     write_new,
 )
-
-_MP = multiprocessing.get_context(
-    "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-)
-
-
-@pytest.fixture
-def tmp_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "tmp"
-    d.mkdir()
-    return d
+from tests.storage.conftest import MP as _MP
 
 
 def _mode(path: Path) -> int:

@@ -26,17 +26,7 @@ from modelreg.storage.lock import (
     read_info,
     stale_after_setting,
 )
-
-_MP = multiprocessing.get_context(
-    "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-)
-
-
-@pytest.fixture
-def tmp_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "tmp"
-    d.mkdir()
-    return d
+from tests.storage.conftest import MP as _MP
 
 
 @pytest.fixture
