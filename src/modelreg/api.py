@@ -244,8 +244,7 @@ def validate(ref: str, data: bytes, *, registry: RegistryLike = None,
     from modelreg.signatures.validate import validate_payload
 
     sig = signature(ref, registry=registry)
-    bound = sig.binding()
-    schema = sig.outputs if outputs else (bound[2] if bound else sig.inputs)
+    schema = sig.outputs if outputs else sig.facing_inputs()
     if schema is None:
         raise NotFound(f"{ref}: the signature declares no outputs")
     return validate_payload(schema, data, filename=filename, fmt=fmt, allow_extra=allow_extra,

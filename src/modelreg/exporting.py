@@ -125,10 +125,9 @@ def export_onnx(reg: Registry, ref: str, *, actor: str, as_name: str | None = No
         if binding is not None:
             onnx_sig = Signature(onnx_sig.inputs, onnx_sig.outputs,
                                  {**onnx_sig.extra, "binding": binding})
-        export = {"converter": conversion.converter,
-                  "converter_version": conversion.converter_version,
-                  "opset": conversion.opset, "source": info.ref,
-                  "source_manifest": info.manifest, "parity": report.to_dict()}
+        columns = None if binding is None else [c["name"] for c in binding["columns"]]
+        export = {**converters.export_record(source, conversion, report, columns=columns),
+                  "source": info.ref, "source_manifest": info.manifest}
         example = None
         if sample_bytes is not None:
             example = work / (sample_name or "sample")

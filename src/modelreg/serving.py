@@ -93,12 +93,12 @@ def _inputs(sig: Signature, data: bytes, filename: str | None,
     import numpy as np
 
     from modelreg.signatures.payload import ColumnPayload, parse_payload
-    from modelreg.signatures.validate import validate_payload
+    from modelreg.signatures.validate import check_payload
 
     bound = sig.binding()
-    schema = bound[2] if bound else sig.inputs
-    _refuse(validate_payload(schema, data, filename=filename, fmt=fmt))
+    schema = sig.facing_inputs()
     payload = parse_payload(schema, data, filename=filename, fmt=fmt)
+    _refuse(check_payload(schema, payload))
     if isinstance(payload, ColumnPayload):
         if bound is None:
             raise ModelError("this signature has columns but no binding to the model's "

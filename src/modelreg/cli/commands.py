@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -11,9 +12,10 @@ import typer
 from modelreg import api
 from modelreg.cli import render
 from modelreg.cli.app import app, command, state
-from modelreg.errors import EXIT_INTEGRITY, UsageError
+from modelreg.errors import EXIT_INTEGRITY, NotFound, UsageError
 
 __all__ = ["JsonOpt", "RefArg", "diff", "fsck", "gc", "history", "init", "list_", "pull",
+           "read_payload",
            "register", "show", "versions"]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout for scripts.")]
@@ -226,6 +228,24 @@ def fsck(as_json: JsonOpt = False) -> None:
 
 
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd]?)\Z")
+
+
+def read_payload(path: str) -> tuple[bytes, str | None]:
+    """Read a payload argument: a file, or ``-`` for stdin.
+
+    Returns:
+        The bytes and the file name (None for stdin), which tells the payload's format.
+
+    Raises:
+        NotFound: The file does not exist.
+    """
+    if path == "-":
+        return sys.stdin.buffer.read(), None
+    p = Path(path)
+    try:
+        return p.read_bytes(), p.name
+    except FileNotFoundError as exc:
+        raise NotFound(f"{p} does not exist") from exc
 
 
 def parse_duration(text: str) -> float:

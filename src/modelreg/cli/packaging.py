@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,8 +11,8 @@ import typer
 from modelreg import api
 from modelreg.cli import render
 from modelreg.cli.app import app, command, state
-from modelreg.cli.commands import JsonOpt, RefArg
-from modelreg.errors import NotFound, UsageError
+from modelreg.cli.commands import JsonOpt, RefArg, read_payload
+from modelreg.errors import UsageError
 from modelreg.storage.atomic import write_atomic
 
 __all__ = ["bench", "export", "import_", "predict"]
@@ -105,13 +104,7 @@ def predict(
     as_json: JsonOpt = False,
 ) -> None:
     """Validate a payload against the signature, then run the ONNX model on it."""
-    if path == "-":
-        data, name = sys.stdin.buffer.read(), None
-    else:
-        try:
-            data, name = Path(path).read_bytes(), Path(path).name
-        except FileNotFoundError as exc:
-            raise NotFound(f"{path} does not exist") from exc
+    data, name = read_payload(path)
     result = api.predict(ref, data, registry=state.registry, filename=name, fmt=fmt)
     body = {"outputs": result.outputs}
     if output is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -11,8 +10,8 @@ import typer
 from modelreg import api
 from modelreg.cli import render
 from modelreg.cli.app import app, command, state
-from modelreg.cli.commands import JsonOpt, RefArg
-from modelreg.errors import EXIT_CHECK_FAILED, NotFound, UsageError
+from modelreg.cli.commands import JsonOpt, RefArg, read_payload
+from modelreg.errors import EXIT_CHECK_FAILED, UsageError
 
 __all__ = ["contract_app", "signature_app", "validate"]
 
@@ -91,14 +90,7 @@ def validate(
     as_json: JsonOpt = False,
 ) -> None:
     """Check a payload against a version's signature: exit 0 if valid, 1 if not."""
-    if path == "-":
-        data, name = sys.stdin.buffer.read(), None
-    else:
-        p = Path(path)
-        try:
-            data, name = p.read_bytes(), p.name
-        except FileNotFoundError as exc:
-            raise NotFound(f"{p} does not exist") from exc
+    data, name = read_payload(path)
     report = api.validate(ref, data, registry=state.registry, filename=name, fmt=fmt,
                           outputs=outputs, allow_extra=allow_extra, max_errors=max_errors)
     if as_json:

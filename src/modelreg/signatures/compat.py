@@ -156,14 +156,8 @@ def diff_signatures(old: Signature | None, new: Signature | None) -> list[Change
     if new is None:
         return [Change(True, "input", None, "signature removed: payloads can no longer be "
                        "checked against it")]
-    return (_schema_changes("input", _facing(old), _facing(new))
+    return (_schema_changes("input", old.facing_inputs(), new.facing_inputs())
             + _schema_changes("output", old.outputs, new.outputs))
-
-
-def _facing(sig: Signature) -> Schema:
-    """The inputs callers send: the bound columns when an export recorded a binding."""
-    bound = sig.binding()
-    return bound[2] if bound is not None else sig.inputs
 
 
 def is_breaking(changes: list[Change]) -> bool:

@@ -159,6 +159,11 @@ class Signature:
                                    bool(c.get("nullable", False))) for c in bound["columns"])
         return str(bound["input"]), str(bound.get("dtype", "float32")), Schema(columns=columns)
 
+    def facing_inputs(self) -> Schema:
+        """The inputs callers send: the bound columns when there is a binding."""
+        bound = self.binding()
+        return bound[2] if bound is not None else self.inputs
+
     def to_dict(self) -> dict[str, Any]:
         """The canonical full form, as stored in the manifest."""
         doc: dict[str, Any] = {"inputs": self.inputs.to_dict()}

@@ -30,7 +30,8 @@ from modelreg.signatures.payload import (
 
 __all__ = ["INT_RANGES", "PayloadProblem", "ValidationReport", "cell_problem", "describe_value",
            "expected_for", "extra_problem", "is_base64_text", "is_datetime_text", "missing_problem",
-           "not_record_problem", "problem_sort_key", "tensor_family", "validate_payload",
+           "check_payload", "not_record_problem", "problem_sort_key", "tensor_family",
+           "validate_payload",
            "validate_records"]
 
 INT_RANGES = {"int4": (-8, 7), "uint4": (0, 15), "int8": (-2**7, 2**7 - 1), "uint8": (0, 2**8 - 1),
@@ -398,9 +399,19 @@ def validate_payload(schema: Schema, data: bytes, *, filename: str | None = None
         UsageError: The payload cannot be parsed at all, its format does not fit the
             schema, or ``max_errors`` is negative.
     """
+    return check_payload(schema, parse_payload(schema, data, filename=filename, fmt=fmt),
+                         allow_extra=allow_extra, max_errors=max_errors)
+
+
+def check_payload(schema: Schema, payload: ColumnPayload | TensorPayload, *,
+                  allow_extra: bool = False, max_errors: int = 20) -> ValidationReport:
+    """Check an already parsed payload (see :func:`validate_payload`).
+
+    Raises:
+        UsageError: ``max_errors`` is negative.
+    """
     if max_errors < 0:
         raise UsageError("max_errors must be 0 or more")
-    payload = parse_payload(schema, data, filename=filename, fmt=fmt)
     if isinstance(payload, TensorPayload):
         problems, batch = _check_tensors(schema, payload, allow_extra)
         return ValidationReport(not problems, payload.format, batch, problems[:max_errors],
