@@ -442,10 +442,18 @@ class Registry:
         version, created = outcome.value
         if created:
             self._heal_blobs(artifact, sources)
-        commit = self._require_head(name)
-        return RegisterResult(self._info(commit, version, self._entry(commit, version).manifest),
-                              created=created, events=outcome.event_records(),
-                              hooks=outcome.hooks)
+        return RegisterResult(self.version_after(outcome, version), created=created,
+                              events=outcome.event_records(), hooks=outcome.hooks)
+
+    def version_after(self, outcome: Outcome[Any], version: int) -> VersionInfo:
+        """Describe ``version`` as a committed change left it.
+
+        The change's last commit is the state it committed, so the ref and commit need not
+        be read again (later hook-delivery events do not change a version).
+        """
+        commit = (outcome.builder.commits[-1][1] if outcome.builder.commits
+                  else self._require_head(outcome.builder.name))
+        return self._info(commit, version, self._entry(commit, version).manifest)
 
     def _heal_blobs(self, artifact: Artifact, sources: list[SourceFile]) -> None:
         """Re-store any blob that vanished while the version was being committed.

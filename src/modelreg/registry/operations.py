@@ -30,8 +30,8 @@ __all__ = ["alias_list", "alias_remove", "alias_set", "approve", "check", "edit"
 
 
 def _result(reg: Registry, outcome: Outcome[Any], version: int, changed: bool) -> ChangeResult:
-    info = reg.show(Ref(outcome.builder.name, version=version))
-    return ChangeResult(info, changed, outcome.event_records(), outcome.hooks)
+    return ChangeResult(reg.version_after(outcome, version), changed, outcome.event_records(),
+                        outcome.hooks)
 
 
 def promote(reg: Registry, ref: str, to_stage: str, *, actor: str,
