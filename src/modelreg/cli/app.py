@@ -141,11 +141,42 @@ def main(argv: list[str] | None = None) -> int:
     import modelreg.cli.packaging  # noqa: F401
     import modelreg.cli.signatures  # noqa: F401
 
+    args = sys.argv[1:] if argv is None else argv
+    commands, groups = app.registered_commands, app.registered_groups
+    app.registered_commands, app.registered_groups = _invoked(args)
     try:
-        app(args=argv, prog_name="modelreg")
+        app(args=args, prog_name="modelreg")
     except SystemExit as exc:
         code = exc.code
         if code is None:
             return 0
         return code if isinstance(code, int) else 1
+    finally:
+        app.registered_commands, app.registered_groups = commands, groups
     return 0
+
+
+def _invoked(args: list[str]) -> tuple[list[Any], list[Any]]:
+    """The registered command (or group) that ``args`` run, or all of them.
+
+    Typer turns every registered command into a click command on each start (signature
+    inspection and type hints per parameter: about 30 ms for all of modelreg's). A run needs
+    only the one it invokes; with no command name, or one that matches nothing, all are
+    kept so that help and "No such command" read as always.
+    """
+    from typer.main import get_command_name
+
+    name = None
+    words = iter(args)
+    for word in words:
+        if word in ("-R", "--registry"):  # the only root option that takes a value
+            next(words, None)
+        elif not word.startswith("-"):
+            name = word
+            break
+    commands = [c for c in app.registered_commands
+                if (c.name or get_command_name(getattr(c.callback, "__name__", ""))) == name]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if not commands and not groups:
+        return app.registered_commands, app.registered_groups
+    return commands, groups

@@ -1,13 +1,15 @@
-"""Output: JSON for scripts, rich tables and plain lines for people, messages on stderr.
+"""Output: JSON for scripts, aligned plain text for people, messages on stderr.
 
-Data goes to stdout; diagnostics and progress go to stderr. Rich is imported only when a
-table or progress bar is actually drawn, so ``--json`` calls start faster.
+Data goes to stdout; diagnostics and progress go to stderr. Tables are plain aligned text;
+rich is imported only when a progress bar is drawn (on stderr, for large copies).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelreg.types import (
@@ -24,7 +26,6 @@ from modelreg.types import (
 )
 
 if TYPE_CHECKING:
-    from rich.console import Console
     from rich.progress import Progress as RichProgressBar
 
 __all__ = [
@@ -59,12 +60,32 @@ def message(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
-def _console() -> Console:
-    from rich.console import Console
+def _plain(text: str) -> str:
+    """``text`` with control characters escaped, so stored values cannot drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
-    # Piped output is not cut to 80 columns: a person reading a log wants whole values.
-    width = None if sys.stdout.isatty() else 200
-    return Console(highlight=False, soft_wrap=False, width=width)
+
+def _print_columns(rows: Sequence[Sequence[str]], *, header: bool = True) -> None:
+    """Print rows as left-aligned columns two spaces apart; the first column (or row) bold.
+
+    Plain text, not a rich table: values are printed as they are (no markup, no wrapping or
+    cutting to the terminal's width), and drawing costs nothing at start-up. Bold only on a
+    terminal, and not under ``NO_COLOR``.
+    """
+    cells = [[_plain(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    bold = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    lines = []
+    for n, row in enumerate(cells):
+        padded = [c.ljust(w) for c, w in zip(row, widths, strict=True)]
+        if bold and header and n == 0:
+            padded = [f"\x1b[1m{c}\x1b[0m" for c in padded]
+        elif bold and not header:
+            padded[0] = f"\x1b[1m{padded[0]}\x1b[0m"
+        lines.append("  ".join(padded).rstrip())
+    sys.stdout.write("".join(line + "\n" for line in lines))
 
 
 def human_size(n: int) -> str:
@@ -99,11 +120,6 @@ def render_register(result: RegisterResult) -> None:
 
 def render_version(v: VersionInfo) -> None:
     """Show one version for people."""
-    from rich.table import Table
-
-    t = Table.grid(padding=(0, 2))
-    t.add_column(style="bold")
-    t.add_column()
     lin = v.lineage
     rows: list[tuple[str, str]] = [
         ("version", v.ref),
@@ -146,9 +162,7 @@ def render_version(v: VersionInfo) -> None:
                           + (f": {a['comment']}" if a.get("comment") else ""))
              for a in v.approvals]
     rows.append(("manifest", v.manifest))
-    for k, val in rows:
-        t.add_row(k, val)
-    _console().print(t)
+    _print_columns(rows, header=False)
 
 
 def _describe_schema(part: dict[str, Any]) -> str:
@@ -168,28 +182,19 @@ def render_models(models: list[ModelSummary]) -> None:
     if not models:
         message("no models registered yet (modelreg register NAME PATH)")
         return
-    from rich.table import Table
-
-    t = Table(box=None, header_style="bold")
-    for col in ("model", "versions", "latest", "stages", "updated", "by"):
-        t.add_column(col)
+    rows = [("model", "versions", "latest", "stages", "updated", "by")]
     for m in models:
         stages = ", ".join(f"{s}: v{n}" for s, n in m.stages.items()) or "-"
-        t.add_row(m.name, str(m.versions), f"v{m.latest}", stages, m.updated_at[:19], m.updated_by)
-    _console().print(t)
+        rows.append((m.name, str(m.versions), f"v{m.latest}", stages, m.updated_at[:19],
+                     m.updated_by))
+    _print_columns(rows)
 
 
 def render_versions(rows: list[VersionSummary]) -> None:
     """Show a model's versions as a table."""
-    from rich.table import Table
-
-    t = Table(box=None, header_style="bold")
-    for col in ("version", "stage", "aliases", "created", "by", "size", "digest"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(f"v{r.version}", r.stage, ", ".join(r.aliases) or "-", r.created_at[:19],
-                  r.created_by, human_size(r.size), _short(r.digest))
-    _console().print(t)
+    _print_columns([("version", "stage", "aliases", "created", "by", "size", "digest")] + [
+        (f"v{r.version}", r.stage, ", ".join(r.aliases) or "-", r.created_at[:19],
+         r.created_by, human_size(r.size), _short(r.digest)) for r in rows])
 
 
 def render_diff(d: DiffResult) -> None:
@@ -277,16 +282,11 @@ def render_gc(r: GcReport) -> None:
 
 def render_history(name: str, events: list[dict[str, Any]]) -> None:
     """Show a model's events as a table, newest first."""
-    from rich.table import Table
-
-    t = Table(box=None, header_style="bold", title=f"history of {name}", title_justify="left")
-    for col in ("seq", "time", "actor", "action", "version", "from", "to", "reason"):
-        t.add_column(col)
-    for e in events:
-        t.add_row(str(e["seq"]), e["time"][:19], e["actor"], e["action"],
-                  "-" if e["version"] is None else f"v{e['version']}",
-                  e["from"] or "-", e["to"] or "-", e["reason"] or "-")
-    _console().print(t)
+    print(f"history of {_plain(name)}")
+    _print_columns([("seq", "time", "actor", "action", "version", "from", "to", "reason")] + [
+        (str(e["seq"]), e["time"][:19], e["actor"], e["action"],
+         "-" if e["version"] is None else f"v{e['version']}",
+         e["from"] or "-", e["to"] or "-", e["reason"] or "-") for e in events])
 
 
 class RichProgress:
