@@ -47,7 +47,7 @@ def test_only_onnxio_imports_onnx() -> None:
 
 PROBE = f"""
 import sys
-from modelreg.cli.app import main
+from modelreg.cli.application import main
 code = main(sys.argv[1:])
 import json
 heavy = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(HEAVY)!r})

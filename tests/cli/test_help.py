@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modelreg.cli import app
-from modelreg.cli.app import root
+from modelreg.cli.application import root
 
 
 def _commands():

@@ -11,7 +11,7 @@ import pytest
 
 import modelreg
 from modelreg.cli import app
-from modelreg.cli.app import main
+from modelreg.cli.application import COMMAND_MODULES, main
 
 
 @pytest.fixture
@@ -84,12 +84,32 @@ def test_control_characters_in_values_are_escaped(registry, model_file: Path, ca
     assert "bell\\x07 and \\x1b[31mred" in out
 
 
+def test_command_table_names_each_command_s_module() -> None:
+    from typer.main import get_command_name
+
+    found = {c.name or get_command_name(c.callback.__name__): c.callback.__module__
+             for c in app.registered_commands}
+    found |= {g.name: g.typer_instance.registered_commands[0].callback.__module__
+              for g in app.registered_groups}
+    assert found == COMMAND_MODULES
+
+
+PROBE = """
+import json, sys
+from modelreg.cli.application import main
+code = main(sys.argv[1:])
+loaded = sorted(m for m in sys.modules
+                if m.split('.')[0] == 'rich' or m.startswith('modelreg.cli.'))
+sys.stderr.write('LOADED=' + json.dumps(loaded))
+sys.exit(code)
+"""
+
+
 @pytest.mark.parametrize("args", [["show", "m"], ["list"], ["versions", "m"], ["history", "m"]])
-def test_tables_do_not_import_rich(store: str, args: list[str]) -> None:
-    probe = ("import sys\nfrom modelreg.cli.app import main\ncode = main(sys.argv[1:])\n"
-             "sys.stderr.write('RICH=%s' % any(m.split('.')[0] == 'rich' for m in sys.modules))\n"
-             "sys.exit(code)\n")
-    result = subprocess.run([sys.executable, "-c", probe, "-R", store, *args],
+def test_a_command_loads_only_its_own_module_and_no_rich(store: str, args: list[str]) -> None:
+    result = subprocess.run([sys.executable, "-c", PROBE, "-R", store, *args],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stderr.rsplit("RICH=", 1)[1] == "False"
+    loaded = json.loads(result.stderr.rsplit("LOADED=", 1)[1])
+    assert loaded == ["modelreg.cli.application", "modelreg.cli.commands",
+                      "modelreg.cli.render"]

@@ -11,7 +11,7 @@ import typer
 
 from modelreg import api
 from modelreg.cli import render
-from modelreg.cli.app import app, command, state
+from modelreg.cli.application import app, command, state
 from modelreg.errors import EXIT_INTEGRITY, NotFound, UsageError
 
 __all__ = ["JsonOpt", "RefArg", "diff", "fsck", "gc", "history", "init", "list_", "pull",

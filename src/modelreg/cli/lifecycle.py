@@ -8,7 +8,7 @@ import typer
 
 from modelreg import api
 from modelreg.cli import render
-from modelreg.cli.app import app, command, state
+from modelreg.cli.application import app, command, state
 from modelreg.cli.commands import JsonOpt, RefArg, tags_from
 from modelreg.errors import UsageError
 

@@ -9,7 +9,7 @@ import typer
 
 from modelreg import api
 from modelreg.cli import render
-from modelreg.cli.app import app, command, state
+from modelreg.cli.application import app, command, state
 from modelreg.cli.commands import JsonOpt, RefArg, read_payload
 from modelreg.errors import EXIT_CHECK_FAILED, UsageError
 

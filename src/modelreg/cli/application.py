@@ -17,7 +17,7 @@ import typer
 
 from modelreg.errors import EXIT_INTERNAL, EXIT_POLICY, ModelregError
 
-__all__ = ["app", "command", "main", "state"]
+__all__ = ["COMMAND_MODULES", "app", "command", "load_commands", "main", "state"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -136,14 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The exit code.
     """
-    import modelreg.cli.commands  # noqa: F401 - registers the commands
-    import modelreg.cli.lifecycle  # noqa: F401
-    import modelreg.cli.packaging  # noqa: F401
-    import modelreg.cli.signatures  # noqa: F401
-
     args = sys.argv[1:] if argv is None else argv
+    name = _command_name(args)
+    load_commands(COMMAND_MODULES.get(name or ""))
     commands, groups = app.registered_commands, app.registered_groups
-    app.registered_commands, app.registered_groups = _invoked(args)
+    app.registered_commands, app.registered_groups = _invoked(name)
     try:
         app(args=args, prog_name="modelreg")
     except SystemExit as exc:
@@ -156,27 +153,55 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _invoked(args: list[str]) -> tuple[list[Any], list[Any]]:
-    """The registered command (or group) that ``args`` run, or all of them.
+# The module that defines each command (or command group). main() imports only the one it
+# runs; tests/cli/test_main.py checks this table against what the modules register.
+_COMMANDS = "modelreg.cli.commands"
+_LIFECYCLE = "modelreg.cli.lifecycle"
+_PACKAGING = "modelreg.cli.packaging"
+_SIGNATURES = "modelreg.cli.signatures"
+COMMAND_MODULES = {
+    **dict.fromkeys(("init", "register", "list", "versions", "show", "diff", "pull", "history",
+                     "fsck", "gc"), _COMMANDS),
+    **dict.fromkeys(("promote", "archive", "approve", "check", "edit", "rollback", "events",
+                     "alias"), _LIFECYCLE),
+    **dict.fromkeys(("export", "import", "predict", "bench"), _PACKAGING),
+    **dict.fromkeys(("validate", "signature", "contract"), _SIGNATURES),
+}
 
-    Typer turns every registered command into a click command on each start (signature
-    inspection and type hints per parameter: about 30 ms for all of modelreg's). A run needs
-    only the one it invokes; with no command name, or one that matches nothing, all are
-    kept so that help and "No such command" read as always.
-    """
-    from typer.main import get_command_name
 
-    name = None
+def load_commands(module: str | None = None) -> None:
+    """Register one command module's commands on :data:`app`, or all of them (None)."""
+    import importlib
+
+    for name in [module] if module else [_COMMANDS, _LIFECYCLE, _PACKAGING, _SIGNATURES]:
+        importlib.import_module(name)
+
+
+def _command_name(args: list[str]) -> str | None:
+    """The first word of ``args`` that is not a root option (or its value)."""
     words = iter(args)
     for word in words:
         if word in ("-R", "--registry"):  # the only root option that takes a value
             next(words, None)
         elif not word.startswith("-"):
-            name = word
-            break
+            return word
+    return None
+
+
+def _invoked(name: str | None) -> tuple[list[Any], list[Any]]:
+    """The registered command (or group) called ``name``, or all of them.
+
+    Typer turns every registered command into a click command on each start (signature
+    inspection and type hints per parameter: about 30 ms for all of modelreg's). A run needs
+    only the one it invokes; with no command name, or one that matches nothing, all are
+    loaded and kept so that help and "No such command" read as always.
+    """
+    from typer.main import get_command_name
+
     commands = [c for c in app.registered_commands
                 if (c.name or get_command_name(getattr(c.callback, "__name__", ""))) == name]
     groups = [g for g in app.registered_groups if g.name == name]
     if not commands and not groups:
+        load_commands()
         return app.registered_commands, app.registered_groups
     return commands, groups
