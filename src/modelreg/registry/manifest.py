@@ -11,8 +11,6 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
-import tomli_w
-
 from modelreg.errors import IntegrityError
 from modelreg.types import Artifact, DataRef, FileInfo, GitInfo, Lineage, RunInfo
 
@@ -100,6 +98,8 @@ def encode_manifest(m: Manifest) -> bytes:
         doc["example"] = {"path": m.example.path, "digest": m.example.digest,
                           "size": m.example.size}
     doc["lineage"] = lineage
+    import tomli_w  # writing is rarer than reading: loaded when a manifest is made
+
     return tomli_w.dumps(doc).encode("utf-8")
 
 

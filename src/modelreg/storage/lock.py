@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -257,6 +256,8 @@ def acquire(
                 "(or run `modelreg gc`, which removes stale locks).",
                 str(lock),
             )
+        import random  # only a waiting process needs it
+
         time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
         delay = min(delay * 2, 0.05)
 

@@ -11,11 +11,14 @@ import contextlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelreg.errors import ConflictError, IntegrityError
 from modelreg.storage.atomic import write_atomic
 from modelreg.storage.hashing import is_object_id
-from modelreg.storage.lock import Lock, acquire, lock_path_for
+
+if TYPE_CHECKING:  # the lock module is loaded by the first change, not by every read
+    from modelreg.storage.lock import Lock
 
 __all__ = ["RefStore", "RefTransaction", "check_ref_name"]
 
@@ -122,6 +125,8 @@ class RefStore:
         """
         path = self.path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
+        from modelreg.storage.lock import acquire, lock_path_for
+
         lock = acquire(lock_path_for(path), self.tmp_dir, timeout=timeout)
         try:
             yield RefTransaction(self, name, lock, self.read(name))
