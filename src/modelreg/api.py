@@ -22,22 +22,21 @@ if TYPE_CHECKING:
     from modelreg.exporting import ExportResult
     from modelreg.registry.builder import StateBuilder
     from modelreg.registry.lifecycle import SignatureGuard
-    from modelreg.serving import BenchResult, PredictResult
-    from modelreg.signatures.compat import Change
-    from modelreg.signatures.model import Signature
-    from modelreg.signatures.validate import ValidationReport
-    from modelreg.types import (
+    from modelreg.results import (
         ChangeResult,
         DiffResult,
         FsckReport,
         GcReport,
         ModelSummary,
-        Progress,
         PullResult,
         RegisterResult,
-        VersionInfo,
         VersionSummary,
     )
+    from modelreg.serving import BenchResult, PredictResult
+    from modelreg.signatures.compat import Change
+    from modelreg.signatures.model import Signature
+    from modelreg.signatures.validate import ValidationReport
+    from modelreg.types import Progress, VersionInfo
 
 RegistryLike = Registry | str | os.PathLike[str] | None
 

@@ -26,6 +26,7 @@ from modelreg.errors import ConflictError, IntegrityError, NotFound, Unsupported
 from modelreg.registry.core import Registry, now_iso
 from modelreg.registry.manifest import Manifest, decode_manifest
 from modelreg.registry.names import check_model_name
+from modelreg.results import RegisterResult
 from modelreg.storage.atomic import atomic_file, ensure_dir, tmp_name
 from modelreg.storage.hashing import (
     CHUNK_SIZE,
@@ -35,7 +36,7 @@ from modelreg.storage.hashing import (
     parse_digest,
 )
 from modelreg.storage.tree import FileEntry, check_relpath, encode_tree
-from modelreg.types import FileInfo, RegisterResult
+from modelreg.types import FileInfo
 
 __all__ = ["BUNDLE_FORMAT", "BundleResult", "export_bundle", "import_bundle", "predict_script"]
 

@@ -16,8 +16,9 @@ from typing import Any
 
 from modelreg.errors import ModelError, NotFound
 from modelreg.registry.core import Registry
+from modelreg.results import RegisterResult
 from modelreg.signatures.model import Signature, parse_signature
-from modelreg.types import Lineage, RegisterResult, VersionInfo
+from modelreg.types import Lineage, VersionInfo
 
 __all__ = ["ExportResult", "export_onnx"]
 

@@ -13,7 +13,7 @@ from modelreg.cli.commands import JsonOpt, RefArg, tags_from
 from modelreg.errors import UsageError
 
 if TYPE_CHECKING:
-    from modelreg.types import ChangeResult
+    from modelreg.results import ChangeResult
 
 __all__ = ["alias_app", "approve", "archive", "check", "edit", "events", "promote", "rollback"]
 

@@ -12,21 +12,21 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from modelreg.types import (
-    ChangeResult,
-    DiffResult,
-    FsckReport,
-    GcReport,
-    ModelSummary,
-    PullResult,
-    RegisterResult,
-    VersionInfo,
-    VersionSummary,
-    to_json_data,
-)
+from modelreg.types import VersionInfo, to_json_data
 
 if TYPE_CHECKING:
     from rich.progress import Progress as RichProgressBar
+
+    from modelreg.results import (
+        ChangeResult,
+        DiffResult,
+        FsckReport,
+        GcReport,
+        ModelSummary,
+        PullResult,
+        RegisterResult,
+        VersionSummary,
+    )
 
 __all__ = [
     "RichProgress",

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from modelreg.registry.hooks import HookResult
     from modelreg.registry.lifecycle import SignatureGuard
     from modelreg.registry.policy import StoreConfig
+    from modelreg.results import ModelSummary, PullResult, RegisterResult, VersionSummary
     from modelreg.storage.tree import SourceFile
 from modelreg.registry.manifest import Manifest, decode_manifest, encode_manifest
 from modelreg.registry.names import Ref, check_model_name, model_key, parse_ref
@@ -40,18 +41,7 @@ from modelreg.storage.hashing import digest_bytes, digest_file, format_digest, p
 from modelreg.storage.layout import Layout, discover, init
 from modelreg.storage.objects import ObjectStore
 from modelreg.storage.refs import RefStore
-from modelreg.types import (
-    Artifact,
-    FileInfo,
-    Lineage,
-    ModelSummary,
-    Progress,
-    PullResult,
-    RegisterResult,
-    VersionInfo,
-    VersionSummary,
-    to_json_data,
-)
+from modelreg.types import Artifact, FileInfo, Lineage, Progress, VersionInfo, to_json_data
 
 __all__ = ["Outcome", "Registry", "now_iso"]
 
@@ -266,6 +256,8 @@ class Registry:
 
     def list_models(self) -> list[ModelSummary]:
         """Summarise every model (one ref and one commit read per model)."""
+        from modelreg.results import ModelSummary
+
         out = []
         for ref_name in self.refs.names(MODELS_PREFIX):
             oid = self.refs.read(ref_name)
@@ -291,6 +283,8 @@ class Registry:
 
     def versions(self, name: str) -> list[VersionSummary]:
         """List every version of model ``name``, oldest first."""
+        from modelreg.results import VersionSummary
+
         commit = self._require_head(name)
         aliases: dict[int, list[str]] = {}
         for alias, h in sorted(commit.aliases.items()):
@@ -384,6 +378,7 @@ class Registry:
         """
         from modelreg.registry.lifecycle import move
         from modelreg.registry.lineage import check_toml_value
+        from modelreg.results import RegisterResult
         from modelreg.storage.tree import collect
 
         check_model_name(name)
@@ -536,6 +531,7 @@ class Registry:
             ConflictError: A file at ``dest`` differs and ``force`` is off.
             IntegrityError: An object is corrupt, or the tree holds an unsafe path.
         """
+        from modelreg.results import PullResult
         from modelreg.storage.tree import check_relpath
 
         info = self.show(ref)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelreg.types import DiffResult, VersionInfo
+from modelreg.results import DiffResult
+from modelreg.types import VersionInfo
 
 __all__ = ["diff_versions", "flatten"]
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from modelreg.errors import IntegrityError, ModelregError, ObjectMissing
 from modelreg.registry.core import Registry
 from modelreg.registry.state import Commit
+from modelreg.results import FsckReport, GcReport, Problem
 from modelreg.storage.hashing import is_object_id, parse_digest
 from modelreg.storage.lock import break_lock, is_stale, read_info, stale_after_setting
-from modelreg.types import FsckReport, GcReport, Problem
 
 __all__ = ["DEFAULT_GRACE", "fsck", "gc"]
 

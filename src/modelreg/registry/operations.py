@@ -23,7 +23,7 @@ from modelreg.registry.lifecycle import (
     set_alias,
 )
 from modelreg.registry.names import Ref, parse_ref
-from modelreg.types import ChangeResult
+from modelreg.results import ChangeResult
 
 __all__ = ["alias_list", "alias_remove", "alias_set", "approve", "check", "edit", "promote",
            "rollback"]
