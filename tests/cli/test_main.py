@@ -113,3 +113,25 @@ def test_a_command_loads_only_its_own_module_and_no_rich(store: str, args: list[
     loaded = json.loads(result.stderr.rsplit("LOADED=", 1)[1])
     assert loaded == ["modelreg.cli.application", "modelreg.cli.commands",
                       "modelreg.cli.render"]
+
+
+GC_PROBE = """
+import gc, sys
+import modelreg.api
+real = modelreg.api.show
+def show(*a, **k):
+    sys.stderr.write('GC_DURING_COMMAND=%s\\n' % gc.isenabled())
+    return real(*a, **k)
+modelreg.api.show = show
+from modelreg.cli import main
+main()
+"""
+
+
+def test_console_entry_collects_garbage_while_the_command_runs(store: str) -> None:
+    # Start-up runs with the collector off; the command's own work must not.
+    result = subprocess.run([sys.executable, "-c", GC_PROBE, "-R", store, "show", "m", "--json"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "GC_DURING_COMMAND=True" in result.stderr
+    assert json.loads(result.stdout)["ref"] == "m@1"

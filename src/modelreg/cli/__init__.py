@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any
 
@@ -11,8 +12,18 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Console-script entry point: run the CLI and exit with its code."""
-    sys.exit(_main())
+    """Console-script entry point: run the CLI and exit with its code.
+
+    Start-up only builds long-lived objects (modules, classes, the click command), so the
+    cyclic garbage collector is off until the command itself runs (the error funnel turns
+    it back on); at exit, everything is frozen so that the interpreter's final collection
+    does not traverse it all once more. Together about 13 ms of a 90 ms ``show``
+    (docs/performance.md); files are closed and atexit handlers run as usual.
+    """
+    gc.disable()
+    code = _main()
+    gc.freeze()
+    sys.exit(code)
 
 
 def __getattr__(name: str) -> Any:

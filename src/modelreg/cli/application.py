@@ -8,6 +8,7 @@ error"). ``--traceback`` (or ``MODELREG_TRACEBACK=1``) re-raises instead.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import sys
 from collections.abc import Callable
@@ -87,6 +88,7 @@ def command(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        gc.enable()  # off during start-up (modelreg.cli.main); the work runs with it
         try:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
