@@ -158,6 +158,9 @@ def register(
 def _resolve_signature(paths: list[Path], given: Any, infer: bool,
                        sample: Path | None) -> Signature | None:
     """Work out the signature to store: declared, inferred from ONNX, or from a sample."""
+    onnx_files = [p for p in paths if p.is_file() and p.suffix.lower() == ".onnx"]
+    if given is None and not infer and not onnx_files:
+        return None  # nothing to declare or infer: the signature code need not be loaded
     from modelreg.signatures.model import load_signature_file, parse_signature
 
     declared: Signature | None
@@ -167,7 +170,6 @@ def _resolve_signature(paths: list[Path], given: Any, infer: bool,
         declared = load_signature_file(Path(given))
     else:
         declared = given
-    onnx_files = [p for p in paths if p.is_file() and p.suffix.lower() == ".onnx"]
     if len(onnx_files) == 1:
         from modelreg import onnxio
 
@@ -251,9 +253,10 @@ def validate(ref: str, data: bytes, *, registry: RegistryLike = None,
 
 
 def _signature_guard(reg: Registry, allow_breaking: bool) -> SignatureGuard:
-    from modelreg.signatures.compat import diff_signatures
-    from modelreg.signatures.model import parse_signature
     def guard(b: StateBuilder, holder: int, candidate: int) -> dict[str, Any] | None:
+        from modelreg.signatures.compat import diff_signatures
+        from modelreg.signatures.model import parse_signature
+
         old = b.load_manifest(b.entry(holder).manifest).signature
         new = b.load_manifest(b.entry(candidate).manifest).signature
         changes = diff_signatures(None if old is None else parse_signature(old),
