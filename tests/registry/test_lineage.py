@@ -377,6 +377,24 @@ def test_capture_git_falls_back_to_first_remote(repo: Path) -> None:
     assert info.remote == "https://example.com/up.git"
 
 
+def test_capture_git_remote_as_git_rewrites_it(repo: Path) -> None:
+    _run_git(repo, "config", "url.https://example.com/.insteadOf", "ex:")
+    _run_git(repo, "remote", "add", "origin", "ex:org/r.git")
+    info = capture_git(repo)
+    assert info is not None
+    assert info.remote == "https://example.com/org/r.git"
+
+
+def test_capture_git_deleted_tracked_file_on_detached_head(repo: Path) -> None:
+    _run_git(repo, "checkout", "-q", "--detach")
+    tracked = next(p for p in repo.iterdir() if p.is_file())
+    tracked.unlink()
+    info = capture_git(repo)
+    assert info is not None
+    assert info.branch is None and info.dirty is True
+    assert info.commit is not None and len(info.commit) == 40
+
+
 def test_capture_git_outside_a_repo(git_env: None, tmp_path: Path) -> None:
     outside = tmp_path / "plain"
     outside.mkdir()

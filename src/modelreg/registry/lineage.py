@@ -178,19 +178,33 @@ def capture_git(cwd: Path) -> GitInfo | None:
         Commit, branch (None when detached), dirty flag (tracked changes only), and the
         ``origin`` remote (else the first remote) without credentials.
     """
-    if _git(cwd, "rev-parse", "--is-inside-work-tree") != "true":
+    # Two git processes, not six: `status --porcelain=v2 --branch` (a format made for
+    # scripts) gives the commit, the branch and the tracked changes at once, and fails
+    # outside a work tree; `remote -v` gives every remote's URL as git rewrites it.
+    status = _git(cwd, "status", "--porcelain=v2", "--branch", "--untracked-files=no")
+    if status is None:
         return None
-    commit = _git(cwd, "rev-parse", "--verify", "--quiet", "HEAD")
-    branch = _git(cwd, "symbolic-ref", "--quiet", "--short", "HEAD")
-    status = _git(cwd, "status", "--porcelain", "--untracked-files=no")
-    remote = _git(cwd, "remote", "get-url", "origin")
-    if remote is None:
-        names = (_git(cwd, "remote") or "").split()
-        remote = _git(cwd, "remote", "get-url", names[0]) if names else None
+    commit = branch = None
+    dirty = False
+    for line in status.splitlines():
+        if line.startswith("# branch.oid "):
+            oid = line.removeprefix("# branch.oid ")
+            commit = None if oid == "(initial)" else oid
+        elif line.startswith("# branch.head "):
+            head = line.removeprefix("# branch.head ")
+            branch = None if head == "(detached)" else head
+        elif line and not line.startswith("#"):
+            dirty = True
+    remotes: dict[str, str] = {}
+    for line in (_git(cwd, "remote", "-v") or "").splitlines():
+        name, _, rest = line.partition("\t")
+        if rest.endswith(" (fetch)"):
+            remotes.setdefault(name, rest.removesuffix(" (fetch)"))
+    remote = remotes.get("origin") or next(iter(remotes.values()), None)
     return GitInfo(
-        commit=commit or None,
-        branch=branch or None,
-        dirty=bool(status),
+        commit=commit,
+        branch=branch,
+        dirty=dirty,
         remote=strip_credentials(remote) if remote else None,
     )
 
