@@ -143,3 +143,97 @@ def test_user_config_path_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     path = user_config_path()
     assert path.name == "config.toml"
     assert path.parent.name == "modelreg"
+
+
+def _count_git_runs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    calls: list[list[str]] = []
+    real = subprocess.run
+
+    def counting(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        calls.append(list(args))
+        return real(args, **kw)  # type: ignore[call-overload, no-any-return]
+
+    monkeypatch.setattr(subprocess, "run", counting)
+    return calls
+
+
+def test_git_is_asked_once_per_context(sandbox: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _set_git_email(sandbox, "git@example.com")
+    calls = _count_git_runs(monkeypatch)
+    assert [resolve_actor() for _ in range(5)] == ["git@example.com"] * 5
+    assert len(calls) == 1
+
+
+def test_user_config_is_read_on_every_call(sandbox: Path) -> None:
+    _set_git_email(sandbox, "git@example.com")
+    assert resolve_actor() == "git@example.com"
+    _set_user_config(sandbox, 'actor = "config@example.com"\n')
+    assert resolve_actor() == "config@example.com"
+    (sandbox / "user.toml").unlink()
+    assert resolve_actor() == "git@example.com"
+
+
+def test_new_global_git_config_gives_new_answer(sandbox: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    _set_git_email(sandbox, "first@example.com")
+    assert resolve_actor() == "first@example.com"
+    other = sandbox / "other-gitconfig"
+    other.write_text("[user]\n\temail = second@example.com\n", encoding="utf-8")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(other))
+    assert resolve_actor() == "second@example.com"
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(sandbox / "gitconfig"))
+    assert resolve_actor() == "first@example.com"
+
+
+def test_new_home_gives_new_answer(sandbox: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GIT_CONFIG_GLOBAL")
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    for who in ("alice", "bob"):
+        home = sandbox / who
+        home.mkdir()
+        (home / ".gitconfig").write_text(f"[user]\n\temail = {who}@example.com\n",
+                                         encoding="utf-8")
+    monkeypatch.setenv("HOME", str(sandbox / "alice"))
+    assert resolve_actor() == "alice@example.com"
+    monkeypatch.setenv("HOME", str(sandbox / "bob"))
+    assert resolve_actor() == "bob@example.com"
+    monkeypatch.setenv("HOME", str(sandbox / "nobody"))
+    assert resolve_actor() == "os-login"
+
+
+def test_new_directory_gives_new_answer(sandbox: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = sandbox / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True, capture_output=True)
+    subprocess.run(["git", "-C", str(repo), "config", "user.email", "repo@example.com"],
+                   check=True, capture_output=True)
+    assert resolve_actor() == "os-login"
+    monkeypatch.chdir(repo)
+    assert resolve_actor() == "repo@example.com"
+    monkeypatch.chdir(sandbox / "work")
+    assert resolve_actor() == "os-login"
+
+
+def test_git_config_env_values_give_new_answer(sandbox: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_actor() == "os-login"
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "user.email")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "env-config@example.com")
+    assert resolve_actor() == "env-config@example.com"
+
+
+def test_git_timeout_is_not_remembered(sandbox: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _set_git_email(sandbox, "git@example.com")
+    real = subprocess.run
+    timeouts = [1]
+
+    def slow_once(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        if timeouts:
+            timeouts.pop()
+            raise subprocess.TimeoutExpired(args, 10)
+        return real(args, **kw)  # type: ignore[call-overload, no-any-return]
+
+    monkeypatch.setattr(subprocess, "run", slow_once)
+    assert resolve_actor() == "os-login"
+    assert resolve_actor() == "git@example.com"

@@ -6,6 +6,7 @@ config directory) and may set ``actor = "name@example.com"``. Nothing here touch
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
 from pathlib import Path
@@ -36,16 +37,41 @@ def _from_user_config() -> str | None:
     return actor.strip() or None if isinstance(actor, str) else None
 
 
+# What decides the answer of `git config user.email` besides the config files' contents:
+# the directory it runs in (repository discovery), which git runs, and the environment
+# variables that choose the files (HOME, XDG_CONFIG_HOME, GIT_CONFIG_GLOBAL/SYSTEM/NOSYSTEM,
+# GIT_DIR, ...) or add values (GIT_CONFIG_COUNT/KEY_n/VALUE_n, GIT_CONFIG_PARAMETERS).
+_GIT_ENV = ("HOME", "XDG_CONFIG_HOME", "PATH")
+
+
+def _git_context() -> tuple[str, tuple[tuple[str, str], ...]]:
+    env = tuple(sorted((k, v) for k, v in os.environ.items()
+                       if k.startswith("GIT_") or k in _GIT_ENV))
+    return os.getcwd(), env
+
+
+@functools.lru_cache(maxsize=16)
+def _git_email(cwd: str, env: tuple[tuple[str, str], ...]) -> str | None:
+    # Cached per process on its context (``env`` is part of the key only: git inherits
+    # os.environ, which it was taken from). A subprocess costs about 2 ms, which a loop of
+    # registers would otherwise pay per version. A timeout raises and so is not cached.
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "config", "user.email"], capture_output=True, text=True,
+                             timeout=10, cwd=cwd)
+    except OSError:
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
 def _from_git() -> str | None:
     import subprocess
 
     try:
-        out = subprocess.run(
-            ["git", "config", "user.email"], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
+        return _git_email(*_git_context())
+    except subprocess.SubprocessError:
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def resolve_actor(explicit: str | None = None) -> str:
