@@ -224,3 +224,74 @@ def test_blob_removed_during_register_is_stored_again(registry: Registry,
     registry._heal_blobs(v.artifact, sources)
     assert registry.objects.verify(oid)
     assert modelreg.fsck(registry=registry).ok
+
+
+def _fresh_show(registry: Registry, ref: str) -> modelreg.VersionInfo:
+    """``show`` through a second Registry on the same store: every byte read from disk."""
+    return Registry.open(registry.layout.root).show(ref)
+
+
+def test_register_result_equals_a_fresh_read(registry: Registry, tmp_path: Path) -> None:
+    # The result is built from what the change wrote, without reading it back: it must be
+    # exactly what a reader of the store gets (same values, types and key order: repr).
+    f = tmp_path / "m.bin"
+    for i in range(3):
+        f.write_bytes(b"m%d" % i)
+        params = {"z": i, "a": {"y": [1, 2.5], "b": "x"}, "lr": 0.1}
+        r = modelreg.register("m", [f], registry=registry, params=params,
+                              metrics={"b": 0.5, "a": 1}, tags={"t2": "x", "t1": "y"},
+                              description="d", git=False)
+        params["z"] = 99  # the caller's dict is not the result's
+        assert r.created
+        assert repr(r.version) == repr(_fresh_show(registry, f"m@{i + 1}"))
+        assert r.version.lineage.params["z"] == i
+
+
+def test_duplicate_register_result_equals_a_fresh_read(registry: Registry,
+                                                       model_file: Path) -> None:
+    modelreg.register("m", [model_file], registry=registry, git=False)
+    again = modelreg.register("m", [model_file], registry=registry, git=False)
+    assert not again.created and again.events == []
+    assert repr(again.version) == repr(_fresh_show(registry, "m@1"))
+
+
+def test_register_with_stage_result_equals_a_fresh_read(registry: Registry,
+                                                        tmp_path: Path) -> None:
+    f = tmp_path / "m.bin"
+    f.write_bytes(b"one")
+    r = modelreg.register("m", [f], registry=registry, stage="staging", git=False)
+    assert (r.created, r.version.stage) == (True, "staging")
+    assert [e["action"] for e in r.events] == ["register", "promote"]
+    assert repr(r.version) == repr(_fresh_show(registry, "m@1"))
+    # A rerun of an identical register --stage finishes a move that did not happen.
+    f.write_bytes(b"two")
+    modelreg.register("m", [f], registry=registry, git=False)
+    again = modelreg.register("m", [f], registry=registry, stage="staging", git=False)
+    assert (again.created, again.version.version, again.version.stage) == (False, 2, "staging")
+    assert [e["action"] for e in again.events] == ["promote"]
+    assert repr(again.version) == repr(_fresh_show(registry, "m@2"))
+    assert _fresh_show(registry, "m@1").stage == "staging"
+
+
+def test_lifecycle_results_equal_a_fresh_read(registry: Registry, model_file: Path) -> None:
+    modelreg.register("m", [model_file], registry=registry, git=False)
+    value = {"z": (1, 2), "a": 0.5}
+    changes = [
+        lambda: modelreg.promote("m@1", "staging", registry=registry, actor="a@example.com"),
+        lambda: modelreg.approve("m@1", registry=registry, stage="production", comment="ok",
+                                 actor="b@example.com"),
+        lambda: modelreg.check("m@1", "auc", passed=True, value=value, details="fine",
+                               registry=registry),
+        lambda: modelreg.edit("m@1", registry=registry, description="new",
+                              set_tags={"k2": "v", "k1": "w"}),
+        lambda: modelreg.alias_set("m", "champion", 1, registry=registry),
+        lambda: modelreg.promote("m@1", "production", registry=registry),
+    ]
+    for change in changes:
+        r = change()
+        assert r.changed
+        assert repr(r.version) == repr(_fresh_show(registry, "m@1"))
+    value["a"] = 9.0  # the caller's value is not the recorded one
+    v = modelreg.show("m@1", registry=registry)
+    assert v.checks["auc"]["value"] == {"a": 0.5, "z": [1, 2]}
+    assert (v.stage, v.aliases, v.description) == ("production", ["champion"], "new")

@@ -215,15 +215,18 @@ class Registry:
                 return commit, table[label].version, table[label].manifest
         raise NotFound(f"{commit.model} has no version in stage or alias {label!r}")
 
-    def _info(self, commit: Commit, version: int, manifest_oid: str) -> VersionInfo:
-        m = self.load_manifest(manifest_oid)
+    def _info(self, commit: Commit, version: int, manifest_oid: str, *,
+              manifest: Manifest | None = None, entry: VersionEntry | None = None
+              ) -> VersionInfo:
+        m = self.load_manifest(manifest_oid) if manifest is None else manifest
         if m.name != commit.model or m.version != version:
             raise IntegrityError(
                 f"{self._where(manifest_oid)}: manifest says {m.name}@{m.version}, "
                 f"index says {commit.model}@{version}",
                 self._where(manifest_oid),
             )
-        entry = self._entry(commit, version)
+        if entry is None:
+            entry = self._entry(commit, version)
         return VersionInfo(
             name=m.name,
             version=m.version,
@@ -443,12 +446,23 @@ class Registry:
     def version_after(self, outcome: Outcome[Any], version: int) -> VersionInfo:
         """Describe ``version`` as a committed change left it.
 
-        The change's last commit is the state it committed, so the ref and commit need not
-        be read again (later hook-delivery events do not change a version).
+        The change's last commit is the state it committed, and its builder still holds the
+        index buckets and manifests it wrote, so nothing is read again (later hook-delivery
+        events do not change a version).
         """
-        commit = (outcome.builder.commits[-1][1] if outcome.builder.commits
-                  else self._require_head(outcome.builder.name))
-        return self._info(commit, version, self._entry(commit, version).manifest)
+        b = outcome.builder
+        if not b.commits:
+            commit = self._require_head(b.name)
+            return self._info(commit, version, self._entry(commit, version).manifest)
+        commit = b.commits[-1][1]
+        bucket = commit.index.get(bucket_of(version))
+        entry = b.load_bucket(bucket).get(version) if bucket else None
+        if entry is None:
+            raise NotFound(
+                f"{commit.model} has no version {version} (latest is {commit.latest.version})"
+            )
+        return self._info(commit, version, entry.manifest, manifest=b.load_manifest(entry.manifest),
+                          entry=entry)
 
     def _heal_blobs(self, artifact: Artifact, sources: list[SourceFile]) -> None:
         """Re-store any blob that vanished while the version was being committed.
