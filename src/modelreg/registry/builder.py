@@ -22,6 +22,7 @@ from modelreg.registry.state import (
     VersionEntry,
     bucket_of,
     decode_bucket,
+    decode_commit,
     encode_bucket,
     encode_commit,
 )
@@ -123,10 +124,13 @@ class StateBuilder:
 
     def load_manifest(self, oid: str) -> Manifest:
         """Read a manifest, including one this builder has queued or written."""
-        data = self._pending.get(oid) or self._written.get(oid)
-        if data is None:
-            return self.reg.load_manifest(oid)
-        return decode_manifest(data, f"pending manifest {oid}")
+        data = self._pending.get(oid)
+        if data is not None:
+            return decode_manifest(data, f"pending manifest {oid}")
+        data = self._written.get(oid)
+        if data is not None:
+            return self.reg.remember(oid, decode_manifest, data)
+        return self.reg.load_manifest(oid)
 
     def load_bucket(self, oid: str) -> dict[int, VersionEntry]:
         """Read an index bucket, including one this builder made (a copy the caller may change)."""
@@ -161,7 +165,8 @@ class StateBuilder:
         for number in sorted(self._dirty):
             bucket = self._buckets[number]
             self.index[number] = oid = self.put(encode_bucket(bucket))
-            self._made_buckets[oid] = dict(bucket)
+            # In the order decode_bucket returns (the encoding sorts versions as strings).
+            self._made_buckets[oid] = dict(sorted(bucket.items(), key=lambda kv: str(kv[0])))
         self._dirty.clear()
         self.seq += 1
         event = Event(seq=self.seq, time=time, actor=actor, action=action, version=version,
@@ -179,8 +184,16 @@ class StateBuilder:
         """Store every queued object; return the new tip (None if nothing was recorded)."""
         for data in self._pending.values():
             self.reg.objects.put_bytes(data)
-        self._written.update(self._pending)
-        self._pending.clear()
+        written, self._pending = self._pending, {}
+        self._written.update(written)
+        # Only now that every object is stored may the registry serve them from memory (the
+        # next change's duplicate check reads the new bucket, its transaction the commit).
+        for oid, bucket in self._made_buckets.items():
+            if oid in written:
+                self.reg.remember(oid, decode_bucket, written[oid], bucket)
+        for oid, _ in self.commits:
+            if oid in written:
+                self.reg.remember(oid, decode_commit, written[oid])
         return self.tip_oid if self.events else None
 
     def signature(self) -> list[tuple[str, int | None, str | None, str | None]]:

@@ -154,6 +154,30 @@ class Registry:
             self._cache[key] = decode(self.objects.get_bytes(oid), self._where(oid))
         return self._cache[key]  # type: ignore[no-any-return]
 
+    def remember(self, oid: str, decode: Callable[[bytes, str], T], data: bytes,
+                 decoded: T | None = None) -> T:
+        """Keep the decoded form of an object this process has just stored.
+
+        Later loads of ``oid`` are served from memory, as if it had been read back.
+
+        Args:
+            oid: The object's id; the object must already be stored, with ``data`` as its
+                content.
+            decode: The decoder it is loaded with.
+            data: Its bytes.
+            decoded: ``decode(data)`` if the caller holds it already (a bucket it encoded);
+                it must equal what ``decode`` returns, key order included.
+
+        Returns:
+            The decoded form.
+        """
+        key = (oid, decode)
+        if key not in self._cache:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key] = decode(data, self._where(oid)) if decoded is None else decoded
+        return self._cache[key]  # type: ignore[no-any-return]
+
     def clear_cache(self) -> None:
         """Forget decoded objects (fsck does, so that it reads every byte from disk)."""
         self._cache.clear()

@@ -1,0 +1,125 @@
+"""StateBuilder: what a change writes, and what the registry keeps of it in memory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import modelreg
+from modelreg.registry import Registry
+from modelreg.registry.manifest import decode_manifest
+from modelreg.registry.state import BUCKET_SIZE, decode_bucket, decode_commit
+from modelreg.storage.objects import OBJECT_MODE, ObjectStore
+from tests.helpers import snapshot
+
+
+def _register(reg: Registry, tmp_path: Path, i: int, **kw: Any) -> modelreg.RegisterResult:
+    f = tmp_path / "files" / f"m{i}.bin"
+    f.parent.mkdir(exist_ok=True)
+    f.write_bytes(b"model %d" % i)
+    return modelreg.register("m", [f], registry=reg, git=False, params={"i": i}, **kw)
+
+
+def _assert_cache_is_what_disk_says(reg: Registry) -> int:
+    """Every decoded object the registry keeps equals a fresh decode of the file (repr)."""
+    fresh = Registry.open(reg.layout.root)
+    for (oid, decode), value in reg._cache.items():
+        path = reg.objects.path(oid)
+        assert path.stat().st_mode & 0o777 == OBJECT_MODE
+        assert repr(value) == repr(decode(fresh.objects.get_bytes(oid), str(path))), oid
+    return len(reg._cache)
+
+
+def test_cache_holds_what_was_written_and_equals_a_fresh_decode(registry: Registry,
+                                                               tmp_path: Path) -> None:
+    for i in range(4):
+        _register(registry, tmp_path, i)
+    modelreg.promote("m@2", "staging", registry=registry)
+    modelreg.approve("m@2", registry=registry, stage="production", comment="c",
+                     actor="other@example.com")
+    modelreg.check("m@2", "auc", passed=True, value={"b": (1, 2), "a": 0.5},
+                   registry=registry)
+    modelreg.edit("m@3", registry=registry, description="x", set_tags={"b": "1", "a": "2"})
+    modelreg.alias_set("m", "champ", 2, registry=registry)
+    _register(registry, tmp_path, 9, stage="staging")
+    head_oid, head = registry.head("m") or ("", None)
+    assert head is not None
+    kinds = {decode for _oid, decode in registry._cache}
+    assert {decode_bucket, decode_commit, decode_manifest} <= kinds
+    assert (head_oid, decode_commit) in registry._cache
+    assert (head.index[0], decode_bucket) in registry._cache
+    assert _assert_cache_is_what_disk_says(registry) > 10
+    fresh = Registry.open(registry.layout.root)
+    for v in range(1, 6):
+        assert repr(registry.show(f"m@{v}")) == repr(fresh.show(f"m@{v}"))
+    assert repr(registry.versions("m")) == repr(fresh.versions("m"))
+    assert repr(modelreg.history("m", registry=registry)) == repr(
+        modelreg.history("m", registry=fresh))
+
+
+def test_cache_across_bucket_boundary(registry: Registry, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "fsync", lambda fd: None)  # only the bytes matter here
+    for i in range(BUCKET_SIZE + 3):
+        _register(registry, tmp_path, i)
+    head = registry.head("m")
+    assert head is not None and sorted(head[1].index) == [0, 1]
+    _assert_cache_is_what_disk_says(registry)
+    fresh = Registry.open(registry.layout.root)
+    assert repr(registry.versions("m")) == repr(fresh.versions("m"))
+    for v in (1, 10, 100, BUCKET_SIZE, BUCKET_SIZE + 1, BUCKET_SIZE + 3):
+        assert repr(registry.show(f"m@{v}")) == repr(fresh.show(f"m@{v}"))
+
+
+def test_next_register_reads_nothing_back(registry: Registry, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bucket, commit and manifest a register wrote are not read from disk again: neither
+    # for its own result nor for the next register's duplicate check.
+    _register(registry, tmp_path, 0)
+    reads: list[str] = []
+    real = ObjectStore.get_bytes
+
+    def counting(self: ObjectStore, oid: str) -> bytes:
+        reads.append(oid)
+        return real(self, oid)
+
+    monkeypatch.setattr(ObjectStore, "get_bytes", counting)
+    for i in range(1, 4):
+        r = _register(registry, tmp_path, i)
+        assert r.created and r.version.version == i + 1
+    assert reads == []
+
+
+def test_failed_write_leaves_no_cache_entry_and_no_ref_move(registry: Registry,
+                                                            tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    _register(registry, tmp_path, 0)
+    before = dict(registry._cache)
+    ref = registry.layout.refs / "models" / "m"
+    old_ref = ref.read_bytes()
+    real = ObjectStore.put_bytes
+    calls: list[bytes] = []
+
+    def fail_third(self: ObjectStore, data: bytes) -> str:
+        calls.append(data)
+        if len(calls) == 3:  # manifest, bucket, then the commit
+            raise OSError(5, "Input/output error")
+        return real(self, data)
+
+    monkeypatch.setattr(ObjectStore, "put_bytes", fail_third)
+    with pytest.raises(OSError, match="Input/output"):
+        _register(registry, tmp_path, 1)
+    assert len(calls) == 3
+    assert ref.read_bytes() == old_ref
+    assert registry._cache == before
+    assert not list(registry.layout.refs.rglob("*.lock"))
+    monkeypatch.undo()
+    store = snapshot(registry.layout.root)
+    assert not [p for p in store if p.startswith("tmp/")]
+    r = _register(registry, tmp_path, 1)
+    assert r.version.version == 2
+    _assert_cache_is_what_disk_says(registry)
