@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ from modelreg.registry import Registry
 from modelreg.registry.manifest import decode_manifest
 from modelreg.registry.state import BUCKET_SIZE, decode_bucket, decode_commit
 from modelreg.storage.objects import OBJECT_MODE, ObjectStore
-from tests.helpers import snapshot
+
+_needs_proc = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(),
+                                 reason="needs /proc to name descriptors")
 
 
 def _register(reg: Registry, tmp_path: Path, i: int, **kw: Any) -> modelreg.RegisterResult:
@@ -93,33 +96,100 @@ def test_next_register_reads_nothing_back(registry: Registry, tmp_path: Path,
     assert reads == []
 
 
+def _fail_fsync_of(monkeypatch: pytest.MonkeyPatch, marker: bytes) -> list[str]:
+    """Make the fsync of the temp file holding ``marker`` fail with EIO (as a disk would)."""
+    real = os.fsync
+    failed: list[str] = []
+
+    def eio(fd: int) -> None:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if Path(name).is_file() and marker in Path(name).read_bytes():
+            failed.append(name)
+            raise OSError(5, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", eio)
+    return failed
+
+
+@_needs_proc
+@pytest.mark.parametrize("marker", [b'"type":"commit"', b'"type":"index"', b"format = 1"])
 def test_failed_write_leaves_no_cache_entry_and_no_ref_move(registry: Registry,
                                                             tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch
-                                                            ) -> None:
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            marker: bytes) -> None:
     _register(registry, tmp_path, 0)
     before = dict(registry._cache)
     ref = registry.layout.refs / "models" / "m"
     old_ref = ref.read_bytes()
-    real = ObjectStore.put_bytes
-    calls: list[bytes] = []
-
-    def fail_third(self: ObjectStore, data: bytes) -> str:
-        calls.append(data)
-        if len(calls) == 3:  # manifest, bucket, then the commit
-            raise OSError(5, "Input/output error")
-        return real(self, data)
-
-    monkeypatch.setattr(ObjectStore, "put_bytes", fail_third)
+    failed = _fail_fsync_of(monkeypatch, marker)
     with pytest.raises(OSError, match="Input/output"):
         _register(registry, tmp_path, 1)
-    assert len(calls) == 3
+    assert len(failed) == 1
     assert ref.read_bytes() == old_ref
     assert registry._cache == before
     assert not list(registry.layout.refs.rglob("*.lock"))
+    assert list(registry.layout.tmp.iterdir()) == []
     monkeypatch.undo()
-    store = snapshot(registry.layout.root)
-    assert not [p for p in store if p.startswith("tmp/")]
+    assert Registry.open(registry.layout.root).versions("m")[-1].version == 1
+    assert modelreg.fsck(registry=registry).ok
     r = _register(registry, tmp_path, 1)
     assert r.version.version == 2
     _assert_cache_is_what_disk_says(registry)
+
+
+def test_objects_named_by_the_commit_are_stored_read_only(registry: Registry,
+                                                          tmp_path: Path) -> None:
+    r = _register(registry, tmp_path, 0, stage="staging")
+    head = registry.head("m")
+    assert head is not None
+    oid, commit = head
+    named = [oid, commit.index[0], commit.latest.manifest]
+    while commit.parent is not None:  # the register's commit before the promotion's
+        oid = commit.parent
+        commit = decode_commit(registry.objects.path(oid).read_bytes(), oid)
+        named += [oid, commit.index[0]]
+    assert r.version.manifest == "sha256:" + head[1].latest.manifest
+    for oid in named:
+        path = registry.objects.path(oid)
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == oid
+        assert path.stat().st_mode & 0o777 == OBJECT_MODE
+        assert path.stat().st_nlink == 1
+    assert list(registry.layout.tmp.iterdir()) == []
+
+
+@_needs_proc
+def test_ref_moves_after_every_object_is_durable(registry: Registry, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    _register(registry, tmp_path, 0)
+    log: list[tuple[str, str]] = []
+    real_fsync, real_link, real_replace = os.fsync, os.link, os.replace
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        log.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+
+    def link(src: str, dst: str) -> None:
+        real_link(src, dst)
+        log.append(("link", str(dst)))
+
+    def replace(src: str, dst: str) -> None:
+        real_replace(src, dst)
+        log.append(("replace", str(dst)))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "link", link)
+    monkeypatch.setattr(os, "replace", replace)
+    _register(registry, tmp_path, 1)
+    monkeypatch.undo()
+    ref = str(registry.layout.refs / "models" / "m")
+    moved = log.index(("replace", ref))
+    head = registry.head("m")
+    assert head is not None
+    oid, commit = head
+    for obj in (oid, commit.index[0], commit.latest.manifest):
+        path = str(registry.objects.path(obj))
+        assert log.index(("link", path)) < moved
+        # The object's directory entry was fsynced after its link, before the ref moved.
+        fan_out = str(Path(path).parent)
+        assert any(e == ("fsync", fan_out) for e in log[log.index(("link", path)):moved])
