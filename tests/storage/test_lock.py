@@ -16,6 +16,7 @@ from modelreg.errors import EXIT_CONFLICT, ConflictError, LockHeld
 from modelreg.storage.atomic import write_atomic
 from modelreg.storage.lock import (
     DEFAULT_STALE_AFTER,
+    UNREADABLE_STALE_AFTER,
     Lock,
     LockInfo,
     acquire,
@@ -253,10 +254,14 @@ def test_unreadable_fresh_lock_is_respected(lock: Path, tmp_dir: Path, content: 
     assert lock.read_bytes() == content
 
 
-def test_unreadable_old_lock_is_stale(lock: Path, tmp_dir: Path) -> None:
+@pytest.mark.parametrize("age", [UNREADABLE_STALE_AFTER + 2, 10_000])
+def test_unreadable_old_lock_is_stale(lock: Path, tmp_dir: Path, age: float) -> None:
+    # A lock appears with its record in it, so one that names nobody after a few seconds
+    # was left by a crash (a power loss, an older writer); it need not wait out two minutes.
     lock.parent.mkdir(parents=True)
     lock.write_bytes(b"")
-    os.utime(lock, (0, 0))
+    then = time.time() - age
+    os.utime(lock, (then, then))
     with acquire(lock, tmp_dir, timeout=0) as held:
         assert held.still_held()
 
@@ -353,3 +358,37 @@ def test_processes_increment_a_counter_under_the_lock(tmp_path: Path, tmp_dir: P
     assert int(counter.read_bytes()) == _WORKERS * _INCREMENTS == 200
     assert not lock_path_for(counter).exists()
     assert list(tmp_dir.iterdir()) == []
+
+
+# -- a lock never appears without its owner record -----------------------------------------
+
+
+def _take_and_release_forever(lock: str, tmp_dir: str) -> None:
+    path, tmp = Path(lock), Path(tmp_dir)
+    while True:
+        acquire(path, tmp, timeout=60).release()
+
+
+def test_sigkill_never_leaves_a_lock_without_its_owner(lock: Path, tmp_dir: Path) -> None:
+    # A lock file that exists but names nobody could only be waited out (stale after two
+    # minutes); one with a record of a dead process is taken over at once. Kill a process
+    # that takes and releases the lock in a loop at many instants: whatever it leaves must
+    # be no lock at all, or a whole record naming it.
+    import random
+    import signal
+
+    rng = random.Random(6)
+    for _ in range(40):
+        proc = _MP.Process(target=_take_and_release_forever, args=(str(lock), str(tmp_dir)))
+        proc.start()
+        time.sleep(rng.uniform(0.02, 0.08))
+        assert proc.pid is not None
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(60)
+        info = read_info(lock)
+        if info is not None:
+            assert info.pid == proc.pid, lock.read_bytes()
+            assert is_stale(info, DEFAULT_STALE_AFTER)
+        with acquire(lock, tmp_dir, timeout=0):
+            pass
+        assert not lock.exists()

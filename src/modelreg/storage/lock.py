@@ -2,7 +2,9 @@
 
 A lock is a file ``<path>.lock`` holding a small JSON record of its owner (pid, host, time,
 a random token). A lock is *stale* when its owner is a dead process on this host, or when it
-is older than ``stale_after`` seconds (owners on other hosts cannot be probed). A stale lock
+is older than ``stale_after`` seconds (owners on other hosts cannot be probed), or when it
+names no owner and is older than a few seconds. The record is written to a temp file and
+linked onto the lock name, so a lock never exists without it. A stale lock
 is broken by renaming it aside and checking that what was moved is the lock judged stale, so
 two processes breaking the same stale lock cannot both take it.
 """
@@ -23,6 +25,7 @@ from modelreg.storage.atomic import tmp_name
 __all__ = [
     "DEFAULT_STALE_AFTER",
     "DEFAULT_TIMEOUT",
+    "UNREADABLE_STALE_AFTER",
     "Lock",
     "LockInfo",
     "acquire",
@@ -41,6 +44,12 @@ DEFAULT_STALE_AFTER = 120.0
 
 Locks are held only while small metadata files are written (milliseconds), never while
 large artifacts are copied, so two minutes is far beyond any live holder."""
+
+UNREADABLE_STALE_AFTER = 10.0
+"""Age in seconds after which a lock without a readable owner record counts as abandoned.
+
+A lock appears with its record already in it (linked from a temp file), so an empty or
+garbled lock is what a power loss or an interrupted older writer leaves, not a live owner."""
 
 _HOST = os.uname().nodename  # what socket.gethostname() returns, without importing socket
 
@@ -143,7 +152,8 @@ def is_stale(info: LockInfo, stale_after: float) -> bool:
     Returns:
         True if the lock may be broken.
     """
-    if time.time() - info.mtime > stale_after:
+    age = time.time() - info.mtime
+    if age > stale_after or (info.pid is None and age > UNREADABLE_STALE_AFTER):
         return True
     return info.host == _HOST and info.pid is not None and not _pid_alive(info.pid)
 
@@ -227,21 +237,57 @@ def acquire(
     record = json.dumps(
         {"host": _HOST, "pid": os.getpid(), "time": time.time(), "token": token}
     ).encode()
+    # The record goes into a temp file first and is linked onto the lock name, so a lock
+    # never exists without its owner record: a process killed at any instant leaves either
+    # no lock or one naming it (a dead owner: stale at once), never an empty lock that
+    # could only be waited out.
+    staged = _stage(record, tmp_dir)
+    try:
+        return _acquire_staged(lock, staged, record, token, tmp_dir, timeout, stale_after)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            staged[0].unlink()
+
+
+def _stage(record: bytes, tmp_dir: Path) -> list[Path]:
+    """Write ``record`` to a new temp file in ``tmp_dir``; return ``[its path]``."""
+    path = tmp_name(tmp_dir, "lock")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileNotFoundError:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, record)
+    finally:
+        os.close(fd)
+    return [path]
+
+
+def _acquire_staged(
+    lock: Path,
+    staged: list[Path],
+    record: bytes,
+    token: str,
+    tmp_dir: Path,
+    timeout: float,
+    stale_after: float,
+) -> Lock:
+    """Link the staged record onto ``lock`` until that succeeds (see :func:`acquire`)."""
     deadline = time.monotonic() + timeout
     delay = 0.001
     while True:
         try:
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.link(staged[0], lock)
         except FileExistsError:
             pass
         except FileNotFoundError:
-            lock.parent.mkdir(parents=True, exist_ok=True)
+            if not staged[0].exists():  # removed meanwhile (`gc --grace 0`): stage again
+                staged[:] = _stage(record, tmp_dir)
+            else:
+                lock.parent.mkdir(parents=True, exist_ok=True)
             continue
         else:
-            try:
-                os.write(fd, record)
-            finally:
-                os.close(fd)
             return Lock(lock, token)
         info = read_info(lock)
         if info is None:
