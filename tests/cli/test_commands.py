@@ -290,3 +290,25 @@ def test_console_script_and_module_entry(tmp_path: Path) -> None:
     assert bad.returncode == 3
     assert bad.stdout == ""
     assert "not found" in bad.stderr
+
+
+@pytest.mark.parametrize("suffix", ["", ".modelreg"])
+def test_init_creates_the_store_named_by_registry_option(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    # `modelreg -R PATH init` makes the store at PATH (a project directory or its .modelreg),
+    # as every other command would look for it, not in the current directory.
+    monkeypatch.chdir(tmp_path)
+    project = tmp_path / "shared" / "models"
+    result = cli("-R", project / suffix if suffix else project, "init", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {"path": str(project / ".modelreg"), "created": True}
+    assert not (tmp_path / ".modelreg").exists()
+    listed = cli("-R", project, "list", "--json")
+    assert listed.exit_code == 0 and json.loads(listed.stdout) == {"models": []}
+    # Naming the same place twice is fine; naming two places is a usage error.
+    assert cli("-R", project, "init", project).exit_code == 0
+    clash = cli("-R", project, "init", tmp_path / "elsewhere")
+    assert clash.exit_code == 2
+    assert "two places" in clash.stderr
+    assert not (tmp_path / "elsewhere").exists()

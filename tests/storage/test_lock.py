@@ -7,6 +7,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 
@@ -78,6 +79,11 @@ def test_acquire_creates_lock_with_owner_record(lock: Path, tmp_dir: Path) -> No
     assert info is not None
     assert (info.pid, info.host, info.token) == (os.getpid(), socket.gethostname(), held.token)
     assert held.still_held()
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o644 & ~umask  # others may see whose it is
+    assert lock.stat().st_nlink == 1  # the staged record's temp name is gone
+    assert list(tmp_dir.iterdir()) == []
     held.release()
     assert not lock.exists()
     assert not held.still_held()

@@ -26,18 +26,40 @@ RefArg = Annotated[str, typer.Argument(help="NAME, NAME@N, NAME@vN, NAME@latest 
 @app.command()
 @command
 def init(
-    directory: Annotated[Path, typer.Argument(help="Project directory to hold .modelreg.")] = Path(
-        "."
-    ),
+    directory: Annotated[
+        Path | None,
+        typer.Argument(help="Project directory to hold .modelreg (default: -R, else '.').",
+                       show_default=False),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a store (DIR/.modelreg); safe to run again on an existing one."""
-    reg, created = api.init(directory)
+    reg, created = api.init(init_directory(directory, state.registry))
     if as_json:
         render.emit_json({"path": str(reg.layout.root), "created": created})
     else:
         verb = "Created" if created else "Found existing"
         print(f"{verb} modelreg store in {reg.layout.root}")
+
+
+def init_directory(directory: Path | None, registry: str | None) -> Path:
+    """The project directory ``init`` creates its store in.
+
+    ``-R PATH`` names the store as every other command takes it (a project directory or its
+    ``.modelreg``); a DIRECTORY argument naming another place is a usage error rather than
+    a silent choice between the two.
+    """
+    if registry is None:
+        return Path(".") if directory is None else directory
+    wanted = Path(registry)
+    if wanted.name == ".modelreg":
+        wanted = wanted.parent
+    if directory is not None and directory.resolve() != wanted.resolve():
+        raise UsageError(
+            f"init got two places for the store: -R {registry} and DIRECTORY {directory}; "
+            "give one of them"
+        )
+    return wanted
 
 
 def tags_from(items: list[str]) -> dict[str, str]:
