@@ -398,3 +398,29 @@ def test_sigkill_never_leaves_a_lock_without_its_owner(lock: Path, tmp_dir: Path
         with acquire(lock, tmp_dir, timeout=0):
             pass
         assert not lock.exists()
+
+
+def test_waiter_whose_staged_record_is_removed_still_takes_the_lock(
+    lock: Path, tmp_dir: Path
+) -> None:
+    # `gc --grace 0` may delete a waiting process's staged owner record from tmp/: the
+    # waiter writes it again and takes the lock once it is free, with a whole record.
+    import threading
+
+    holder = acquire(lock, tmp_dir, timeout=0)
+    got: list[Lock] = []
+    waiter = threading.Thread(target=lambda: got.append(acquire(lock, tmp_dir, timeout=30)))
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while not [p for p in tmp_dir.iterdir() if p.name.endswith("-lock")]:
+        assert time.monotonic() < deadline, "the waiter never staged its record"
+        time.sleep(0.001)
+    for p in tmp_dir.iterdir():
+        p.unlink()
+    holder.release()
+    waiter.join(30)
+    assert got and got[0].still_held()
+    assert json.loads(lock.read_bytes())["token"] == got[0].token
+    got[0].release()
+    assert not lock.exists()
+    assert list(tmp_dir.iterdir()) == []
