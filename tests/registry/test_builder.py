@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import modelreg
+from modelreg.errors import IntegrityError, NotFound
 from modelreg.registry import Registry
 from modelreg.registry.manifest import decode_manifest
 from modelreg.registry.state import BUCKET_SIZE, decode_bucket, decode_commit
@@ -193,3 +194,65 @@ def test_ref_moves_after_every_object_is_durable(registry: Registry, tmp_path: P
         # The object's directory entry was fsynced after its link, before the ref moved.
         fan_out = str(Path(path).parent)
         assert any(e == ("fsync", fan_out) for e in log[log.index(("link", path)):moved])
+
+
+# -- searches over the whole history read only the buckets they need ------------------------
+
+
+@pytest.fixture
+def long_history(registry: Registry, tmp_path: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> Registry:
+    """Model "m" with BUCKET_SIZE + 3 versions: two index buckets."""
+    with monkeypatch.context() as m:
+        m.setattr(os, "fsync", lambda fd: None)  # only the bytes matter here
+        for i in range(BUCKET_SIZE + 3):
+            _register(registry, tmp_path, i)
+    return registry
+
+
+def _decoded_buckets(reg: Registry) -> set[str]:
+    return {oid for oid, decode in reg._cache if decode is decode_bucket}
+
+
+def test_duplicate_in_an_old_bucket_is_found_without_decoding_the_others(
+    long_history: Registry, tmp_path: Path
+) -> None:
+    head = long_history.head("m")
+    assert head is not None
+    first, second = head[1].index[0], head[1].index[1]
+    fresh = Registry.open(long_history.layout.root)
+    again = _register(fresh, tmp_path, 4)  # the same bytes and params as version 5
+    assert (again.created, again.version.version) == (False, 5)
+    assert _decoded_buckets(fresh) == {first}
+    # A new version decodes only the bucket it goes into.
+    fresh = Registry.open(long_history.layout.root)
+    new = _register(fresh, tmp_path, 10_000)
+    assert (new.created, new.version.version) == (True, BUCKET_SIZE + 4)
+    assert first not in _decoded_buckets(fresh) and second in _decoded_buckets(fresh)
+
+
+def test_duplicate_check_still_verifies_every_bucket(long_history: Registry,
+                                                     tmp_path: Path) -> None:
+    head = long_history.head("m")
+    assert head is not None
+    path = long_history.objects.path(head[1].index[0])
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes().replace(b'"size":', b'"size": ', 1))
+    with pytest.raises(IntegrityError):
+        _register(Registry.open(long_history.layout.root), tmp_path, 10_000)
+
+
+def test_stage_head_falls_back_to_a_version_in_an_older_bucket(long_history: Registry) -> None:
+    root = long_history.layout.root
+    newest = BUCKET_SIZE + 2
+    for v in (3, 7, newest):
+        modelreg.promote(f"m@{v}", "staging", registry=root)
+    assert modelreg.show("m@staging", registry=root).version == newest
+    modelreg.promote(f"m@{newest}", "production", registry=Registry.open(root))
+    assert modelreg.show("m@staging", registry=root).version == 7
+    modelreg.archive("m@7", registry=Registry.open(root))
+    assert modelreg.show("m@staging", registry=root).version == 3
+    modelreg.archive("m@3", registry=Registry.open(root))
+    with pytest.raises(NotFound):
+        modelreg.show("m@staging", registry=root)
+    assert modelreg.show("m@production", registry=root).version == newest

@@ -190,6 +190,20 @@ class Registry:
         """Read and verify an index bucket object (a copy the caller may change)."""
         return dict(self._decoded(oid, decode_bucket))
 
+    def bucket_may_hold(self, oid: str, needle: bytes) -> bool:
+        """Tell whether index bucket ``oid`` may contain ``needle`` (canonical JSON bytes).
+
+        A bucket decoded before may: the caller looks through it. Else its bytes are read
+        and verified; they are decoded (and kept) only if they contain ``needle``.
+        """
+        if (oid, decode_bucket) in self._cache:
+            return True
+        data = self.objects.get_bytes(oid)
+        if needle not in data:
+            return False
+        self.remember(oid, decode_bucket, data)
+        return True
+
     def load_manifest(self, oid: str) -> Manifest:
         """Read and verify a manifest object."""
         return self._decoded(oid, decode_manifest)
@@ -435,15 +449,15 @@ class Registry:
                     f"model {b.name!r} already exists; names are unique ignoring case, "
                     f"so register under {b.name!r}"
                 )
-            if b.exists and not force:
-                for v, e in b.entries():
-                    if e.fingerprint == fp:
-                        # A rerun of `register --stage` after a run that stopped short of
-                        # the move finishes it; a version already moved on stays put.
-                        if stage is not None and e.stage == config.initial:
-                            move(b, config, v, stage, actor=actor, time=now_iso(),
-                                 reason=reason, guard=guard)
-                        return v, False
+            found = b.find_fingerprint(fp) if b.exists and not force else None
+            if found is not None:
+                v, e = found
+                # A rerun of `register --stage` after a run that stopped short of the move
+                # finishes it; a version already moved on stays put.
+                if stage is not None and e.stage == config.initial:
+                    move(b, config, v, stage, actor=actor, time=now_iso(), reason=reason,
+                         guard=guard)
+                return v, False
             version = 1 if b.latest is None else b.latest.version + 1
             when = now_iso()
             manifest = Manifest(name, version, when, actor, description, tags, artifact, lineage,
