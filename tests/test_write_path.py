@@ -44,7 +44,7 @@ ALLOWED: dict[tuple[str, str], str] = {
         "work files (the converted model, the sample) in a TemporaryDirectory under the "
         "store's tmp/; they enter the store only through Registry.register"
     ),
-    ("registry/core.py", "Registry.pull"): (
+    ("registry/pulling.py", "pull"): (
         "writes into the user's destination directory, outside the store: 'xb' files in a "
         "staging directory under dest, fsynced, then os.replace'd into place"
     ),
@@ -296,7 +296,7 @@ def test_scanner_names_the_enclosing_function() -> None:
 def test_the_expected_writes_are_found() -> None:
     found = {(f.file, f.function, f.what) for f in scan_tree(SRC)}
     assert ("storage/objects.py", "ObjectStore.put_file", "os.fdopen() in mode 'wb'") in found
-    assert ("registry/core.py", "Registry.pull", "open() in mode 'xb'") in found
+    assert ("registry/pulling.py", "pull", "open() in mode 'xb'") in found
     assert ("storage/atomic.py", "atomic_file", "os.fdopen() in mode 'wb'") in found
     assert any(f[:2] == ("storage/lock.py", "_stage") and f[2].startswith("os.open")
                for f in found)

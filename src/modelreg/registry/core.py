@@ -1,16 +1,16 @@
 """The registry: models and versions over the object store and refs.
 
 ``Registry`` composes an ``ObjectStore`` and a ``RefStore`` (as dulwich's ``Repo`` does) and
-implements register, resolve, show, list, versions, pull and diff. Every state change is one
-compare-and-swap of the model's ref under its lock; see ``modelreg.registry.state``.
+implements resolve, show, list and versions. ``Registry.register`` and ``Registry.pull`` are
+thin methods: the register path (``fingerprint``, storing the artifact, healing blobs) lives in
+``modelreg.registry.registering`` and the pull path in ``modelreg.registry.pulling``, each
+imported only when called. Every state change is one compare-and-swap of the model's ref
+under its lock; see ``modelreg.registry.state``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from modelreg.errors import ConflictError, IntegrityError, NotFound, UsageError
+from modelreg.errors import ConflictError, IntegrityError, NotFound
 
 if TYPE_CHECKING:
     from modelreg.registry.builder import StateBuilder
@@ -27,21 +27,14 @@ if TYPE_CHECKING:
     from modelreg.registry.policy import StoreConfig
     from modelreg.results import ModelSummary, PullResult, RegisterResult, VersionSummary
     from modelreg.storage.tree import SourceFile
-from modelreg.registry.manifest import Manifest, decode_manifest, encode_manifest
-from modelreg.registry.names import Ref, check_model_name, model_key, parse_ref
-from modelreg.registry.state import (
-    Commit,
-    Head,
-    VersionEntry,
-    bucket_of,
-    decode_bucket,
-    decode_commit,
-)
-from modelreg.storage.hashing import digest_bytes, digest_file, format_digest, parse_digest
+from modelreg.registry.manifest import Manifest, decode_manifest
+from modelreg.registry.names import Ref, model_key, parse_ref
+from modelreg.registry.state import Commit, VersionEntry, bucket_of, decode_bucket, decode_commit
+from modelreg.storage.hashing import format_digest
 from modelreg.storage.layout import Layout, discover, init
 from modelreg.storage.objects import ObjectStore
 from modelreg.storage.refs import RefStore
-from modelreg.types import Artifact, FileInfo, Lineage, Progress, VersionInfo, to_json_data
+from modelreg.types import Artifact, Lineage, Progress, VersionInfo
 
 __all__ = ["Outcome", "Registry", "now_iso"]
 
@@ -68,30 +61,6 @@ class Outcome(Generic[T]):
 def now_iso() -> str:
     """Return the current UTC time in ISO 8601 with microseconds."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def fingerprint(artifact_digest: str, description: str | None, tags: dict[str, str],
-                lineage: Lineage, more: dict[str, Any] | None = None) -> str:
-    """Digest what makes two registrations "the same": content and lineage, not time or actor.
-
-    Args:
-        artifact_digest: The artifact's ``sha256:`` digest.
-        description: The version's description.
-        tags: Its tags.
-        lineage: Its lineage.
-        more: Further content that makes versions differ (signature, input example).
-
-    Returns:
-        A sha256 hex digest.
-    """
-    doc = {
-        "artifact": artifact_digest,
-        "description": description,
-        "tags": tags,
-        "lineage": to_json_data(lineage),
-        **(more or {}),
-    }
-    return digest_bytes(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
 
 
 class Registry:
@@ -346,47 +315,13 @@ class Registry:
 
     # -- register ------------------------------------------------------------------------
 
-    def _store_artifact(self, kind: str, sources: list[SourceFile],
-                        progress: Progress | None) -> Artifact:
-        from modelreg.storage.tree import FileEntry, encode_tree
-
-        total = sum(s.source.stat().st_size for s in sources)
-        if progress is not None:
-            progress.start(total)
-        entries = []
-        try:
-            for s in sources:
-                oid, size = self.objects.put_file(
-                    s.source, progress.advance if progress is not None else None
-                )
-                entries.append(FileEntry(s.relpath, oid, size))
-        finally:
-            if progress is not None:
-                progress.finish()
-        files = [FileInfo(e.path, format_digest(e.digest), e.size) for e in entries]
-        size = sum(e.size for e in entries)
-        if kind == "file":
-            return Artifact("file", files[0].digest, size, files)
-        tree_oid = self.objects.put_bytes(encode_tree(entries))
-        return Artifact("directory", format_digest(tree_oid), size, files)
-
-    def register(
-        self,
-        name: str,
-        paths: list[Path],
-        *,
-        actor: str,
-        lineage: Lineage | None = None,
-        description: str | None = None,
-        tags: dict[str, str] | None = None,
-        force: bool = False,
-        stage: str | None = None,
-        reason: str | None = None,
-        signature: dict[str, Any] | None = None,
-        example: Path | None = None,
-        guard: SignatureGuard | None = None,
-        progress: Progress | None = None,
-    ) -> RegisterResult:
+    def register(self, name: str, paths: list[Path], *, actor: str,
+                 lineage: Lineage | None = None, description: str | None = None,
+                 tags: dict[str, str] | None = None, force: bool = False,
+                 stage: str | None = None, reason: str | None = None,
+                 signature: dict[str, Any] | None = None, example: Path | None = None,
+                 guard: SignatureGuard | None = None,
+                 progress: Progress | None = None) -> RegisterResult:
         """Register ``paths`` as the next version of ``name``.
 
         Artifact bytes are stored first (without any lock); the manifest, index bucket and
@@ -417,69 +352,13 @@ class Registry:
                 stayed held too long.
             PolicyDenied: ``stage`` may not be entered (nothing is registered then).
         """
-        from modelreg.registry.lifecycle import move
-        from modelreg.registry.lineage import check_toml_value
-        from modelreg.results import RegisterResult
-        from modelreg.storage.tree import collect
+        from modelreg.registry import registering
 
-        check_model_name(name)
-        config = self.config
-        if stage is not None and stage not in config.stages:
-            raise NotFound(f"no stage {stage!r} (stages: {', '.join(config.stages)})")
-        lineage = lineage or Lineage()
-        tags = dict(sorted((tags or {}).items()))
-        check_toml_value(lineage.params, "params")
-        check_toml_value(lineage.metrics, "metrics")
-        kind, sources = collect(paths)
-        artifact = self._store_artifact(kind, sources, progress)
-        example_info = None
-        if example is not None:
-            if not example.is_file():
-                raise NotFound(f"input example {example} does not exist")
-            oid, size = self.objects.put_file(example)
-            example_info = FileInfo(example.name, format_digest(oid), size)
-        more = {"signature": signature,
-                "example": None if example_info is None else example_info.digest}
-        fp = fingerprint(artifact.digest, description, tags, lineage,
-                         {k: v for k, v in more.items() if v is not None})
-
-        def plan(b: StateBuilder) -> tuple[int, bool]:
-            if b.exists and b.name != name:
-                raise ConflictError(
-                    f"model {b.name!r} already exists; names are unique ignoring case, "
-                    f"so register under {b.name!r}"
-                )
-            found = b.find_fingerprint(fp) if b.exists and not force else None
-            if found is not None:
-                v, e = found
-                # A rerun of `register --stage` after a run that stopped short of the move
-                # finishes it; a version already moved on stays put.
-                if stage is not None and e.stage == config.initial:
-                    move(b, config, v, stage, actor=actor, time=now_iso(), reason=reason,
-                         guard=guard)
-                return v, False
-            version = 1 if b.latest is None else b.latest.version + 1
-            when = now_iso()
-            manifest = Manifest(name, version, when, actor, description, tags, artifact, lineage,
-                                signature, example_info)
-            manifest_oid = b.put(encode_manifest(manifest))
-            b.set_entry(version, VersionEntry(manifest_oid, fp, when, actor, config.initial,
-                                              artifact.digest, artifact.size))
-            b.latest = Head(version, manifest_oid)
-            b.stages[config.initial] = b.latest
-            b.record(action="register", actor=actor, time=when, version=version,
-                     to_stage=config.initial, extra={"manifest": format_digest(manifest_oid)})
-            if stage is not None and stage != config.initial:
-                move(b, config, version, stage, actor=actor, time=when, reason=reason,
-                     guard=guard)
-            return version, True
-
-        outcome = self.mutate(name, plan)
-        version, created = outcome.value
-        if created:
-            self._heal_blobs(artifact, sources)
-        return RegisterResult(self.version_after(outcome, version), created=created,
-                              events=outcome.event_records(), hooks=outcome.hooks)
+        return registering.register(
+            self, name, paths, actor=actor, lineage=lineage, description=description,
+            tags=tags, force=force, stage=stage, reason=reason, signature=signature,
+            example=example, guard=guard, progress=progress,
+        )
 
     def version_after(self, outcome: Outcome[Any], version: int) -> VersionInfo:
         """Describe ``version`` as a committed change left it.
@@ -503,18 +382,9 @@ class Registry:
                           entry=entry)
 
     def _heal_blobs(self, artifact: Artifact, sources: list[SourceFile]) -> None:
-        """Re-store any blob that vanished while the version was being committed.
+        from modelreg.registry.registering import heal_blobs
 
-        An existing object is reused, and its mtime refreshed so ``gc`` spares it; where the
-        file system refuses that (an object owned by another user on a shared store), a
-        concurrent ``gc`` could remove it in between. Checking after the commit, with the
-        source files still at hand, closes that window.
-        """
-        by_path = {s.relpath: s.source for s in sources}
-        for f in artifact.files:
-            oid = parse_digest(f.digest)
-            if oid is not None and not self.objects.contains(oid):
-                self.objects.put_file(by_path[f.path])
+        heal_blobs(self, artifact, sources)
 
     def mutate(self, name: str, plan: Callable[[StateBuilder], T]) -> Outcome[T]:
         """Apply ``plan`` to model ``name`` and commit the events it records, atomically.
@@ -583,68 +453,9 @@ class Registry:
             ConflictError: A file at ``dest`` differs and ``force`` is off.
             IntegrityError: An object is corrupt, or the tree holds an unsafe path.
         """
-        from modelreg.results import PullResult
-        from modelreg.storage.tree import check_relpath
+        from modelreg.registry import pulling
 
-        info = self.show(ref)
-        if dest.exists() and not dest.is_dir():
-            raise UsageError(f"{dest} exists and is not a directory")
-        created_dest = not dest.exists()
-        real_dest = dest.resolve()
-        plan: list[tuple[FileInfo, Path, str]] = []
-        unchanged = 0
-        for f in info.artifact.files:
-            target = dest / check_relpath(f.path)
-            if target.is_symlink():
-                raise ConflictError(f"{target} is a symlink; refusing to write through it")
-            if not target.parent.resolve().is_relative_to(real_dest):
-                raise ConflictError(f"{target} would be written outside {dest} (through a "
-                                    "symlinked directory); refused")
-            oid = parse_digest(f.digest)
-            if oid is None:
-                raise IntegrityError(f"{info.manifest}: bad digest {f.digest!r} for {f.path}")
-            if target.exists():
-                if not target.is_file():
-                    raise ConflictError(f"{target} exists and is not a file")
-                if digest_file(target)[0] == oid:
-                    unchanged += 1
-                    continue
-                if not force:
-                    raise ConflictError(
-                        f"{target} exists with different content; use --force to overwrite"
-                    )
-            plan.append((f, target, oid))
-        dest.mkdir(parents=True, exist_ok=True)
-        staging = dest / f".modelreg-pull-{os.urandom(6).hex()}"
-        if progress is not None:
-            progress.start(sum(f.size for f, _, _ in plan))
-        try:
-            staging.mkdir()
-            staged = []
-            for i, (_f, target, oid) in enumerate(plan):
-                tmp = staging / str(i)
-                with open(tmp, "xb") as fh:
-                    self.objects.copy_to(
-                        oid, fh, progress.advance if progress is not None else None
-                    )
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                staged.append((tmp, target))
-            for tmp, target in staged:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            if created_dest:
-                shutil.rmtree(dest, ignore_errors=True)
-            raise
-        finally:
-            if progress is not None:
-                progress.finish()
-        with contextlib.suppress(OSError):
-            staging.rmdir()
-        return PullResult(ref=info.ref, dest=str(dest), files=info.artifact.files,
-                          written=len(plan), unchanged=unchanged)
+        return pulling.pull(self, ref, dest, force=force, progress=progress)
 
     # -- helpers for other modules ---------------------------------------------------------
 

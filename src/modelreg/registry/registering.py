@@ -1,0 +1,170 @@
+"""Registering a version: store the artifact's bytes, then commit manifest, index and ref.
+
+``Registry.register`` delegates here; this module is imported only when a register runs, so
+read-only commands (``show``, ``list``) do not load it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from modelreg.errors import ConflictError, NotFound
+from modelreg.registry.builder import StateBuilder
+from modelreg.registry.core import Registry, now_iso
+from modelreg.registry.lifecycle import SignatureGuard, move
+from modelreg.registry.lineage import check_toml_value
+from modelreg.registry.manifest import Manifest, encode_manifest
+from modelreg.registry.names import check_model_name
+from modelreg.registry.state import Head, VersionEntry
+from modelreg.results import RegisterResult
+from modelreg.storage.hashing import digest_bytes, format_digest, parse_digest
+from modelreg.storage.tree import FileEntry, SourceFile, collect, encode_tree
+from modelreg.types import Artifact, FileInfo, Lineage, Progress, to_json_data
+
+__all__ = ["fingerprint", "heal_blobs", "register", "store_artifact"]
+
+
+def fingerprint(artifact_digest: str, description: str | None, tags: dict[str, str],
+                lineage: Lineage, more: dict[str, Any] | None = None) -> str:
+    """Digest what makes two registrations "the same": content and lineage, not time or actor.
+
+    Args:
+        artifact_digest: The artifact's ``sha256:`` digest.
+        description: The version's description.
+        tags: Its tags.
+        lineage: Its lineage.
+        more: Further content that makes versions differ (signature, input example).
+
+    Returns:
+        A sha256 hex digest.
+    """
+    doc = {
+        "artifact": artifact_digest,
+        "description": description,
+        "tags": tags,
+        "lineage": to_json_data(lineage),
+        **(more or {}),
+    }
+    return digest_bytes(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+
+
+def store_artifact(reg: Registry, kind: str, sources: list[SourceFile],
+                   progress: Progress | None) -> Artifact:
+    """Store the files of an artifact (no lock held) and describe it."""
+    total = sum(s.source.stat().st_size for s in sources)
+    if progress is not None:
+        progress.start(total)
+    entries = []
+    try:
+        for s in sources:
+            oid, size = reg.objects.put_file(
+                s.source, progress.advance if progress is not None else None
+            )
+            entries.append(FileEntry(s.relpath, oid, size))
+    finally:
+        if progress is not None:
+            progress.finish()
+    files = [FileInfo(e.path, format_digest(e.digest), e.size) for e in entries]
+    size = sum(e.size for e in entries)
+    if kind == "file":
+        return Artifact("file", files[0].digest, size, files)
+    tree_oid = reg.objects.put_bytes(encode_tree(entries))
+    return Artifact("directory", format_digest(tree_oid), size, files)
+
+
+def register(
+    reg: Registry,
+    name: str,
+    paths: list[Path],
+    *,
+    actor: str,
+    lineage: Lineage | None = None,
+    description: str | None = None,
+    tags: dict[str, str] | None = None,
+    force: bool = False,
+    stage: str | None = None,
+    reason: str | None = None,
+    signature: dict[str, Any] | None = None,
+    example: Path | None = None,
+    guard: SignatureGuard | None = None,
+    progress: Progress | None = None,
+) -> RegisterResult:
+    """Register ``paths`` as the next version of ``name`` in ``reg``.
+
+    See ``Registry.register`` for the arguments, the result and the errors.
+    """
+    check_model_name(name)
+    config = reg.config
+    if stage is not None and stage not in config.stages:
+        raise NotFound(f"no stage {stage!r} (stages: {', '.join(config.stages)})")
+    lineage = lineage or Lineage()
+    tags = dict(sorted((tags or {}).items()))
+    check_toml_value(lineage.params, "params")
+    check_toml_value(lineage.metrics, "metrics")
+    kind, sources = collect(paths)
+    artifact = store_artifact(reg, kind, sources, progress)
+    example_info = None
+    if example is not None:
+        if not example.is_file():
+            raise NotFound(f"input example {example} does not exist")
+        oid, size = reg.objects.put_file(example)
+        example_info = FileInfo(example.name, format_digest(oid), size)
+    more = {"signature": signature,
+            "example": None if example_info is None else example_info.digest}
+    fp = fingerprint(artifact.digest, description, tags, lineage,
+                     {k: v for k, v in more.items() if v is not None})
+
+    def plan(b: StateBuilder) -> tuple[int, bool]:
+        if b.exists and b.name != name:
+            raise ConflictError(
+                f"model {b.name!r} already exists; names are unique ignoring case, "
+                f"so register under {b.name!r}"
+            )
+        found = b.find_fingerprint(fp) if b.exists and not force else None
+        if found is not None:
+            v, e = found
+            # A rerun of `register --stage` after a run that stopped short of the move
+            # finishes it; a version already moved on stays put.
+            if stage is not None and e.stage == config.initial:
+                move(b, config, v, stage, actor=actor, time=now_iso(), reason=reason,
+                     guard=guard)
+            return v, False
+        version = 1 if b.latest is None else b.latest.version + 1
+        when = now_iso()
+        manifest = Manifest(name, version, when, actor, description, tags, artifact, lineage,
+                            signature, example_info)
+        manifest_oid = b.put(encode_manifest(manifest))
+        b.set_entry(version, VersionEntry(manifest_oid, fp, when, actor, config.initial,
+                                          artifact.digest, artifact.size))
+        b.latest = Head(version, manifest_oid)
+        b.stages[config.initial] = b.latest
+        b.record(action="register", actor=actor, time=when, version=version,
+                 to_stage=config.initial, extra={"manifest": format_digest(manifest_oid)})
+        if stage is not None and stage != config.initial:
+            move(b, config, version, stage, actor=actor, time=when, reason=reason,
+                 guard=guard)
+        return version, True
+
+    outcome = reg.mutate(name, plan)
+    version, created = outcome.value
+    if created:
+        heal_blobs(reg, artifact, sources)
+    return RegisterResult(reg.version_after(outcome, version), created=created,
+                          events=outcome.event_records(), hooks=outcome.hooks)
+
+
+def heal_blobs(reg: Registry, artifact: Artifact, sources: list[SourceFile]) -> None:
+    """Re-store any blob that vanished while the version was being committed.
+
+    An existing object is reused, and its mtime refreshed so ``gc`` spares it; where the
+    file system refuses that (an object owned by another user on a shared store), a
+    concurrent ``gc`` could remove it in between. Checking after the commit, with the
+    source files still at hand, closes that window.
+    """
+    by_path = {s.relpath: s.source for s in sources}
+    for f in artifact.files:
+        oid = parse_digest(f.digest)
+        if oid is not None and not reg.objects.contains(oid):
+            reg.objects.put_file(by_path[f.path])
