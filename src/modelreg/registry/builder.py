@@ -10,7 +10,7 @@ so a crash or a lost race leaves state and history exactly as they were.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from modelreg.errors import NotFound
