@@ -354,11 +354,17 @@ def versions(name: str, *, registry: RegistryLike = None) -> list[VersionSummary
     return open_registry(registry).versions(name)
 
 
-def history(name: str, *, registry: RegistryLike = None) -> tuple[str, list[dict[str, Any]]]:
-    """Return the model's canonical name and its recorded events, newest first."""
+def history(name: str, *, registry: RegistryLike = None,
+            limit: int | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """Return the model's canonical name and its recorded events, newest first.
+
+    ``limit`` keeps the newest ``limit`` events (at least 1), reading only those.
+    """
     from modelreg.registry import events as _events
 
-    return _events.history(open_registry(registry), name)
+    if limit is not None and limit < 1:
+        raise UsageError(f"limit must be at least 1, not {limit}")
+    return _events.history(open_registry(registry), name, limit)
 
 
 def events(since: str | None = None, *,

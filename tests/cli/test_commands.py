@@ -233,6 +233,43 @@ def test_history_json(cli, project: Path, model_file: Path) -> None:
         (2, "register", 2, "tester@example.com"), (1, "register", 1, "tester@example.com")]
 
 
+def test_history_limit_reads_only_the_newest_events(cli, project: Path,
+                                                    model_file: Path) -> None:
+    for i in range(4):
+        register(cli, "m", model_file, "--param", f"a={i}")
+    full = json.loads(cli("history", "m", "--json").stdout)["events"]
+    newest = json.loads(cli("history", "m", "-n", "2", "--json").stdout)
+    assert newest == {"name": "m", "events": full[:2]}
+    assert newest["events"][-1]["prev"] == full[2]["id"]  # there is more before it
+    assert json.loads(cli("history", "m", "--limit", "9", "--json").stdout)["events"] == full
+    text = cli("history", "m", "-n", "1")
+    assert text.exit_code == 0 and "register" in text.stdout and text.stdout.count("\n") == 3
+    # The oldest commit is not read at all: damaged, it fails the full history only.
+    oldest = full[-1]["id"].split(":", 1)[1]
+    path = project / ".modelreg" / "objects" / "sha256" / oldest[:2] / oldest[2:]
+    path.chmod(0o644)
+    path.write_bytes(b"{}")
+    assert cli("history", "m", "-n", "3", "--json").exit_code == 0
+    assert cli("history", "m", "--json").exit_code == 6
+    for bad in ("0", "-1", "x"):
+        result = cli("history", "m", "-n", bad)
+        assert result.exit_code == 2, bad
+        assert "Traceback" not in result.output
+
+
+def test_history_limit_from_python(project: Path, model_file: Path) -> None:
+    import modelreg
+
+    for i in range(3):
+        modelreg.register("m", [model_file], registry=project, git=False, params={"i": i})
+    name, events = modelreg.history("m", registry=project, limit=1)
+    assert (name, [e["seq"] for e in events]) == ("m", [3])
+    from modelreg.errors import UsageError
+
+    with pytest.raises(UsageError):
+        modelreg.history("m", registry=project, limit=0)
+
+
 def test_gc_dry_run_then_real(cli, project: Path, model_file: Path) -> None:
     register(cli, "m", model_file)
     store = project / ".modelreg"

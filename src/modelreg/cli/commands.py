@@ -226,10 +226,15 @@ def pull(
 @command
 def history(
     name: Annotated[str, typer.Argument(help="Model name.", show_default=False)],
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", "-n", min=1, show_default=False,
+                     help="Show only the newest N events."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show the recorded events of a model, newest first (a hash chain fsck verifies)."""
-    model, events = api.history(name, registry=state.registry)
+    model, events = api.history(name, registry=state.registry, limit=limit)
     if as_json:
         render.emit_json({"name": model, "events": events})
     else:

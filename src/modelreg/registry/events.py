@@ -52,9 +52,10 @@ def event_record(model: str, oid: str, commit: Commit) -> dict[str, Any]:
     }
 
 
-def _walk(reg: Registry, oid: str | None, stop_seq: int = 0) -> list[tuple[str, Commit]]:
-    out = []
-    while oid is not None:
+def _walk(reg: Registry, oid: str | None, stop_seq: int = 0,
+          limit: int | None = None) -> list[tuple[str, Commit]]:
+    out: list[tuple[str, Commit]] = []
+    while oid is not None and (limit is None or len(out) < limit):
         commit = reg.load_commit(oid)
         if commit.seq <= stop_seq:
             break
@@ -63,13 +64,18 @@ def _walk(reg: Registry, oid: str | None, stop_seq: int = 0) -> list[tuple[str, 
     return out
 
 
-def history(reg: Registry, name: str) -> tuple[str, list[dict[str, Any]]]:
-    """Return a model's canonical name and its events, newest first."""
+def history(reg: Registry, name: str, limit: int | None = None
+            ) -> tuple[str, list[dict[str, Any]]]:
+    """Return a model's canonical name and its events, newest first.
+
+    With ``limit``, only the newest ``limit`` events: the walk back along the chain stops
+    there, so the cost does not grow with the model's history.
+    """
     found = reg.head(name)
     if found is None:
         raise NotFound(f"model {name!r} not found")
     model = found[1].model
-    return model, [event_record(model, oid, c) for oid, c in _walk(reg, found[0])]
+    return model, [event_record(model, oid, c) for oid, c in _walk(reg, found[0], limit=limit)]
 
 
 def encode_cursor(positions: dict[str, int]) -> str:
