@@ -424,3 +424,21 @@ def test_waiter_whose_staged_record_is_removed_still_takes_the_lock(
     got[0].release()
     assert not lock.exists()
     assert list(tmp_dir.iterdir()) == []
+
+
+def test_link_made_despite_an_exists_error_counts_as_taken(lock: Path, tmp_dir: Path) -> None:
+    # Over NFS, LINK can be made and yet reported as EEXIST (a retransmission after a lost
+    # reply). The lock is then the staged record itself: the taker must see that it holds
+    # it rather than wait for itself until the timeout.
+    from modelreg.storage.lock import _acquire_staged, _stage
+
+    record = b'{"host": "h", "pid": 1, "time": 0, "token": "mine"}'
+    staged = _stage(record, tmp_dir)
+    lock.parent.mkdir(parents=True)
+    os.link(staged[0], lock)  # the link the lost reply was about
+    held = _acquire_staged(lock, staged, record, "mine", tmp_dir, 0.0, DEFAULT_STALE_AFTER)
+    assert held.still_held()
+    # Someone else's lock (another inode) is not mistaken for ours.
+    other = _stage(record, tmp_dir)
+    with pytest.raises(LockHeld):
+        _acquire_staged(lock, other, record, "mine2", tmp_dir, 0.0, DEFAULT_STALE_AFTER)

@@ -280,7 +280,12 @@ def _acquire_staged(
         try:
             os.link(staged[0], lock)
         except FileExistsError:
-            pass
+            # Over NFS a retransmitted LINK whose first reply was lost fails with EEXIST
+            # although the link was made: the staged file's link count tells (link(2)'s
+            # own advice for lock files on NFS).
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(staged[0]).st_nlink == 2:
+                    return Lock(lock, token)
         except FileNotFoundError:
             if not staged[0].exists():  # removed meanwhile (`gc --grace 0`): stage again
                 staged[:] = _stage(record, tmp_dir)
