@@ -173,3 +173,32 @@ def test_webhook_with_unset_secret_is_not_sent(registry: Registry, tmp_path: Pat
     assert state.requests == []
     assert [(h.ok, h.attempts) for h in result.hooks] == [(False, 0)]
     assert "MISSING_SECRET" in result.hooks[0].detail
+
+
+HOOK_PROBE = """
+import json, sys
+import modelreg
+result = modelreg.register("eta", [sys.argv[2]], registry=sys.argv[1], git=False,
+                           actor="sci@example.com")
+print(json.dumps({"hooks": [h.ok for h in result.hooks],
+                  "loaded": "modelreg.registry.hooks" in sys.modules}))
+"""
+
+
+def test_hook_code_is_loaded_only_by_a_store_with_hooks(registry: Registry,
+                                                        tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def probe(name: str) -> dict[str, object]:
+        f = tmp_path / name
+        f.write_bytes(name.encode())
+        out = subprocess.run([sys.executable, "-c", HOOK_PROBE, str(registry.layout.root), f],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+        return json.loads(out)  # type: ignore[no-any-return]
+
+    assert probe("a.bin") == {"hooks": [], "loaded": False}
+    marker = tmp_path / "ran"
+    configure(registry, f'[[hooks]]\non = ["register"]\ncommand = "touch {marker}"\n')
+    assert probe("b.bin") == {"hooks": [True], "loaded": True}
+    assert marker.exists()

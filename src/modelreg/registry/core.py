@@ -403,11 +403,12 @@ class Registry:
             The plan's value, the events committed and the hook results.
         """
         from modelreg.registry.builder import StateBuilder
-        from modelreg.registry.events import run_hooks
 
         config = self.config
         ref_name = self._ref_name(name)
         planned: list[tuple[str, int | None, str | None, str | None]] | None = None
+        if config.hooks:  # the hook machinery is loaded only by a store that has hooks
+            from modelreg.registry.events import run_hooks
         if any(h.when == "pre" for h in config.hooks):
             found = self.head(name)
             b = StateBuilder(self, name, *(found or (None, None)))
@@ -427,7 +428,7 @@ class Registry:
             tip = b.flush()
             if tip is not None:
                 txn.commit(tip)
-        hooks = run_hooks(self, config, b, "post") if b.events else []
+        hooks = run_hooks(self, config, b, "post") if b.events and config.hooks else []
         return Outcome(value, b, hooks)
 
     # -- pull ----------------------------------------------------------------------------

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from modelreg.errors import ModelregError, NotFound, PolicyDenied, UsageError
 from modelreg.registry.builder import StateBuilder
-from modelreg.registry.hooks import HookResult, run_hook
 from modelreg.registry.policy import StoreConfig
 from modelreg.registry.state import Commit
 from modelreg.storage.hashing import format_digest
 
 if TYPE_CHECKING:
     from modelreg.registry.core import Registry
+    from modelreg.registry.hooks import HookResult
 
 __all__ = ["decode_cursor", "encode_cursor", "event_record", "feed", "history", "run_hooks"]
 
@@ -129,6 +129,8 @@ def run_hooks(reg: Registry, config: StoreConfig, b: StateBuilder,
     are returned; the outcome of each URL delivery is also recorded in the model's history
     as a ``hook`` event.
     """
+    from modelreg.registry.hooks import run_hook  # only a store with hooks needs it
+
     results: list[HookResult] = []
     url_results: list[tuple[dict[str, Any], HookResult]] = []
     for oid, commit in b.commits:
