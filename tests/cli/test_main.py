@@ -99,14 +99,15 @@ import json, sys
 from modelreg.cli.application import main
 code = main(sys.argv[1:])
 loaded = sorted(m for m in sys.modules
-                if m.split('.')[0] == 'rich' or m.startswith('modelreg.cli.'))
+                if m.split('.')[0] in ('rich', 'hashlib', '_hashlib')
+                or m.startswith('modelreg.cli.'))
 sys.stderr.write('LOADED=' + json.dumps(loaded))
 sys.exit(code)
 """
 
 
 @pytest.mark.parametrize("args", [["show", "m"], ["list"], ["versions", "m"], ["history", "m"]])
-def test_a_command_loads_only_its_own_module_and_no_rich(store: str, args: list[str]) -> None:
+def test_a_command_loads_only_its_own_module_no_rich_no_openssl(store: str, args: list[str]) -> None:
     result = subprocess.run([sys.executable, "-c", PROBE, "-R", store, *args],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

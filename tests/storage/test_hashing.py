@@ -6,6 +6,7 @@ import hashlib
 import io
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from unittest import mock
 
@@ -177,3 +178,33 @@ def test_is_object_id_only_accepts_64_lowercase_hex(value: str) -> None:
     expected = len(value) == 64 and all(c in "0123456789abcdef" for c in value)
     assert is_object_id(value) == expected
     assert (parse_digest(value) == value) == expected
+
+
+@given(st.integers(min_value=0, max_value=3 * hashing.SMALL_DIGEST), st.binary(max_size=64))
+def test_digest_bytes_is_sha256_on_both_sides_of_the_small_threshold(size: int,
+                                                                     seed: bytes) -> None:
+    # Small inputs use the interpreter's built-in sha256, larger ones OpenSSL: same digest.
+    data = (seed or b"\0") * (size // max(1, len(seed)) + 1)
+    data = data[:size]
+    assert digest_bytes(data) == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("size", [hashing.SMALL_DIGEST, hashing.SMALL_DIGEST + 1])
+def test_digest_bytes_without_the_built_in_sha256(size: int) -> None:
+    data = bytes(range(256)) * (size // 256 + 1)
+    with mock.patch.object(hashing, "_builtin_sha256", None):
+        assert digest_bytes(data[:size]) == hashlib.sha256(data[:size]).hexdigest()
+
+
+def test_reading_small_objects_does_not_load_openssl(tmp_path: Path) -> None:
+    # hashlib loads OpenSSL (about 3 ms of start-up); verifying small objects needs none.
+    probe = (
+        "import sys; from modelreg.storage.objects import ObjectStore; "
+        "from pathlib import Path; "
+        f"s = ObjectStore(Path({str(tmp_path / 'o')!r}), Path({str(tmp_path / 't')!r})); "
+        "oid = s.put_bytes(b'x' * 1000); assert s.get_bytes(oid) == b'x' * 1000; "
+        "print('hashlib' in sys.modules, '_hashlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.split()
+    assert out == ["False", "False"]

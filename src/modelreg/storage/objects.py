@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import stat
 import threading
@@ -19,7 +18,7 @@ from typing import BinaryIO
 
 from modelreg.errors import IntegrityError, ObjectMissing
 from modelreg.storage.atomic import create_tmp, ensure_dir, fsync_dir, write_new
-from modelreg.storage.hashing import CHUNK_SIZE, digest_bytes, is_object_id
+from modelreg.storage.hashing import CHUNK_SIZE, digest_bytes, is_object_id, new_hasher
 
 __all__ = ["KERNEL_COPY_CALL", "KERNEL_COPY_MIN", "OBJECT_MODE", "ObjectStore"]
 
@@ -176,7 +175,7 @@ class ObjectStore:
             IntegrityError: The bytes do not hash to ``oid``.
         """
         path = self.path(oid)
-        h = hashlib.sha256()
+        h = new_hasher()
         size = 0
         try:
             src = open(path, "rb")  # noqa: SIM115 - closed below
@@ -213,7 +212,7 @@ class ObjectStore:
         path = self.path(oid)
         try:
             with open(path, "rb") as fh:
-                h = hashlib.sha256()
+                h = new_hasher()
                 while chunk := fh.read(CHUNK_SIZE):
                     h.update(chunk)
         except FileNotFoundError:
@@ -258,7 +257,7 @@ def _copy_in_user_space(
     Returns:
         The sha256 of the bytes written and their count.
     """
-    h = hashlib.sha256()
+    h = new_hasher()
     size = 0
     buf = bytearray(CHUNK_SIZE)
     view = memoryview(buf)
@@ -378,7 +377,7 @@ class _TrailingHash:
         self._published = 0
         self._finished = False
         self._abandoned = False
-        self._hash = hashlib.sha256()
+        self._hash = new_hasher()
         self._hashed = 0
         self._error: BaseException | None = None
 
