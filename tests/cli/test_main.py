@@ -107,7 +107,8 @@ sys.exit(code)
 
 
 @pytest.mark.parametrize("args", [["show", "m"], ["list"], ["versions", "m"], ["history", "m"]])
-def test_a_command_loads_only_its_own_module_no_rich_no_openssl(store: str, args: list[str]) -> None:
+def test_a_command_loads_only_its_own_module_no_rich_no_openssl(store: str,
+                                                                args: list[str]) -> None:
     result = subprocess.run([sys.executable, "-c", PROBE, "-R", store, *args],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
