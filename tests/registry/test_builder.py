@@ -256,3 +256,31 @@ def test_stage_head_falls_back_to_a_version_in_an_older_bucket(long_history: Reg
     with pytest.raises(NotFound):
         modelreg.show("m@staging", registry=root)
     assert modelreg.show("m@production", registry=root).version == newest
+
+
+def test_a_loop_of_registers_reads_each_full_bucket_once(long_history: Registry,
+                                                         tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # The duplicate check searches a bucket it does not decode as bytes; a process that
+    # registers again searches the bytes it kept instead of reading the file again.
+    reg = Registry.open(long_history.layout.root)
+    reads: list[str] = []
+    real = ObjectStore.get_bytes
+
+    def counting(self: ObjectStore, oid: str) -> bytes:
+        reads.append(oid)
+        return real(self, oid)
+
+    monkeypatch.setattr(ObjectStore, "get_bytes", counting)
+    _register(reg, tmp_path, 20_000)
+    head = reg.head("m")
+    assert head is not None
+    first = head[1].index[0]
+    assert reads.count(first) == 1
+    for i in range(20_001, 20_004):
+        assert _register(reg, tmp_path, i).created
+    assert reads.count(first) == 1
+    assert first not in _decoded_buckets(reg)
+    again = _register(reg, tmp_path, 4)  # a duplicate of version 5, in the first bucket
+    assert (again.created, again.version.version) == (False, 5)
+    assert reads.count(first) == 1

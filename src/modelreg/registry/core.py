@@ -58,6 +58,11 @@ class Outcome(Generic[T]):
         return [event_record(self.builder.name, oid, c) for oid, c in self.builder.commits]
 
 
+def _verified_bytes(data: bytes, where: str) -> bytes:
+    """The "decoder" under which the decode cache keeps an object's verified raw bytes."""
+    return data
+
+
 def now_iso() -> str:
     """Return the current UTC time in ISO 8601 with microseconds."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
@@ -163,11 +168,12 @@ class Registry:
         """Tell whether index bucket ``oid`` may contain ``needle`` (canonical JSON bytes).
 
         A bucket decoded before may: the caller looks through it. Else its bytes are read
-        and verified; they are decoded (and kept) only if they contain ``needle``.
+        and verified (once per process: the verified bytes are kept, so a loop of registers
+        searches memory), and decoded only if they contain ``needle``.
         """
         if (oid, decode_bucket) in self._cache:
             return True
-        data = self.objects.get_bytes(oid)
+        data = self._decoded(oid, _verified_bytes)
         if needle not in data:
             return False
         self.remember(oid, decode_bucket, data)
