@@ -78,11 +78,8 @@ def test_cache_across_bucket_boundary(registry: Registry, tmp_path: Path,
         assert repr(registry.show(f"m@{v}")) == repr(fresh.show(f"m@{v}"))
 
 
-def test_next_register_reads_nothing_back(registry: Registry, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    # The bucket, commit and manifest a register wrote are not read from disk again: neither
-    # for its own result nor for the next register's duplicate check.
-    _register(registry, tmp_path, 0)
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the id of every object read from disk from now on."""
     reads: list[str] = []
     real = ObjectStore.get_bytes
 
@@ -91,6 +88,15 @@ def test_next_register_reads_nothing_back(registry: Registry, tmp_path: Path,
         return real(self, oid)
 
     monkeypatch.setattr(ObjectStore, "get_bytes", counting)
+    return reads
+
+
+def test_next_register_reads_nothing_back(registry: Registry, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bucket, commit and manifest a register wrote are not read from disk again: neither
+    # for its own result nor for the next register's duplicate check.
+    _register(registry, tmp_path, 0)
+    reads = _count_reads(monkeypatch)
     for i in range(1, 4):
         r = _register(registry, tmp_path, i)
         assert r.created and r.version.version == i + 1
@@ -264,14 +270,7 @@ def test_a_loop_of_registers_reads_each_full_bucket_once(long_history: Registry,
     # The duplicate check searches a bucket it does not decode as bytes; a process that
     # registers again searches the bytes it kept instead of reading the file again.
     reg = Registry.open(long_history.layout.root)
-    reads: list[str] = []
-    real = ObjectStore.get_bytes
-
-    def counting(self: ObjectStore, oid: str) -> bytes:
-        reads.append(oid)
-        return real(self, oid)
-
-    monkeypatch.setattr(ObjectStore, "get_bytes", counting)
+    reads = _count_reads(monkeypatch)
     _register(reg, tmp_path, 20_000)
     head = reg.head("m")
     assert head is not None
