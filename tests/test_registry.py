@@ -215,13 +215,14 @@ def test_git_lineage_matches_rev_parse(registry: Registry, tmp_path: Path,
 
 def test_blob_removed_during_register_is_stored_again(registry: Registry,
                                                       model_file: Path) -> None:
+    from modelreg.registry.registering import heal_blobs
     from modelreg.storage.tree import collect
 
     v = modelreg.register("m", [model_file], registry=registry, git=False).version
     oid = v.artifact.digest.split(":")[1]
     registry.objects.remove(oid)  # as a concurrent gc with an old mtime could
     _, sources = collect([model_file])
-    registry._heal_blobs(v.artifact, sources)
+    heal_blobs(registry, v.artifact, sources)
     assert registry.objects.verify(oid)
     assert modelreg.fsck(registry=registry).ok
 

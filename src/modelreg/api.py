@@ -58,7 +58,7 @@ def init(directory: str | os.PathLike[str] = ".") -> tuple[Registry, bool]:
     """Create ``directory/.modelreg`` (or reopen it).
 
     Args:
-        directory: The project directory.
+        directory: The project directory, or the ``.modelreg`` store itself.
 
     Returns:
         The registry and whether it was newly created.

@@ -329,6 +329,16 @@ def test_console_script_and_module_entry(tmp_path: Path) -> None:
     assert "not found" in bad.stderr
 
 
+def test_init_of_a_modelreg_path_is_that_store_not_one_inside_it(cli, tmp_path: Path) -> None:
+    store = tmp_path / "proj" / ".modelreg"
+    result = cli("init", store, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {"path": str(store), "created": True}
+    assert not (store / ".modelreg").exists()
+    assert json.loads(cli("init", store.parent, "--json").stdout)["created"] is False
+    assert cli("-R", store.parent, "init", store).exit_code == 0  # the same place, twice
+
+
 @pytest.mark.parametrize("suffix", ["", ".modelreg"])
 def test_init_creates_the_store_named_by_registry_option(
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str

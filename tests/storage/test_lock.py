@@ -426,19 +426,29 @@ def test_waiter_whose_staged_record_is_removed_still_takes_the_lock(
     assert list(tmp_dir.iterdir()) == []
 
 
-def test_link_made_despite_an_exists_error_counts_as_taken(lock: Path, tmp_dir: Path) -> None:
+def test_link_made_despite_an_exists_error_counts_as_taken(
+    lock: Path, tmp_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Over NFS, LINK can be made and yet reported as EEXIST (a retransmission after a lost
     # reply). The lock is then the staged record itself: the taker must see that it holds
-    # it rather than wait for itself until the timeout.
-    from modelreg.storage.lock import _acquire_staged, _stage
+    # it rather than wait for itself until the timeout. The lost reply is played by linking
+    # the staged record onto the lock name before acquire() tries.
+    from modelreg.storage import lock as lock_module
 
-    record = b'{"host": "h", "pid": 1, "time": 0, "token": "mine"}'
-    staged = _stage(record, tmp_dir)
-    lock.parent.mkdir(parents=True)
-    os.link(staged[0], lock)  # the link the lost reply was about
-    held = _acquire_staged(lock, staged, record, "mine", tmp_dir, 0.0, DEFAULT_STALE_AFTER)
+    real_stage = lock_module._stage
+
+    def stage_and_link(record: bytes, tmp: Path) -> Path:
+        staged = real_stage(record, tmp)
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        os.link(staged, lock)
+        return staged
+
+    monkeypatch.setattr(lock_module, "_stage", stage_and_link)
+    held = acquire(lock, tmp_dir, timeout=0)
     assert held.still_held()
+    assert list(tmp_dir.iterdir()) == []
     # Someone else's lock (another inode) is not mistaken for ours.
-    other = _stage(record, tmp_dir)
+    monkeypatch.setattr(lock_module, "_stage", real_stage)
     with pytest.raises(LockHeld):
-        _acquire_staged(lock, other, record, "mine2", tmp_dir, 0.0, DEFAULT_STALE_AFTER)
+        acquire(lock, tmp_dir, timeout=0)
+    assert held.still_held()

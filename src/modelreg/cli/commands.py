@@ -49,12 +49,12 @@ def init_directory(directory: Path | None, registry: str | None) -> Path:
     ``.modelreg``); a DIRECTORY argument naming another place is a usage error rather than
     a silent choice between the two.
     """
+    from modelreg.storage.layout import project_dir
+
     if registry is None:
         return Path(".") if directory is None else directory
-    wanted = Path(registry)
-    if wanted.name == ".modelreg":
-        wanted = wanted.parent
-    if directory is not None and directory.resolve() != wanted.resolve():
+    wanted = project_dir(Path(registry))
+    if directory is not None and project_dir(directory).resolve() != wanted.resolve():
         raise UsageError(
             f"init got two places for the store: -R {registry} and DIRECTORY {directory}; "
             "give one of them"
@@ -228,8 +228,8 @@ def history(
     name: Annotated[str, typer.Argument(help="Model name.", show_default=False)],
     limit: Annotated[
         int | None,
-        typer.Option("--limit", "-n", min=1, show_default=False,
-                     help="Show only the newest N events."),
+        typer.Option("--limit", "-n", show_default=False,
+                     help="Show only the newest N events (N >= 1)."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -104,8 +104,8 @@ class StateBuilder:
 
         ``match`` must hold only for entries that contain the string ``value``. A bucket
         not yet read is searched as verified bytes for ``value`` (as canonical JSON spells
-        it) and decoded only if it occurs there: decoding a 256-entry bucket costs about
-        1.5 ms, and at 10,000 versions a whole scan would decode 40 of them.
+        it) and decoded only if it occurs there: decoding a full 256-entry bucket costs about
+        1 ms, and at 10,000 versions a whole scan would decode 40 of them.
         """
         needle = json.dumps(value, ensure_ascii=False).encode()
         for number in sorted(set(self.index) | set(self._buckets), reverse=newest):
@@ -167,7 +167,7 @@ class StateBuilder:
         if found is None:
             self.stages.pop(stage, None)
         else:
-            self.stages[stage] = Head(found[0], found[1].manifest)
+            self.stages[stage] = self.head_for(found[0])
 
     def record(self, *, action: str, actor: str, time: str, version: int | None = None,
                from_stage: str | None = None, to_stage: str | None = None,

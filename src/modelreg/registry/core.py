@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from modelreg.registry.lifecycle import SignatureGuard
     from modelreg.registry.policy import StoreConfig
     from modelreg.results import ModelSummary, PullResult, RegisterResult, VersionSummary
-    from modelreg.storage.tree import SourceFile
 from modelreg.registry.manifest import Manifest, decode_manifest
 from modelreg.registry.names import Ref, model_key, parse_ref
 from modelreg.registry.state import Commit, VersionEntry, bucket_of, decode_bucket, decode_commit
@@ -34,7 +33,7 @@ from modelreg.storage.hashing import format_digest
 from modelreg.storage.layout import Layout, discover, init
 from modelreg.storage.objects import ObjectStore
 from modelreg.storage.refs import RefStore
-from modelreg.types import Artifact, Lineage, Progress, VersionInfo
+from modelreg.types import Lineage, Progress, VersionInfo
 
 __all__ = ["Outcome", "Registry", "now_iso"]
 
@@ -387,11 +386,6 @@ class Registry:
         return self._info(commit, version, entry.manifest, manifest=b.load_manifest(entry.manifest),
                           entry=entry)
 
-    def _heal_blobs(self, artifact: Artifact, sources: list[SourceFile]) -> None:
-        from modelreg.registry.registering import heal_blobs
-
-        heal_blobs(self, artifact, sources)
-
     def mutate(self, name: str, plan: Callable[[StateBuilder], T]) -> Outcome[T]:
         """Apply ``plan`` to model ``name`` and commit the events it records, atomically.
 
@@ -409,12 +403,11 @@ class Registry:
             The plan's value, the events committed and the hook results.
         """
         from modelreg.registry.builder import StateBuilder
+        from modelreg.registry.events import run_hooks
 
         config = self.config
         ref_name = self._ref_name(name)
         planned: list[tuple[str, int | None, str | None, str | None]] | None = None
-        if config.hooks:  # the hook machinery is loaded only by a store that has hooks
-            from modelreg.registry.events import run_hooks
         if any(h.when == "pre" for h in config.hooks):
             found = self.head(name)
             b = StateBuilder(self, name, *(found or (None, None)))
@@ -434,7 +427,7 @@ class Registry:
             tip = b.flush()
             if tip is not None:
                 txn.commit(tip)
-        hooks = run_hooks(self, config, b, "post") if b.events and config.hooks else []
+        hooks = run_hooks(self, config, b, "post") if b.events else []
         return Outcome(value, b, hooks)
 
     # -- pull ----------------------------------------------------------------------------

@@ -129,7 +129,9 @@ def run_hooks(reg: Registry, config: StoreConfig, b: StateBuilder,
     are returned; the outcome of each URL delivery is also recorded in the model's history
     as a ``hook`` event.
     """
-    from modelreg.registry.hooks import run_hook  # only a store with hooks needs it
+    if not config.hooks:
+        return []
+    from modelreg.registry.hooks import run_hook  # loaded only by a store that has hooks
 
     results: list[HookResult] = []
     url_results: list[tuple[dict[str, Any], HookResult]] = []

@@ -59,24 +59,25 @@ def ensure_dir(path: Path) -> None:
     fsync_dir(path.parent)
 
 
-def create_tmp(tmp_dir: Path, hint: str = "") -> tuple[Path, int]:
+def create_tmp(tmp_dir: Path, hint: str = "", mode: int = 0o600) -> tuple[Path, int]:
     """Create a new temporary file for writing; recreate ``tmp_dir`` if it went missing.
 
     Args:
         tmp_dir: The store's temporary directory.
         hint: A readable suffix for the name.
+        mode: The new file's permissions (less the umask).
 
     Returns:
-        The path and an open file descriptor (write-only, mode 0600).
+        The path and an open file descriptor (write-only).
     """
     for _ in range(2):
         tmp = tmp_name(tmp_dir, hint)
         try:
-            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         except FileNotFoundError:
             ensure_dir(tmp_dir)
     tmp = tmp_name(tmp_dir, hint)
-    return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
 
 
 def fsync_dir(path: Path) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "Layout",
     "discover",
     "init",
+    "project_dir",
 ]
 
 DIRNAME = ".modelreg"
@@ -94,11 +95,20 @@ class Layout:
             )
 
 
+def project_dir(path: Path) -> Path:
+    """Return the project directory ``path`` names: itself, or its parent for a ``.modelreg``.
+
+    ``--registry`` and ``init`` take either form.
+    """
+    return path.parent if path.name == DIRNAME else path
+
+
 def init(directory: Path) -> tuple[Layout, bool]:
     """Create ``directory/.modelreg`` (or check the one there).
 
     Args:
-        directory: The project directory that will hold the store.
+        directory: The project directory that will hold the store, or that store's
+            ``.modelreg`` itself.
 
     Returns:
         The layout and whether it was newly created.
@@ -107,6 +117,7 @@ def init(directory: Path) -> tuple[Layout, bool]:
         UsageError: ``directory`` exists and is not a directory.
         UnsupportedFormat: A store of an unknown format is already there.
     """
+    directory = project_dir(directory)
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory} is not a directory")
     layout = Layout(directory / DIRNAME)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelreg.errors import LockHeld
-from modelreg.storage.atomic import tmp_name
+from modelreg.storage.atomic import create_tmp, tmp_name
 
 __all__ = [
     "DEFAULT_STALE_AFTER",
@@ -243,74 +243,59 @@ def acquire(
     # could only be waited out.
     staged = _stage(record, tmp_dir)
     try:
-        return _acquire_staged(lock, staged, record, token, tmp_dir, timeout, stale_after)
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            try:
+                os.link(staged, lock)
+            except FileExistsError:
+                # Over NFS a retransmitted LINK whose first reply was lost fails with
+                # EEXIST although the link was made: the staged file's link count tells
+                # (link(2)'s own advice for lock files on NFS).
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(staged).st_nlink == 2:
+                        return Lock(lock, token)
+            except FileNotFoundError:
+                if not staged.exists():  # removed meanwhile (`gc --grace 0`): stage again
+                    staged = _stage(record, tmp_dir)
+                else:
+                    lock.parent.mkdir(parents=True, exist_ok=True)
+                continue
+            else:
+                return Lock(lock, token)
+            info = read_info(lock)
+            if info is None:
+                continue
+            if is_stale(info, stale_after):
+                break_lock(lock, info, tmp_dir)
+                continue
+            if time.monotonic() >= deadline:
+                raise LockHeld(
+                    f"lock {lock} is held by {info.describe()}; waited {timeout:.0f}s. "
+                    f"If no modelreg process is running, remove {lock} "
+                    "(or run `modelreg gc`, which removes stale locks).",
+                    str(lock),
+                )
+            import random  # only a waiting process needs it
+
+            time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+            delay = min(delay * 2, 0.05)
     finally:
         with contextlib.suppress(FileNotFoundError):
-            staged[0].unlink()
+            staged.unlink()
 
 
-def _stage(record: bytes, tmp_dir: Path) -> list[Path]:
-    """Write ``record`` to a new temp file in ``tmp_dir``; return ``[its path]``."""
-    path = tmp_name(tmp_dir, "lock")
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileNotFoundError:
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+def _stage(record: bytes, tmp_dir: Path) -> Path:
+    """Write a lock's owner record to a new temp file in ``tmp_dir``; return its path.
+
+    Mode 0644 less the umask, so other users of a shared store can read whose lock it is.
+    """
+    path, fd = create_tmp(tmp_dir, "lock", mode=0o644)
     try:
         os.write(fd, record)
     finally:
         os.close(fd)
-    return [path]
-
-
-def _acquire_staged(
-    lock: Path,
-    staged: list[Path],
-    record: bytes,
-    token: str,
-    tmp_dir: Path,
-    timeout: float,
-    stale_after: float,
-) -> Lock:
-    """Link the staged record onto ``lock`` until that succeeds (see :func:`acquire`)."""
-    deadline = time.monotonic() + timeout
-    delay = 0.001
-    while True:
-        try:
-            os.link(staged[0], lock)
-        except FileExistsError:
-            # Over NFS a retransmitted LINK whose first reply was lost fails with EEXIST
-            # although the link was made: the staged file's link count tells (link(2)'s
-            # own advice for lock files on NFS).
-            with contextlib.suppress(FileNotFoundError):
-                if os.stat(staged[0]).st_nlink == 2:
-                    return Lock(lock, token)
-        except FileNotFoundError:
-            if not staged[0].exists():  # removed meanwhile (`gc --grace 0`): stage again
-                staged[:] = _stage(record, tmp_dir)
-            else:
-                lock.parent.mkdir(parents=True, exist_ok=True)
-            continue
-        else:
-            return Lock(lock, token)
-        info = read_info(lock)
-        if info is None:
-            continue
-        if is_stale(info, stale_after):
-            break_lock(lock, info, tmp_dir)
-            continue
-        if time.monotonic() >= deadline:
-            raise LockHeld(
-                f"lock {lock} is held by {info.describe()}; waited {timeout:.0f}s. "
-                f"If no modelreg process is running, remove {lock} "
-                "(or run `modelreg gc`, which removes stale locks).",
-                str(lock),
-            )
-        import random  # only a waiting process needs it
-
-        time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
-        delay = min(delay * 2, 0.05)
+    return path
 
 
 @contextlib.contextmanager
