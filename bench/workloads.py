@@ -39,6 +39,7 @@ from bench.common import (
     timed,
     timed_rss,
 )
+from modelreg.registry import registering
 
 if TYPE_CHECKING:
     from bench.peers import Peers
@@ -98,7 +99,7 @@ def build_models(reg: modelreg.Registry, names: list[str], per_model: int, scrat
         for name in names:
             for v in range(1, per_model + 1):
                 blob.write_bytes(f"{name}-{v}".encode())
-                reg.register(name, [blob], actor=ACTOR, force=True)
+                registering.register(reg, name, [blob], actor=ACTOR, force=True)
                 if progress and v % 2000 == 0:
                     print(f"  ({progress}: {v:,} of {per_model:,} versions, "
                           f"{time.perf_counter() - start:.0f} s)", flush=True)

@@ -44,7 +44,7 @@ from modelreg.errors import (
     UnsupportedFormat,
     UsageError,
 )
-from modelreg.registry import Registry
+from modelreg.registry import Registry, pulling, registering
 from modelreg.signatures.model import parse_signature
 from modelreg.storage.hashing import parse_digest
 from modelreg.types import DataRef, GitInfo, Lineage, RunInfo
@@ -110,9 +110,9 @@ def runtime_outputs(model: Path, rows: Any) -> Any:
 @pytest.fixture
 def source(make_registry: Callable[[], Registry], onnx_model: Path) -> Registry:
     reg = make_registry()
-    reg.register("diabetes", [onnx_model], actor="alice@example.com", lineage=LINEAGE,
-                 description="diabetes progression, linear", tags={"team": "risk"},
-                 signature=BINDING_SIGNATURE)
+    registering.register(reg, "diabetes", [onnx_model], actor="alice@example.com",
+                         lineage=LINEAGE, description="diabetes progression, linear",
+                         tags={"team": "risk"}, signature=BINDING_SIGNATURE)
     return reg
 
 
@@ -140,7 +140,7 @@ def clean_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _requirements_of_a_bundle(root: Path) -> bytes:
     reg, _ = Registry.init(root / "project")
     (root / "m.bin").write_bytes(b"not a model")
-    reg.register("m", [root / "m.bin"], actor="x@example.com")
+    registering.register(reg, "m", [root / "m.bin"], actor="x@example.com")
     path = Path(export_bundle(reg, "m", root / "m.zip").path)
     with zipfile.ZipFile(path) as zf:
         return zf.read("requirements.txt")
@@ -221,7 +221,7 @@ def test_round_trip_keeps_bytes_lineage_and_signature(
     assert got.lineage == replace(LINEAGE, derived_from="diabetes@1")
     assert got.description == original.description
     assert got.tags == {"team": "risk", SOURCE_TAG: f"diabetes@1 {original.manifest}"}
-    target.pull("diabetes@1", tmp_path / "pulled")
+    pulling.pull(target, "diabetes@1", tmp_path / "pulled")
     assert (tmp_path / "pulled" / "diabetes.onnx").read_bytes() == onnx_model.read_bytes()
     for reg in (source, target):
         report = fsck(registry=reg)
@@ -242,8 +242,8 @@ def test_directory_artifact_with_example_and_derived_from(
     example = tmp_path / "example.json"
     example.write_text(json.dumps([{f: 0.01 for f in FEATURES}]))
     source = make_registry()
-    source.register("diab", [model_dir], actor="a@example.com", example=example,
-                    lineage=replace(LINEAGE, derived_from="base@3"))
+    registering.register(source, "diab", [model_dir], actor="a@example.com", example=example,
+                         lineage=replace(LINEAGE, derived_from="base@3"))
     path = export_bundle(source, "diab", tmp_path / "diab.zip").path
     target = make_registry()
     got = import_bundle(target, Path(path), actor="b@example.com").version
@@ -251,7 +251,7 @@ def test_directory_artifact_with_example_and_derived_from(
     assert got.artifact == original.artifact and got.artifact.kind == "directory"
     assert got.example == original.example
     assert got.lineage.derived_from == "base@3"
-    target.pull("diab@1", tmp_path / "out")
+    pulling.pull(target, "diab@1", tmp_path / "out")
     assert (tmp_path / "out" / "nested" / "notes.txt").read_text() == "preprocessing: none\n"
     assert fsck(registry=target).ok
 
@@ -326,7 +326,7 @@ def test_predict_explains_a_model_that_is_not_onnx(
         clean_python: Path, make_registry: Callable[[], Registry], tmp_path: Path) -> None:
     reg = make_registry()
     (tmp_path / "model.pkl").write_bytes(os.urandom(64))
-    reg.register("pickled", [tmp_path / "model.pkl"], actor="a@example.com")
+    registering.register(reg, "pickled", [tmp_path / "model.pkl"], actor="a@example.com")
     result = export_bundle(reg, "pickled", tmp_path / "pickled.zip")
     assert isinstance(result, BundleResult) and not result.runnable
     imported = import_bundle(make_registry(), Path(result.path), actor="b@example.com")

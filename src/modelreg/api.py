@@ -1,7 +1,10 @@
 """The library's entry points: one function per operation, returning plain records.
 
 Every function takes the registry as a path (or ``None`` to discover it as the CLI does) or
-an opened :class:`~modelreg.registry.Registry`. Nothing here prints; the CLI renders.
+an opened :class:`~modelreg.registry.Registry`. Reads go to the ``Registry``; every change is
+a verb of the registry layer (``registering``, ``operations``, ``pulling``, ``maintenance``)
+called the same way, and the policy (the signature rule included) is enforced there, so a
+caller of those verbs cannot skip it. Nothing here prints; the CLI renders.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelreg.config import resolve_actor
-from modelreg.errors import NotFound, PolicyDenied, UsageError
+from modelreg.errors import NotFound, UsageError
 from modelreg.registry.core import Registry
 
 # Everything else is imported inside the functions that need it, so that `modelreg show`
@@ -20,8 +23,6 @@ from modelreg.registry.core import Registry
 if TYPE_CHECKING:
     from modelreg.bundle import BundleResult
     from modelreg.exporting import ExportResult
-    from modelreg.registry.builder import StateBuilder
-    from modelreg.registry.lifecycle import SignatureGuard
     from modelreg.results import (
         ChangeResult,
         DiffResult,
@@ -121,11 +122,11 @@ def register(
     Returns:
         The version and whether it was newly created.
     """
+    from modelreg.registry import registering
     from modelreg.registry.lineage import capture_git, data_ref
     from modelreg.types import Lineage, RunInfo
 
     reg = open_registry(registry)
-    guard = _signature_guard(reg, allow_breaking=False)
     final_signature = _resolve_signature([Path(p) for p in paths], signature, infer_signature,
                                          None if sample is None else Path(sample))
     derived = reg.show(derived_from).ref if derived_from else None
@@ -138,7 +139,8 @@ def register(
         data_version=data_version,
         derived_from=derived,
     )
-    return reg.register(
+    return registering.register(
+        reg,
         name,
         [Path(p) for p in paths],
         actor=resolve_actor(actor),
@@ -150,7 +152,6 @@ def register(
         reason=reason,
         signature=None if final_signature is None else final_signature.to_dict(),
         example=None if sample is None else Path(sample),
-        guard=guard,
         progress=progress,
     )
 
@@ -250,28 +251,6 @@ def validate(ref: str, data: bytes, *, registry: RegistryLike = None,
         raise NotFound(f"{ref}: the signature declares no outputs")
     return validate_payload(schema, data, filename=filename, fmt=fmt, allow_extra=allow_extra,
                             max_errors=max_errors)
-
-
-def _signature_guard(reg: Registry, allow_breaking: bool) -> SignatureGuard:
-    def guard(b: StateBuilder, holder: int, candidate: int) -> dict[str, Any] | None:
-        from modelreg.signatures.compat import diff_signatures
-        from modelreg.signatures.model import parse_signature
-
-        old = b.load_manifest(b.entry(holder).manifest).signature
-        new = b.load_manifest(b.entry(candidate).manifest).signature
-        changes = diff_signatures(None if old is None else parse_signature(old),
-                                  None if new is None else parse_signature(new))
-        breaking = [c.message for c in changes if c.breaking]
-        if not breaking:
-            return None
-        if not allow_breaking:
-            raise PolicyDenied(
-                f"{b.name}@{candidate} breaks the signature of {b.name}@{holder}, which callers "
-                f"use now: {'; '.join(breaking)}. Pass --allow-breaking to promote anyway "
-                "(the override is recorded)")
-        return {"allow_breaking": True, "breaking_changes": breaking}
-
-    return guard
 
 
 def export_onnx(ref: str, *, registry: RegistryLike = None, as_name: str | None = None,
@@ -386,9 +365,8 @@ def promote(ref: str, to_stage: str, *, registry: RegistryLike = None,
     """
     from modelreg.registry import operations as _ops
 
-    reg = open_registry(registry)
-    return _ops.promote(reg, ref, to_stage, actor=resolve_actor(actor), reason=reason,
-                        guard=_signature_guard(reg, allow_breaking))
+    return _ops.promote(open_registry(registry), ref, to_stage, actor=resolve_actor(actor),
+                        reason=reason, allow_breaking=allow_breaking)
 
 
 def archive(ref: str, *, registry: RegistryLike = None, reason: str | None = None,
@@ -396,8 +374,7 @@ def archive(ref: str, *, registry: RegistryLike = None, reason: str | None = Non
     """Move a version into the archive stage."""
     from modelreg.registry import operations as _ops
 
-    reg = open_registry(registry)
-    return _ops.promote(reg, ref, reg.config.archive, actor=resolve_actor(actor), reason=reason)
+    return _ops.archive(open_registry(registry), ref, actor=resolve_actor(actor), reason=reason)
 
 
 def approve(ref: str, *, registry: RegistryLike = None, stage: str | None = None,
@@ -479,7 +456,10 @@ def pull(
     progress: Progress | None = None,
 ) -> PullResult:
     """Write the files of ``ref`` under ``dest``, verifying each digest."""
-    return open_registry(registry).pull(ref, Path(dest), force=force, progress=progress)
+    from modelreg.registry import pulling
+
+    return pulling.pull(open_registry(registry), ref, Path(dest), force=force,
+                        progress=progress)
 
 
 def fsck(*, registry: RegistryLike = None) -> FsckReport:

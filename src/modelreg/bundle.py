@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from modelreg.errors import ConflictError, IntegrityError, NotFound, UnsupportedFormat
-from modelreg.registry.core import Registry, now_iso
+from modelreg.registry.core import Registry
 from modelreg.registry.manifest import Manifest, decode_manifest
 from modelreg.registry.names import check_model_name
+from modelreg.registry.state import now_iso
 from modelreg.results import RegisterResult
 from modelreg.storage.atomic import atomic_file, ensure_dir, tmp_name
 from modelreg.storage.hashing import (
@@ -402,8 +403,10 @@ def _import(reg: Registry, src: Path, zf: zipfile.ZipFile, members: dict[str, zi
                  else [model_dir])
         lineage = replace(m.lineage,
                           derived_from=m.lineage.derived_from or f"{m.name}@{m.version}")
-        return reg.register(
-            name or m.name, paths, actor=actor, lineage=lineage, description=index.description,
+        from modelreg.registry import registering
+
+        return registering.register(
+            reg, name or m.name, paths, actor=actor, lineage=lineage, description=index.description,
             tags={**index.tags, SOURCE_TAG: f"{m.name}@{m.version} {index.manifest}"},
             signature=m.signature,
             example=None if m.example is None else staging / EXAMPLE_DIR / m.example.path)

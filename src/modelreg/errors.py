@@ -6,6 +6,8 @@ never exits. Each class carries the exit code documented in docs/cli.md.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 __all__ = [
     "EXIT_CHECK_FAILED",
     "EXIT_CONFLICT",
@@ -17,6 +19,7 @@ __all__ = [
     "EXIT_POLICY",
     "EXIT_USAGE",
     "ConflictError",
+    "Denial",
     "IntegrityError",
     "LockHeld",
     "ModelError",
@@ -90,10 +93,29 @@ class LockHeld(ConflictError):
         self.lock_path = lock_path
 
 
+@dataclass(frozen=True)
+class Denial:
+    """One reason the policy refuses a change.
+
+    ``rule`` names the kind of rule: ``transition`` (the move is not allowed from the
+    current stage), ``actor`` (the actor may not move versions there), ``check`` (a required
+    check has no result or failed), ``approval`` (too few approvals), ``four_eyes`` (the
+    registrant may not approve), ``signature`` (the signature breaks the stage holder's),
+    ``hook`` (a pre- hook vetoed it). ``message`` is the readable line.
+    """
+
+    rule: str
+    message: str
+
+
 class PolicyDenied(ModelregError):
-    """The registry's policy refuses the action."""
+    """The registry's policy refuses the action; ``reasons`` says which rules, one each."""
 
     exit_code = EXIT_POLICY
+
+    def __init__(self, message: str, reasons: tuple[Denial, ...] = ()) -> None:
+        super().__init__(message)
+        self.reasons = reasons
 
 
 class IntegrityError(ModelregError):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modelreg.errors import ModelError, NotFound
+from modelreg.registry import pulling, registering
 from modelreg.registry.core import Registry
 from modelreg.results import RegisterResult
 from modelreg.signatures.model import Signature, parse_signature
@@ -104,7 +105,7 @@ def export_onnx(reg: Registry, ref: str, *, actor: str, as_name: str | None = No
         sample_name = info.example.path
     with tempfile.TemporaryDirectory(dir=reg.layout.tmp, prefix="tmp-export-") as tmp:
         work = Path(tmp)
-        reg.pull(info.ref, work / "source")
+        pulling.pull(reg, info.ref, work / "source")
         source = converters.load_source(work / "source", allow_pickle=allow_pickle)
         samples = converters.sample_inputs(source, sample=sample_bytes, sample_name=sample_name,
                                            signature=source_sig)
@@ -133,7 +134,8 @@ def export_onnx(reg: Registry, ref: str, *, actor: str, as_name: str | None = No
         if sample_bytes is not None:
             example = work / (sample_name or "sample")
             example.write_bytes(sample_bytes)
-        result = reg.register(name, [onnx_path], actor=actor, lineage=_lineage(info, export),
-                              description=info.description, tags=info.tags,
-                              signature=onnx_sig.to_dict(), example=example)
+        result = registering.register(reg, name, [onnx_path], actor=actor,
+                                      lineage=_lineage(info, export),
+                                      description=info.description, tags=info.tags,
+                                      signature=onnx_sig.to_dict(), example=example)
     return ExportResult(info.ref, result, report.to_dict())

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from modelreg.errors import NotFound
+from modelreg.registry.core import Registry
 from modelreg.registry.manifest import Manifest, decode_manifest
 from modelreg.registry.names import Ref
 from modelreg.registry.state import (
@@ -26,11 +27,9 @@ from modelreg.registry.state import (
     decode_commit,
     encode_bucket,
     encode_commit,
+    no_such_version,
 )
 from modelreg.storage.hashing import digest_bytes
-
-if TYPE_CHECKING:
-    from modelreg.registry.core import Registry
 
 __all__ = ["StateBuilder"]
 
@@ -79,8 +78,7 @@ class StateBuilder:
         """
         found = self._bucket(bucket_of(version)).get(version)
         if found is None:
-            latest = self.latest.version if self.latest else 0
-            raise NotFound(f"{self.name} has no version {version} (latest is {latest})")
+            raise no_such_version(self.name, version, self.latest.version if self.latest else 0)
         return found
 
     def set_entry(self, version: int, entry: VersionEntry) -> None:

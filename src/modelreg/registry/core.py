@@ -1,70 +1,52 @@
-"""The registry: models and versions over the object store and refs.
+"""The registry: one opened store, composed of its object store, refs and policy, and read.
 
-``Registry`` composes an ``ObjectStore`` and a ``RefStore`` (as dulwich's ``Repo`` does) and
-implements resolve, show, list and versions. ``Registry.register`` and ``Registry.pull`` are
-thin methods: the register path (``fingerprint``, storing the artifact, healing blobs) lives in
-``modelreg.registry.registering`` and the pull path in ``modelreg.registry.pulling``, each
-imported only when called. Every state change is one compare-and-swap of the model's ref
-under its lock; see ``modelreg.registry.state``.
+``Registry`` composes an ``ObjectStore``, a ``RefStore`` and the store's configuration (as
+dulwich's ``Repo`` composes its stores), keeps verified objects decoded in memory, and
+answers the reading questions: resolve a reference, show a version, list models and versions.
+It changes nothing. Changes are verbs (``modelreg.registry.registering``,
+``modelreg.registry.operations``, ``modelreg.registry.pulling``) that run as transactions
+(``modelreg.registry.transaction``): one compare-and-swap of the model's ref under its lock.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from modelreg.errors import ConflictError, IntegrityError, NotFound
+from modelreg.errors import IntegrityError, NotFound
 
 if TYPE_CHECKING:
-    from modelreg.registry.builder import StateBuilder
-    from modelreg.registry.hooks import HookResult
-    from modelreg.registry.lifecycle import SignatureGuard
     from modelreg.registry.policy import StoreConfig
-    from modelreg.results import ModelSummary, PullResult, RegisterResult, VersionSummary
+    from modelreg.results import ModelSummary, VersionSummary
 from modelreg.registry.manifest import Manifest, decode_manifest
 from modelreg.registry.names import Ref, model_key, parse_ref
-from modelreg.registry.state import Commit, VersionEntry, bucket_of, decode_bucket, decode_commit
+from modelreg.registry.state import (
+    Commit,
+    VersionEntry,
+    bucket_of,
+    decode_bucket,
+    decode_commit,
+    no_such_version,
+)
 from modelreg.storage.hashing import format_digest
 from modelreg.storage.layout import Layout, discover, init
 from modelreg.storage.objects import ObjectStore
 from modelreg.storage.refs import RefStore
-from modelreg.types import Lineage, Progress, VersionInfo
+from modelreg.types import VersionInfo
 
-__all__ = ["Outcome", "Registry", "now_iso"]
+__all__ = ["MODELS_PREFIX", "Registry"]
 
 MODELS_PREFIX = "models"
 _CACHE_LIMIT = 4096
 T = TypeVar("T")
 
 
-@dataclass
-class Outcome(Generic[T]):
-    """What a committed change produced: the plan's value, its events, hook results."""
-
-    value: T
-    builder: StateBuilder
-    hooks: list[HookResult] = field(default_factory=list)
-
-    def event_records(self) -> list[dict[str, Any]]:
-        """The committed events in the shape of ``modelreg events --json``."""
-        from modelreg.registry.events import event_record
-
-        return [event_record(self.builder.name, oid, c) for oid, c in self.builder.commits]
-
-
 def _verified_bytes(data: bytes, where: str) -> bytes:
     """The "decoder" under which the decode cache keeps an object's verified raw bytes."""
     return data
-
-
-def now_iso() -> str:
-    """Return the current UTC time in ISO 8601 with microseconds."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 class Registry:
@@ -111,10 +93,12 @@ class Registry:
     # -- reading state -------------------------------------------------------------------
 
     @staticmethod
-    def _ref_name(name: str) -> str:
+    def ref_name(name: str) -> str:
+        """The name of model ``name``'s ref (``models/<key>``)."""
         return f"{MODELS_PREFIX}/{model_key(name)}"
 
-    def _where(self, oid: str) -> str:
+    def where(self, oid: str) -> str:
+        """The path of object ``oid``, for messages."""
         return str(self.objects.path(oid))
 
     def _decoded(self, oid: str, decode: Callable[[bytes, str], T]) -> T:
@@ -124,7 +108,7 @@ class Registry:
         if key not in self._cache:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
-            self._cache[key] = decode(self.objects.get_bytes(oid), self._where(oid))
+            self._cache[key] = decode(self.objects.get_bytes(oid), self.where(oid))
         return self._cache[key]  # type: ignore[no-any-return]
 
     def remember(self, oid: str, decode: Callable[[bytes, str], T], data: bytes,
@@ -148,7 +132,7 @@ class Registry:
         if key not in self._cache:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
-            self._cache[key] = decode(data, self._where(oid)) if decoded is None else decoded
+            self._cache[key] = decode(data, self.where(oid)) if decoded is None else decoded
         return self._cache[key]  # type: ignore[no-any-return]
 
     def clear_cache(self) -> None:
@@ -184,22 +168,37 @@ class Registry:
 
     def head(self, name: str) -> tuple[str, Commit] | None:
         """Return the head commit of model ``name`` and its id, or None if it has none."""
-        oid = self.refs.read(self._ref_name(name))
+        oid = self.refs.read(self.ref_name(name))
         return None if oid is None else (oid, self.load_commit(oid))
 
-    def _require_head(self, name: str) -> Commit:
+    def require_head(self, name: str) -> Commit:
+        """Return the head commit of model ``name``.
+
+        Raises:
+            NotFound: The model does not exist.
+        """
         found = self.head(name)
         if found is None:
             raise NotFound(f"model {name!r} not found")
         return found[1]
 
-    def _entry(self, commit: Commit, version: int) -> VersionEntry:
+    def entry(self, commit: Commit, version: int,
+              load_bucket: Callable[[str], dict[int, VersionEntry]] | None = None
+              ) -> VersionEntry:
+        """Return ``version``'s index entry in the state ``commit`` records.
+
+        Args:
+            commit: A commit of the model.
+            version: The version number.
+            load_bucket: How to read a bucket (default: from the store).
+
+        Raises:
+            NotFound: The model has no such version.
+        """
         bucket = commit.index.get(bucket_of(version))
-        entry = self.load_bucket(bucket).get(version) if bucket else None
+        entry = (load_bucket or self.load_bucket)(bucket).get(version) if bucket else None
         if entry is None:
-            raise NotFound(
-                f"{commit.model} has no version {version} (latest is {commit.latest.version})"
-            )
+            raise no_such_version(commit.model, version, commit.latest.version)
         return entry
 
     def resolve(self, ref: str | Ref) -> tuple[Commit, int, str]:
@@ -216,9 +215,9 @@ class Registry:
             NotFound: The model, version or stage does not exist.
         """
         parsed = parse_ref(ref) if isinstance(ref, str) else ref
-        commit = self._require_head(parsed.name)
+        commit = self.require_head(parsed.name)
         if parsed.version is not None:
-            return commit, parsed.version, self._entry(commit, parsed.version).manifest
+            return commit, parsed.version, self.entry(commit, parsed.version).manifest
         if parsed.label is None:
             return commit, commit.latest.version, commit.latest.manifest
         label = parsed.label
@@ -227,18 +226,30 @@ class Registry:
                 return commit, table[label].version, table[label].manifest
         raise NotFound(f"{commit.model} has no version in stage or alias {label!r}")
 
-    def _info(self, commit: Commit, version: int, manifest_oid: str, *,
-              manifest: Manifest | None = None, entry: VersionEntry | None = None
-              ) -> VersionInfo:
+    def describe(self, commit: Commit, version: int, manifest_oid: str, *,
+                 manifest: Manifest | None = None, entry: VersionEntry | None = None
+                 ) -> VersionInfo:
+        """Describe ``version`` as ``commit`` records it (its manifest, entry and aliases).
+
+        Args:
+            commit: A commit of the model.
+            version: The version number.
+            manifest_oid: The id of the version's manifest.
+            manifest: The manifest, if the caller holds it already.
+            entry: The version's index entry, if the caller holds it already.
+
+        Raises:
+            IntegrityError: The manifest names another version.
+        """
         m = self.load_manifest(manifest_oid) if manifest is None else manifest
         if m.name != commit.model or m.version != version:
             raise IntegrityError(
-                f"{self._where(manifest_oid)}: manifest says {m.name}@{m.version}, "
+                f"{self.where(manifest_oid)}: manifest says {m.name}@{m.version}, "
                 f"index says {commit.model}@{version}",
-                self._where(manifest_oid),
+                self.where(manifest_oid),
             )
         if entry is None:
-            entry = self._entry(commit, version)
+            entry = self.entry(commit, version)
         return VersionInfo(
             name=m.name,
             version=m.version,
@@ -267,7 +278,7 @@ class Registry:
             The version's manifest, stage and aliases.
         """
         commit, version, manifest = self.resolve(ref)
-        return self._info(commit, version, manifest)
+        return self.describe(commit, version, manifest)
 
     def list_models(self) -> list[ModelSummary]:
         """Summarise every model (one ref and one commit read per model)."""
@@ -300,7 +311,7 @@ class Registry:
         """List every version of model ``name``, oldest first."""
         from modelreg.results import VersionSummary
 
-        commit = self._require_head(name)
+        commit = self.require_head(name)
         aliases: dict[int, list[str]] = {}
         for alias, h in sorted(commit.aliases.items()):
             aliases.setdefault(h.version, []).append(alias)
@@ -317,145 +328,6 @@ class Registry:
             )
             for v, e in self.iter_entries(commit)
         ]
-
-    # -- register ------------------------------------------------------------------------
-
-    def register(self, name: str, paths: list[Path], *, actor: str,
-                 lineage: Lineage | None = None, description: str | None = None,
-                 tags: dict[str, str] | None = None, force: bool = False,
-                 stage: str | None = None, reason: str | None = None,
-                 signature: dict[str, Any] | None = None, example: Path | None = None,
-                 guard: SignatureGuard | None = None,
-                 progress: Progress | None = None) -> RegisterResult:
-        """Register ``paths`` as the next version of ``name``.
-
-        Artifact bytes are stored first (without any lock); the manifest, index bucket and
-        commit are then written and the model's ref moved in one compare-and-swap. A crash
-        before that last step leaves only unreferenced objects, which ``gc`` removes.
-
-        Args:
-            name: The model name.
-            paths: Files or directories to store.
-            actor: Who registers.
-            lineage: Params, metrics, run, git, data.
-            description: Free text.
-            tags: String labels.
-            force: Make a new version even if an identical one exists.
-            stage: Move the new version on to this stage in the same step (policy applies).
-            reason: Why, recorded with the stage transition.
-            signature: The canonical signature (stored in the manifest).
-            example: An input example file, stored with the version.
-            guard: The signature compatibility check for ``stage``.
-            progress: Receives byte counts while files are copied.
-
-        Returns:
-            The version and whether it was created (False: an identical one was returned).
-
-        Raises:
-            UsageError: The name or a path is refused.
-            ConflictError: A model of the same name in another case exists, or the lock
-                stayed held too long.
-            PolicyDenied: ``stage`` may not be entered (nothing is registered then).
-        """
-        from modelreg.registry import registering
-
-        return registering.register(
-            self, name, paths, actor=actor, lineage=lineage, description=description,
-            tags=tags, force=force, stage=stage, reason=reason, signature=signature,
-            example=example, guard=guard, progress=progress,
-        )
-
-    def version_after(self, outcome: Outcome[Any], version: int) -> VersionInfo:
-        """Describe ``version`` as a committed change left it.
-
-        The change's last commit is the state it committed, and its builder still holds the
-        index buckets and manifests it wrote, so nothing is read again (later hook-delivery
-        events do not change a version).
-        """
-        b = outcome.builder
-        if not b.commits:
-            commit = self._require_head(b.name)
-            return self._info(commit, version, self._entry(commit, version).manifest)
-        commit = b.commits[-1][1]
-        bucket = commit.index.get(bucket_of(version))
-        entry = b.load_bucket(bucket).get(version) if bucket else None
-        if entry is None:
-            raise NotFound(
-                f"{commit.model} has no version {version} (latest is {commit.latest.version})"
-            )
-        return self._info(commit, version, entry.manifest, manifest=b.load_manifest(entry.manifest),
-                          entry=entry)
-
-    def mutate(self, name: str, plan: Callable[[StateBuilder], T]) -> Outcome[T]:
-        """Apply ``plan`` to model ``name`` and commit the events it records, atomically.
-
-        ``plan`` runs on a working copy of the model's state while the model's lock is held,
-        so it sees the latest state and no one else changes it meanwhile. When config.toml
-        has ``pre-`` hooks, ``plan`` first runs without the lock, the hooks are asked about
-        its events, and the plan must record the same transitions again under the lock (else
-        the state moved while the hook ran: exit 4). Post hooks run after the commit.
-
-        Args:
-            name: The model.
-            plan: Records events on the builder and returns a value.
-
-        Returns:
-            The plan's value, the events committed and the hook results.
-        """
-        from modelreg.registry.builder import StateBuilder
-        from modelreg.registry.events import run_hooks
-
-        config = self.config
-        ref_name = self._ref_name(name)
-        planned: list[tuple[str, int | None, str | None, str | None]] | None = None
-        if any(h.when == "pre" for h in config.hooks):
-            found = self.head(name)
-            b = StateBuilder(self, name, *(found or (None, None)))
-            plan(b)
-            if b.events:
-                run_hooks(self, config, b, "pre")
-            planned = b.signature()
-        with self.refs.transaction(ref_name) as txn:
-            head = None if txn.old is None else self.load_commit(txn.old)
-            b = StateBuilder(self, name, txn.old, head)
-            value = plan(b)
-            if planned is not None and b.signature() != planned:
-                raise ConflictError(
-                    f"the state of {b.name} changed while a pre- hook ran; nothing was "
-                    "changed, run the command again"
-                )
-            tip = b.flush()
-            if tip is not None:
-                txn.commit(tip)
-        hooks = run_hooks(self, config, b, "post") if b.events else []
-        return Outcome(value, b, hooks)
-
-    # -- pull ----------------------------------------------------------------------------
-
-    def pull(self, ref: str | Ref, dest: Path, *, force: bool = False,
-             progress: Progress | None = None) -> PullResult:
-        """Write a version's files under ``dest``, verifying every byte.
-
-        Files are first written into a hidden staging directory inside ``dest`` and moved
-        into place only after all of them verified, so a corrupt object leaves no file (and,
-        if ``dest`` was created for the pull, no ``dest``).
-
-        Args:
-            ref: The version to fetch.
-            dest: The directory to write into (created if missing).
-            force: Overwrite existing files whose content differs.
-            progress: Receives byte counts.
-
-        Returns:
-            What was written.
-
-        Raises:
-            ConflictError: A file at ``dest`` differs and ``force`` is off.
-            IntegrityError: An object is corrupt, or the tree holds an unsafe path.
-        """
-        from modelreg.registry import pulling
-
-        return pulling.pull(self, ref, dest, force=force, progress=progress)
 
     # -- helpers for other modules ---------------------------------------------------------
 

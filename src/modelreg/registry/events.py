@@ -1,24 +1,18 @@
-"""The history as data: event records, the cross-model event feed, and hook delivery."""
+"""The history as data: event records, a model's history and the cross-model event feed."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from modelreg.errors import ModelregError, NotFound, PolicyDenied, UsageError
-from modelreg.registry.builder import StateBuilder
-from modelreg.registry.policy import StoreConfig
+from modelreg.errors import NotFound, UsageError
+from modelreg.registry.core import Registry
 from modelreg.registry.state import Commit
 from modelreg.storage.hashing import format_digest
 
-if TYPE_CHECKING:
-    from modelreg.registry.core import Registry
-    from modelreg.registry.hooks import HookResult
-
-__all__ = ["decode_cursor", "encode_cursor", "event_record", "feed", "history", "run_hooks"]
+__all__ = ["decode_cursor", "encode_cursor", "event_record", "feed", "history"]
 
 CURSOR_PREFIX = "c1."
 
@@ -119,53 +113,3 @@ def feed(reg: Registry, since: str | None = None) -> tuple[list[dict[str, Any]],
         events.extend(event_record(c.model, o, c) for o, c in walked)
     events.sort(key=lambda e: (e["time"], e["model"], e["seq"]))
     return events, encode_cursor(positions)
-
-
-def run_hooks(reg: Registry, config: StoreConfig, b: StateBuilder,
-              when: str) -> list[HookResult]:
-    """Deliver the builder's events to the matching hooks.
-
-    A failing ``pre`` hook raises ``PolicyDenied`` (the change is vetoed). ``post`` results
-    are returned; the outcome of each URL delivery is also recorded in the model's history
-    as a ``hook`` event.
-    """
-    if not config.hooks:
-        return []
-    from modelreg.registry.hooks import run_hook  # loaded only by a store that has hooks
-
-    results: list[HookResult] = []
-    url_results: list[tuple[dict[str, Any], HookResult]] = []
-    for oid, commit in b.commits:
-        record = event_record(b.name, oid, commit)
-        stage = commit.event.to_stage or commit.event.extra.get("stage")
-        for hook in config.hooks:
-            if hook.when != when or not hook.matches(commit.event.action, b.name, stage):
-                continue
-            result = run_hook(hook, record, reg.layout.root)
-            if when == "pre" and not result.ok:
-                raise PolicyDenied(
-                    f"pre- hook {hook.target} vetoed {commit.event.action} of "
-                    f"{b.name}@{commit.event.version}: {result.detail}"
-                )
-            results.append(result)
-            if hook.url is not None:
-                url_results.append((record, result))
-    if when == "post" and url_results:
-        _record_deliveries(reg, b.name, url_results)
-    return results
-
-
-def _record_deliveries(reg: Registry, name: str,
-                       deliveries: list[tuple[dict[str, Any], HookResult]]) -> None:
-    from modelreg.registry.core import now_iso
-
-    def plan(b: StateBuilder) -> None:
-        for record, result in deliveries:
-            b.record(action="hook", actor="modelreg", time=now_iso(), version=record["version"],
-                     reason=result.detail,
-                     extra={"event": record["id"], "url": result.target, "ok": result.ok,
-                            "status": result.status, "attempts": result.attempts})
-
-    # The transition itself is committed; failing to log its delivery must not undo it.
-    with contextlib.suppress(ModelregError):
-        reg.mutate(name, plan)

@@ -1,18 +1,20 @@
 """Lifecycle changes on a model's working state: transitions, approvals, checks, aliases.
 
 These functions work on a :class:`~modelreg.registry.builder.StateBuilder` inside
-``Registry.mutate``, so each runs under the model's lock and commits atomically with the
-events it records. Policy comes from :class:`~modelreg.registry.policy.StoreConfig`; a denied
-change raises ``PolicyDenied`` naming exactly what is missing, and nothing is written.
+:func:`modelreg.registry.transaction.mutate`, so each runs under the model's lock and commits
+atomically with the events it records. Policy comes from
+:class:`~modelreg.registry.policy.StoreConfig`; a denied change raises ``PolicyDenied``
+carrying one typed :class:`~modelreg.errors.Denial` per unmet rule, and nothing is written.
+The rules include the signature rule: into a stage whose policy has ``check_signature``, a
+version whose signature breaks the current holder's needs ``allow_breaking`` (recorded).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
-from modelreg.errors import NotFound, PolicyDenied, UsageError
+from modelreg.errors import Denial, NotFound, PolicyDenied, UsageError
 from modelreg.registry.builder import StateBuilder
 from modelreg.registry.policy import StoreConfig
 from modelreg.registry.state import VersionEntry
@@ -27,7 +29,7 @@ __all__ = [
     "record_check",
     "remove_alias",
     "set_alias",
-    "SignatureGuard",
+    "signature_breaks",
 ]
 
 _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}\Z")
@@ -35,7 +37,7 @@ _VERSIONISH = re.compile(r"^v?[0-9]+\Z")
 
 
 def missing_requirements(config: StoreConfig, entry: VersionEntry, to_stage: str,
-                         actor: str) -> list[str]:
+                         actor: str) -> list[Denial]:
     """List what ``actor`` lacks to move a version into ``to_stage`` (empty: allowed).
 
     Args:
@@ -45,20 +47,20 @@ def missing_requirements(config: StoreConfig, entry: VersionEntry, to_stage: str
         actor: Who moves it.
 
     Returns:
-        One readable line per unmet requirement.
+        One reason per unmet requirement (rule ``actor``, ``check`` or ``approval``).
     """
     policy = config.policy(to_stage)
     missing = []
     if not config.actor_allowed(to_stage, actor):
-        missing.append(f"{actor} may not move versions into {to_stage} "
-                       f"(allowed: {', '.join(policy.allowed_actors)})")
+        missing.append(Denial("actor", f"{actor} may not move versions into {to_stage} "
+                                       f"(allowed: {', '.join(policy.allowed_actors)})"))
     for name in policy.require_checks:
         record = entry.checks.get(name)
         if record is None:
-            missing.append(f"check {name!r} has no recorded result")
+            missing.append(Denial("check", f"check {name!r} has no recorded result"))
         elif not record.get("passed"):
             value = "" if record.get("value") is None else f" (value {record['value']})"
-            missing.append(f"check {name!r} failed{value}")
+            missing.append(Denial("check", f"check {name!r} failed{value}"))
     if policy.require_approvals:
         approvers = {a["actor"] for a in entry.approvals if a.get("stage") == to_stage}
         excluded = set()
@@ -70,20 +72,50 @@ def missing_requirements(config: StoreConfig, entry: VersionEntry, to_stage: str
             if excluded:
                 note = (f"; approvals by {', '.join(sorted(excluded))} do not count under "
                         "four_eyes (the promoter and the registrant cannot approve their own)")
-            missing.append(f"needs {policy.require_approvals} approval(s) for {to_stage}, has "
-                           f"{len(approvers)}{note}")
+            missing.append(Denial("approval", f"needs {policy.require_approvals} approval(s) "
+                                              f"for {to_stage}, has {len(approvers)}{note}"))
     return missing
 
 
-SignatureGuard = Callable[[StateBuilder, int, int], dict[str, Any] | None]
-"""Compares the signatures of a stage's holder and a candidate; raises PolicyDenied on a
-breaking change, or returns fields to record (an allowed override)."""
+def signature_breaks(b: StateBuilder, holder: int, candidate: int) -> list[str]:
+    """List how ``candidate``'s signature breaks ``holder``'s (empty: compatible).
+
+    Args:
+        b: The model's working state.
+        holder: The version whose callers must keep working.
+        candidate: The version that would replace it.
+
+    Returns:
+        One message per breaking change.
+    """
+    from modelreg.signatures.compat import diff_signatures
+    from modelreg.signatures.model import parse_signature
+
+    old = b.load_manifest(b.entry(holder).manifest).signature
+    new = b.load_manifest(b.entry(candidate).manifest).signature
+    changes = diff_signatures(None if old is None else parse_signature(old),
+                              None if new is None else parse_signature(new))
+    return [c.message for c in changes if c.breaking]
+
+
+def _check_signature(b: StateBuilder, holder: int, candidate: int,
+                     allow_breaking: bool) -> dict[str, Any]:
+    """Apply the signature rule; return the fields to record with the move."""
+    breaking = signature_breaks(b, holder, candidate)
+    if not breaking:
+        return {}
+    if not allow_breaking:
+        message = (f"{b.name}@{candidate} breaks the signature of {b.name}@{holder}, which "
+                   f"callers use now: {'; '.join(breaking)}. Pass --allow-breaking to promote "
+                   "anyway (the override is recorded)")
+        raise PolicyDenied(message, (Denial("signature", message),))
+    return {"allow_breaking": True, "breaking_changes": breaking}
 
 
 def move(b: StateBuilder, config: StoreConfig, version: int, to_stage: str, *, actor: str,
          time: str, reason: str | None = None, action: str | None = None,
          enforce: bool = True, extra: dict[str, Any] | None = None,
-         guard: SignatureGuard | None = None) -> bool:
+         allow_breaking: bool = False) -> bool:
     """Move ``version`` into ``to_stage``, displacing the holder of an exclusive stage.
 
     Args:
@@ -96,10 +128,11 @@ def move(b: StateBuilder, config: StoreConfig, version: int, to_stage: str, *, a
         reason: Why (recorded).
         action: The event's action (default ``promote``, or ``archive`` into the archive
             stage).
-        enforce: Check transitions and requirements (rollback checks only the actor).
+        enforce: Check transitions, requirements and signatures (rollback, which
+            restores a state that was allowed once, checks only the actor).
         extra: More fields for the event.
-        guard: Checks signature compatibility against the stage's current holder, for
-            stages whose policy has ``check_signature``.
+        allow_breaking: Into a stage whose policy has ``check_signature``, allow a
+            signature that breaks the current holder's (the override is recorded).
 
     Returns:
         False if the version already was in ``to_stage`` (nothing recorded).
@@ -117,17 +150,18 @@ def move(b: StateBuilder, config: StoreConfig, version: int, to_stage: str, *, a
     ref = f"{b.name}@{version}"
     if enforce and not config.allowed(from_stage, to_stage):
         allowed = ", ".join(config.transitions.get(from_stage, ())) or "nowhere"
-        raise PolicyDenied(f"cannot move {ref} from {from_stage} to {to_stage}: the transition "
-                           f"is not allowed (from {from_stage} a version may go to {allowed})")
-    missing = (missing_requirements(config, entry, to_stage, actor) if enforce else
-               [m for m in missing_requirements(config, entry, to_stage, actor)
-                if "may not move" in m])
+        message = (f"cannot move {ref} from {from_stage} to {to_stage}: the transition is not "
+                   f"allowed (from {from_stage} a version may go to {allowed})")
+        raise PolicyDenied(message, (Denial("transition", message),))
+    missing = [d for d in missing_requirements(config, entry, to_stage, actor)
+               if enforce or d.rule == "actor"]
     if missing:
-        raise PolicyDenied(f"cannot move {ref} to {to_stage}: " + "; ".join(missing))
+        raise PolicyDenied(f"cannot move {ref} to {to_stage}: "
+                           + "; ".join(d.message for d in missing), tuple(missing))
     holder = b.stages.get(to_stage)
-    if (enforce and guard is not None and config.policy(to_stage).check_signature
+    if (enforce and config.policy(to_stage).check_signature
             and holder is not None and holder.version != version):
-        recorded = guard(b, holder.version, version)
+        recorded = _check_signature(b, holder.version, version, allow_breaking)
         if recorded:
             extra = {**(extra or {}), **recorded}
     if config.policy(to_stage).exclusive and holder is not None and holder.version != version:
@@ -190,8 +224,9 @@ def add_approval(b: StateBuilder, config: StoreConfig, version: int, stage: str,
         raise NotFound(f"no stage {stage!r} (stages: {', '.join(config.stages)})")
     entry = b.entry(version)
     if config.policy(stage).four_eyes and actor == entry.created_by:
-        raise PolicyDenied(f"{actor} registered {b.name}@{version} and cannot approve it for "
-                           f"{stage}: four_eyes requires a second person")
+        message = (f"{actor} registered {b.name}@{version} and cannot approve it for {stage}: "
+                   "four_eyes requires a second person")
+        raise PolicyDenied(message, (Denial("four_eyes", message),))
     if any(a["actor"] == actor and a.get("stage") == stage for a in entry.approvals):
         return False
     approval = {"actor": actor, "time": time, "stage": stage}

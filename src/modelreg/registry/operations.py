@@ -1,7 +1,10 @@
 """Lifecycle operations on a registry: each resolves, plans and commits one change.
 
-Every function here runs its change through ``Registry.mutate``: the reference is resolved
-under the model's lock, policy is checked, and state and history move together.
+Every function here runs its change as a transaction
+(:func:`modelreg.registry.transaction.mutate`): the reference is resolved under the model's
+lock, policy is checked on the state the change commits onto, and state and history move
+together. Registering and pulling are verbs of the same kind, in
+:mod:`modelreg.registry.registering` and :mod:`modelreg.registry.pulling`.
 """
 
 from __future__ import annotations
@@ -10,9 +13,8 @@ from typing import Any
 
 from modelreg.errors import NotFound, UsageError
 from modelreg.registry.builder import StateBuilder
-from modelreg.registry.core import Outcome, Registry, now_iso
+from modelreg.registry.core import Registry
 from modelreg.registry.lifecycle import (
-    SignatureGuard,
     add_approval,
     check_alias_name,
     edit_metadata,
@@ -23,19 +25,21 @@ from modelreg.registry.lifecycle import (
     set_alias,
 )
 from modelreg.registry.names import Ref, parse_ref
+from modelreg.registry.state import now_iso
+from modelreg.registry.transaction import Outcome, mutate, version_after
 from modelreg.results import ChangeResult
 
-__all__ = ["alias_list", "alias_remove", "alias_set", "approve", "check", "edit", "promote",
-           "rollback"]
+__all__ = ["alias_list", "alias_remove", "alias_set", "approve", "archive", "check", "edit",
+           "promote", "rollback"]
 
 
 def _result(reg: Registry, outcome: Outcome[Any], version: int, changed: bool) -> ChangeResult:
-    return ChangeResult(reg.version_after(outcome, version), changed, outcome.event_records(),
-                        outcome.hooks)
+    return ChangeResult(version_after(reg, outcome, version), changed,
+                        outcome.event_records(), outcome.hooks)
 
 
 def promote(reg: Registry, ref: str, to_stage: str, *, actor: str,
-            reason: str | None = None, guard: SignatureGuard | None = None) -> ChangeResult:
+            reason: str | None = None, allow_breaking: bool = False) -> ChangeResult:
     """Move the version ``ref`` names into ``to_stage``, under the store's policy.
 
     Args:
@@ -44,13 +48,16 @@ def promote(reg: Registry, ref: str, to_stage: str, *, actor: str,
         to_stage: The stage to enter (the archive stage archives).
         actor: Who does it.
         reason: Why (recorded).
-        guard: The signature compatibility check (see ``lifecycle.SignatureGuard``).
+        allow_breaking: Into a stage whose policy has ``check_signature`` (production by
+            default), allow a signature that breaks the current holder's; the override is
+            recorded with the event.
 
     Returns:
         The version's resulting state and the recorded events.
 
     Raises:
-        PolicyDenied: The transition is not allowed or a requirement is unmet.
+        PolicyDenied: The transition is not allowed, a requirement is unmet, or the
+            signature breaks the stage holder's.
     """
     parsed = parse_ref(ref)
     config = reg.config
@@ -58,10 +65,15 @@ def promote(reg: Registry, ref: str, to_stage: str, *, actor: str,
     def plan(b: StateBuilder) -> tuple[int, bool]:
         version = b.resolve(parsed)
         return version, move(b, config, version, to_stage, actor=actor, time=now_iso(),
-                             reason=reason, guard=guard)
+                             reason=reason, allow_breaking=allow_breaking)
 
-    outcome = reg.mutate(parsed.name, plan)
+    outcome = mutate(reg, parsed.name, plan)
     return _result(reg, outcome, *outcome.value)
+
+
+def archive(reg: Registry, ref: str, *, actor: str, reason: str | None = None) -> ChangeResult:
+    """Move the version ``ref`` names into the archive stage."""
+    return promote(reg, ref, reg.config.archive, actor=actor, reason=reason)
 
 
 def approve(reg: Registry, ref: str, *, actor: str, stage: str | None = None,
@@ -76,7 +88,7 @@ def approve(reg: Registry, ref: str, *, actor: str, stage: str | None = None,
         return version, add_approval(b, config, version, target, actor=actor, time=now_iso(),
                                      comment=comment)
 
-    outcome = reg.mutate(parsed.name, plan)
+    outcome = mutate(reg, parsed.name, plan)
     return _result(reg, outcome, *outcome.value)
 
 
@@ -91,7 +103,7 @@ def check(reg: Registry, ref: str, name: str, *, passed: bool, actor: str, value
                      actor=actor, time=now_iso())
         return version
 
-    outcome = reg.mutate(parsed.name, plan)
+    outcome = mutate(reg, parsed.name, plan)
     return _result(reg, outcome, outcome.value, True)
 
 
@@ -127,7 +139,7 @@ def rollback(reg: Registry, name: str, *, actor: str, stage: str = "production",
              action="rollback", extra={"rolled_back": current.version})
         return previous
 
-    outcome = reg.mutate(name, plan)
+    outcome = mutate(reg, name, plan)
     return _result(reg, outcome, outcome.value, True)
 
 
@@ -145,7 +157,7 @@ def edit(reg: Registry, ref: str, *, actor: str, description: str | None = None,
                                       remove_tags=remove_tags or [], actor=actor,
                                       time=now_iso())
 
-    outcome = reg.mutate(parsed.name, plan)
+    outcome = mutate(reg, parsed.name, plan)
     return _result(reg, outcome, *outcome.value)
 
 
@@ -160,7 +172,7 @@ def alias_set(reg: Registry, name: str, alias: str, version: int, *,
         b.resolve(Ref(name))
         return set_alias(b, reg.config, alias, version, actor=actor, time=now_iso())
 
-    outcome = reg.mutate(name, plan)
+    outcome = mutate(reg, name, plan)
     return _result(reg, outcome, version, outcome.value)
 
 
@@ -171,7 +183,7 @@ def alias_remove(reg: Registry, name: str, alias: str, *, actor: str) -> ChangeR
         b.resolve(Ref(name))
         return remove_alias(b, alias, actor=actor, time=now_iso())
 
-    outcome = reg.mutate(name, plan)
+    outcome = mutate(reg, name, plan)
     return _result(reg, outcome, outcome.value, True)
 
 

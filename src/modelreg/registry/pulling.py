@@ -1,6 +1,6 @@
 """Pulling a version: write its files under a destination directory, verifying every byte.
 
-``Registry.pull`` delegates here; this module is imported only when a pull runs.
+This module is imported only when a pull runs.
 """
 
 from __future__ import annotations
@@ -23,9 +23,25 @@ __all__ = ["pull"]
 
 def pull(reg: Registry, ref: str | Ref, dest: Path, *, force: bool = False,
          progress: Progress | None = None) -> PullResult:
-    """Write the files of version ``ref`` of ``reg`` under ``dest``.
+    """Write the files of version ``ref`` under ``dest``, verifying every byte.
 
-    See ``Registry.pull`` for the staging, the arguments, the result and the errors.
+    Files are first written into a hidden staging directory inside ``dest`` and moved
+    into place only after all of them verified, so a corrupt object leaves no file (and,
+    if ``dest`` was created for the pull, no ``dest``).
+
+    Args:
+        reg: The registry.
+        ref: The version to fetch.
+        dest: The directory to write into (created if missing).
+        force: Overwrite existing files whose content differs.
+        progress: Receives byte counts.
+
+    Returns:
+        What was written.
+
+    Raises:
+        ConflictError: A file at ``dest`` differs and ``force`` is off.
+        IntegrityError: An object is corrupt, or the tree holds an unsafe path.
     """
     info = reg.show(ref)
     if dest.exists() and not dest.is_dir():

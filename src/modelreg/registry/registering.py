@@ -1,7 +1,7 @@
 """Registering a version: store the artifact's bytes, then commit manifest, index and ref.
 
-``Registry.register`` delegates here; this module is imported only when a register runs, so
-read-only commands (``show``, ``list``) do not load it.
+This module is imported only when a register runs, so read-only commands (``show``,
+``list``) do not load it.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from typing import Any
 
 from modelreg.errors import ConflictError, NotFound
 from modelreg.registry.builder import StateBuilder
-from modelreg.registry.core import Registry, now_iso
-from modelreg.registry.lifecycle import SignatureGuard, move
+from modelreg.registry.core import Registry
+from modelreg.registry.lifecycle import move
 from modelreg.registry.lineage import check_toml_value
 from modelreg.registry.manifest import Manifest, encode_manifest
 from modelreg.registry.names import check_model_name
-from modelreg.registry.state import Head, VersionEntry
+from modelreg.registry.state import Head, VersionEntry, now_iso
+from modelreg.registry.transaction import mutate, version_after
 from modelreg.results import RegisterResult
 from modelreg.storage.hashing import digest_bytes, format_digest, parse_digest
 from modelreg.storage.tree import FileEntry, SourceFile, collect, encode_tree
@@ -88,12 +89,38 @@ def register(
     reason: str | None = None,
     signature: dict[str, Any] | None = None,
     example: Path | None = None,
-    guard: SignatureGuard | None = None,
     progress: Progress | None = None,
 ) -> RegisterResult:
-    """Register ``paths`` as the next version of ``name`` in ``reg``.
+    """Register ``paths`` as the next version of ``name``.
 
-    See ``Registry.register`` for the arguments, the result and the errors.
+    Artifact bytes are stored first (without any lock); the manifest, index bucket and
+    commit are then written and the model's ref moved in one compare-and-swap. A crash
+    before that last step leaves only unreferenced objects, which ``gc`` removes.
+
+    Args:
+        reg: The registry.
+        name: The model name.
+        paths: Files or directories to store.
+        actor: Who registers.
+        lineage: Params, metrics, run, git, data.
+        description: Free text.
+        tags: String labels.
+        force: Make a new version even if an identical one exists.
+        stage: Move the new version on to this stage in the same step (the policy applies,
+            the signature rule included).
+        reason: Why, recorded with the stage transition.
+        signature: The canonical signature (stored in the manifest).
+        example: An input example file, stored with the version.
+        progress: Receives byte counts while files are copied.
+
+    Returns:
+        The version and whether it was created (False: an identical one was returned).
+
+    Raises:
+        UsageError: The name or a path is refused.
+        ConflictError: A model of the same name in another case exists, or the lock
+            stayed held too long.
+        PolicyDenied: ``stage`` may not be entered (nothing is registered then).
     """
     check_model_name(name)
     config = reg.config
@@ -128,8 +155,7 @@ def register(
             # A rerun of `register --stage` after a run that stopped short of the move
             # finishes it; a version already moved on stays put.
             if stage is not None and e.stage == config.initial:
-                move(b, config, v, stage, actor=actor, time=now_iso(), reason=reason,
-                     guard=guard)
+                move(b, config, v, stage, actor=actor, time=now_iso(), reason=reason)
             return v, False
         version = 1 if b.latest is None else b.latest.version + 1
         when = now_iso()
@@ -143,15 +169,14 @@ def register(
         b.record(action="register", actor=actor, time=when, version=version,
                  to_stage=config.initial, extra={"manifest": format_digest(manifest_oid)})
         if stage is not None and stage != config.initial:
-            move(b, config, version, stage, actor=actor, time=when, reason=reason,
-                 guard=guard)
+            move(b, config, version, stage, actor=actor, time=when, reason=reason)
         return version, True
 
-    outcome = reg.mutate(name, plan)
+    outcome = mutate(reg, name, plan)
     version, created = outcome.value
     if created:
         heal_blobs(reg, artifact, sources)
-    return RegisterResult(reg.version_after(outcome, version), created=created,
+    return RegisterResult(version_after(reg, outcome, version), created=created,
                           events=outcome.event_records(), hooks=outcome.hooks)
 
 

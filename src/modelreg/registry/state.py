@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
-from modelreg.errors import IntegrityError
+from modelreg.errors import IntegrityError, NotFound
 
 __all__ = [
     "BUCKET_SIZE",
@@ -28,6 +29,8 @@ __all__ = [
     "decode_commit",
     "encode_bucket",
     "encode_commit",
+    "no_such_version",
+    "now_iso",
 ]
 
 STATE_FORMAT = 1
@@ -37,6 +40,16 @@ BUCKET_SIZE = 256
 def bucket_of(version: int) -> int:
     """Return the index bucket holding ``version`` (versions 1–256 are bucket 0)."""
     return (version - 1) // BUCKET_SIZE
+
+
+def now_iso() -> str:
+    """Return the current UTC time in ISO 8601 with microseconds (the time of an event)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def no_such_version(model: str, version: int, latest: int) -> NotFound:
+    """The error for a version number the model does not have (raise it)."""
+    return NotFound(f"{model} has no version {version} (latest is {latest})")
 
 
 def _canonical(doc: dict[str, Any]) -> bytes:
