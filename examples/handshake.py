@@ -36,7 +36,7 @@ def ship(reg: modelreg.Registry, ref: str) -> None:
     modelreg.approve(ref, registry=reg, actor=ENGINEER, comment="numbers look right")
     done = modelreg.promote(ref, "production", registry=reg, actor=SCIENTIST, reason="ship")
     for e in done.events:
-        print(f"  {e['model']}@{e['version']}: {e['from']} -> {e['to']} ({e['reason']})")
+        print(f"  {e.model}@{e.version}: {e.from_stage} -> {e.to_stage} ({e.reason})")
 
 
 def main() -> None:
@@ -65,9 +65,9 @@ def main() -> None:
         _, events = modelreg.history("eta", registry=reg)
         print("history (oldest first):")
         for e in reversed(events):
-            move = f" {e['from'] or '-'} -> {e['to']}" if e["to"] else ""
-            why = f" ({e['reason']})" if e["reason"] else ""
-            print(f"  {e['seq']:>2} {e['actor']:<22} {e['action']:<8} v{e['version']}{move}{why}")
+            move = f" {e.from_stage or '-'} -> {e.to_stage}" if e.to_stage else ""
+            why = f" ({e.reason})" if e.reason else ""
+            print(f"  {e.seq:>2} {e.actor:<22} {e.action:<8} v{e.version}{move}{why}")
         report = modelreg.fsck(registry=reg)
         print(f"fsck ok={report.ok}: {report.events} events")
         if not report.ok:

@@ -97,8 +97,8 @@ def main() -> None:
         _, events = modelreg.history("diabetes", registry=reg)
         print("7. history:")
         for e in reversed(events):
-            move = f" {e['from'] or '-'} -> {e['to']}" if e["to"] else ""
-            print(f"   {e['seq']:>2} {e['actor']:<22} {e['action']:<8} v{e['version']}{move}")
+            move = f" {e.from_stage or '-'} -> {e.to_stage}" if e.to_stage else ""
+            print(f"   {e.seq:>2} {e.actor:<22} {e.action:<8} v{e.version}{move}")
         shown = modelreg.show("diabetes@production", registry=reg)
         print(f"   lineage of {shown.ref}: derived from {shown.lineage.derived_from}, "
               f"converter {shown.lineage.export['converter'] if shown.lineage.export else '-'}")

@@ -185,7 +185,8 @@ def test_bundle_layout(source: Registry, bundle: Path) -> None:
         index = json.loads(zf.read("modelreg-bundle.json"))
         manifest = zf.read("manifest.toml")
         requirements = zf.read("requirements.txt").decode().splitlines()
-        assert json.loads(zf.read("signature.json")) == info.signature
+        assert info.signature is not None
+        assert json.loads(zf.read("signature.json")) == info.signature.to_dict()
         assert zf.read("predict.py").decode() == predict_script()
         assert zf.read(MODEL_ENTRY) == source.objects.get_bytes(
             parse_digest(info.artifact.files[0].digest) or "")
@@ -217,7 +218,7 @@ def test_round_trip_keeps_bytes_lineage_and_signature(
     assert result.created
     assert (got.name, got.version, got.created_by) == ("diabetes", 1, "bob@example.com")
     assert got.artifact == original.artifact
-    assert got.signature == original.signature == BINDING_SIGNATURE
+    assert got.signature == original.signature == parse_signature(BINDING_SIGNATURE)
     assert got.lineage == replace(LINEAGE, derived_from="diabetes@1")
     assert got.description == original.description
     assert got.tags == {"team": "risk", SOURCE_TAG: f"diabetes@1 {original.manifest}"}
@@ -299,7 +300,7 @@ def test_predict_binds_columns_named_in_a_declared_signature(
     reg = make_registry()
     register("declared", [onnx_model], registry=reg, git=False,
              signature=NAMED_BINDING_SIGNATURE)
-    assert reg.show("declared").signature == NAMED_BINDING_SIGNATURE
+    assert reg.show("declared").signature == parse_signature(NAMED_BINDING_SIGNATURE)
     here = unpack(Path(export_bundle(reg, "declared", tmp_path / "d.zip").path), tmp_path / "b")
     rows = diabetes[0][25:40]
     records = [dict(sorted(zip(FEATURES, r, strict=True))) for r in rows.tolist()]

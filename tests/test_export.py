@@ -49,7 +49,7 @@ def test_regressor_export_parity_and_predict(registry: Registry, tmp_path: Path)
     assert v.lineage.export is not None
     assert v.lineage.export["converter"] == "skl2onnx"
     assert out.parity["ok"] is True and out.parity["samples"] > 0
-    assert v.signature is not None and v.signature["extra"]["binding"]["columns"]
+    assert v.signature is not None and v.signature.extra["binding"]["columns"]
     held_out = data.data[400:420]
     pred = modelreg.predict(v.ref, records(held_out, cols), registry=registry,
                             filename="p.json")
@@ -169,11 +169,11 @@ def test_bench_records_a_latency_check(registry: Registry, tmp_path: Path) -> No
     assert [r["batch_size"] for r in rows] == [1, 16]
     assert all(r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] for r in rows)
     check = modelreg.show(v.ref, registry=registry).checks["latency"]
-    assert check["passed"] is True
+    assert check.passed is True
     failing = run_cli("bench", v.ref, "--duration", "0.1", "--record", "latency",
                       "--max-p95-ms", "0.000001", registry=registry.layout.root)
     assert failing.returncode == 0
-    assert modelreg.show(v.ref, registry=registry).checks["latency"]["passed"] is False
+    assert modelreg.show(v.ref, registry=registry).checks["latency"].passed is False
 
 
 def test_ci_staging_gate_script(registry: Registry, tmp_path: Path) -> None:
@@ -202,9 +202,9 @@ def test_ci_staging_gate_script(registry: Registry, tmp_path: Path) -> None:
                            timeout=300, cwd=tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     checks = modelreg.show(v.ref, registry=registry).checks
-    assert checks["integration"]["passed"] is True
-    assert checks["latency"]["passed"] is True
-    assert checks["latency"]["actor"] == "ci@example.com"
+    assert checks["integration"].passed is True
+    assert checks["latency"].passed is True
+    assert checks["latency"].actor == "ci@example.com"
     again = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
                            timeout=300, cwd=tmp_path)
     assert again.returncode == 0

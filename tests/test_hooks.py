@@ -131,9 +131,9 @@ secret_env = "MODELREG_WEBHOOK_SECRET"
     event = json.loads(body)
     assert (event["model"], event["version"], event["to"]) == ("eta", 1, "staging")
     _, events = modelreg.history("eta", registry=reg)
-    assert events[0]["action"] == "hook"
-    assert events[0]["details"]["ok"] is True
-    assert events[0]["details"]["event"] == event["id"]
+    assert events[0].action == "hook"
+    assert events[0].details["ok"] is True
+    assert events[0].details["event"] == event["id"]
 
 
 def test_webhook_failure_is_retried_and_recorded(registry: Registry, tmp_path: Path,
@@ -149,7 +149,7 @@ def test_webhook_failure_is_retried_and_recorded(registry: Registry, tmp_path: P
     assert len(state.requests) == 2
     assert "X-Modelreg-Signature-256" not in state.requests[0][0]
     _, events = modelreg.history("eta", registry=reg)
-    assert (events[0]["action"], events[0]["details"]["ok"]) == ("hook", False)
+    assert (events[0].action, events[0].details["ok"]) == ("hook", False)
     assert modelreg.fsck(registry=reg).ok
 
 

@@ -59,7 +59,7 @@ def test_full_handshake(registry: Registry, tmp_path: Path) -> None:
     modelreg.promote(f"eta@{v5}", "staging", registry=reg, actor="sci@example.com")
     gate(reg, f"eta@{v5}")
     swap = modelreg.promote(f"eta@{v5}", "production", registry=reg, actor="sci@example.com")
-    assert [(e["action"], e["version"], e["from"], e["to"]) for e in swap.events] == [
+    assert [(e.action, e.version, e.from_stage, e.to_stage) for e in swap.events] == [
         ("archive", v4, "production", "archived"), ("promote", v5, "staging", "production")]
     assert modelreg.show(f"eta@{v4}", registry=reg).stage == "archived"
     assert modelreg.show("eta@production", registry=reg).version == v5
@@ -70,7 +70,7 @@ def test_full_handshake(registry: Registry, tmp_path: Path) -> None:
     assert modelreg.show(f"eta@{v5}", registry=reg).stage == "archived"
 
     _, events = modelreg.history("eta", registry=reg)
-    steps = [(e["action"], e["version"], e["actor"]) for e in reversed(events)]
+    steps = [(e.action, e.version, e.actor) for e in reversed(events)]
     assert steps == [
         ("register", 1, "sci@example.com"), ("promote", 1, "sci@example.com"),
         ("check", 1, "ci@example.com"), ("check", 1, "ci@example.com"),
@@ -81,10 +81,10 @@ def test_full_handshake(registry: Registry, tmp_path: Path) -> None:
         ("promote", 2, "sci@example.com"), ("archive", 2, "eng@example.com"),
         ("rollback", 1, "eng@example.com"),
     ]
-    reasons = {e["seq"]: e["reason"] for e in events}
+    reasons = {e.seq: e.reason for e in events}
     assert reasons[6] == "ship it"
     assert reasons[15] == "p95 regressed"
-    assert all(e["prev"] is not None for e in events[:-1]) and events[-1]["prev"] is None
+    assert all(e.prev is not None for e in events[:-1]) and events[-1].prev is None
     assert modelreg.fsck(registry=reg).ok
 
 
@@ -186,7 +186,7 @@ def test_register_with_stage_is_one_step(registry: Registry, tmp_path: Path) -> 
     info = modelreg.show(f"eta@{v}", registry=registry)
     assert info.stage == "staging"
     _, events = modelreg.history("eta", registry=registry)
-    assert [(e["action"], e["to"]) for e in events] == [("promote", "staging"),
+    assert [(e.action, e.to_stage) for e in events] == [("promote", "staging"),
                                                         ("register", "development")]
     before = snapshot(registry.layout.root / "refs")
     with pytest.raises(PolicyDenied):
@@ -212,7 +212,7 @@ def test_stage_and_alias_resolution(registry: Registry, tmp_path: Path) -> None:
     assert result.version.aliases == ["champion"]
     assert modelreg.show("eta@champion", registry=registry).version == 2
     moved = modelreg.alias_set("eta", "champion", 3, registry=registry, actor="a")
-    assert moved.events[0]["details"]["previous"] == 2
+    assert moved.events[0].details["previous"] == 2
     assert modelreg.alias_list("eta", registry=registry) == ("eta", {"champion": 3})
     assert [r.aliases for r in modelreg.versions("eta", registry=registry)] == [
         [], [], ["champion"]]
@@ -246,15 +246,15 @@ def test_events_feed_and_cursor(registry: Registry, tmp_path: Path) -> None:
     f.write_bytes(b"other")
     modelreg.register("other", [f], registry=registry, git=False, actor="b")
     events, cursor = modelreg.events(cursor, registry=registry)
-    assert [(e["model"], e["action"]) for e in events] == [("eta", "register"),
+    assert [(e.model, e.action) for e in events] == [("eta", "register"),
                                                           ("other", "register")]
     for key in ("model", "version", "action", "from", "to", "actor", "time", "reason"):
-        assert key in events[0]
+        assert key in events[0].to_dict()
     events, cursor2 = modelreg.events(cursor, registry=registry)
     assert events == []
     modelreg.promote("eta@1", "staging", registry=registry, actor="a", reason="go")
     events, _ = modelreg.events(cursor2, registry=registry)
-    assert [(e["model"], e["version"], e["from"], e["to"], e["reason"]) for e in events] == [
+    assert [(e.model, e.version, e.from_stage, e.to_stage, e.reason) for e in events] == [
         ("eta", 1, "development", "staging", "go")]
     with pytest.raises(UsageError):
         modelreg.events("garbage", registry=registry)
@@ -282,7 +282,7 @@ def test_edit_description_and_tags_is_recorded(registry: Registry, tmp_path: Pat
     assert result.changed
     info = modelreg.show("eta@1", registry=registry)
     assert (info.description, info.tags) == ("better", {"owner": "ana"})
-    assert result.events[0]["details"] == {
+    assert result.events[0].details == {
         "description": {"from": "first", "to": "better"},
         "tags": {"from": {"team": "ml"}, "to": {"owner": "ana"}}}
     assert not modelreg.edit("eta@1", registry=registry, actor="ed", description="better").changed
@@ -322,7 +322,7 @@ def test_register_stage_rerun_finishes_the_move(registry: Registry, tmp_path: Pa
     again = modelreg.register("eta", [tmp_path / "m1.bin"], registry=registry, git=False,
                               actor="sci@example.com", params={"i": 1}, stage="staging")
     assert (again.created, again.version.version, again.version.stage) == (False, 1, "staging")
-    assert [e["action"] for e in again.events] == ["promote"]
+    assert [e.action for e in again.events] == ["promote"]
 
 
 @pytest.mark.parametrize(("text", "fragment"), [

@@ -27,8 +27,8 @@ def replayed_stages(reg: Registry) -> dict[int, str]:
     _, events = modelreg.history("eta", registry=reg)
     stages: dict[int, str] = {}
     for e in reversed(events):
-        if e["action"] in ("register", "promote", "archive", "rollback"):
-            stages[e["version"]] = e["to"]
+        if e.action in ("register", "promote", "archive", "rollback"):
+            stages[e.version] = e.to_stage
     return stages
 
 
@@ -59,8 +59,8 @@ def test_eight_processes_promote_at_once(registry: Registry, tmp_path: Path) -> 
     assert sorted(rows.values()).count("production") == 1
     assert sorted(rows.values()).count("archived") == 7
     _, events = modelreg.history("eta", registry=registry)
-    promoted = sorted(e["version"] for e in events
-                      if e["action"] == "promote" and e["to"] == "production")
+    promoted = sorted(e.version for e in events
+                      if e.action == "promote" and e.to_stage == "production")
     assert promoted == list(range(1, 9))
     assert_state_matches_history(registry)
 
@@ -100,14 +100,14 @@ def test_editing_a_promote_event_is_caught(registry: Registry, tmp_path: Path) -
     modelreg.promote("eta@1", "production", registry=registry, actor="a", reason="ship")
     modelreg.alias_set("eta", "champion", 1, registry=registry, actor="a")
     _, events = modelreg.history("eta", registry=registry)
-    target = next(e for e in events if e["action"] == "promote" and e["to"] == "production")
-    oid = target["id"].split(":")[1]
+    target = next(e for e in events if e.action == "promote" and e.to_stage == "production")
+    oid = target.id.split(":")[1]
     path = registry.objects.path(oid)
     data = path.read_bytes()
     flip_byte(path, data.index(b"ship"))
     result = run_cli("fsck", registry=registry.layout.root)
     assert result.returncode == 6
-    assert f"model eta, event {target['seq']}" in result.stdout
+    assert f"model eta, event {target.seq}" in result.stdout
     assert str(path) in result.stdout
     history = run_cli("history", "eta", registry=registry.layout.root)
     assert history.returncode == 6

@@ -262,14 +262,14 @@ def test_register_with_stage_result_equals_a_fresh_read(registry: Registry,
     f.write_bytes(b"one")
     r = modelreg.register("m", [f], registry=registry, stage="staging", git=False)
     assert (r.created, r.version.stage) == (True, "staging")
-    assert [e["action"] for e in r.events] == ["register", "promote"]
+    assert [e.action for e in r.events] == ["register", "promote"]
     assert repr(r.version) == repr(_fresh_show(registry, "m@1"))
     # A rerun of an identical register --stage finishes a move that did not happen.
     f.write_bytes(b"two")
     modelreg.register("m", [f], registry=registry, git=False)
     again = modelreg.register("m", [f], registry=registry, stage="staging", git=False)
     assert (again.created, again.version.version, again.version.stage) == (False, 2, "staging")
-    assert [e["action"] for e in again.events] == ["promote"]
+    assert [e.action for e in again.events] == ["promote"]
     assert repr(again.version) == repr(_fresh_show(registry, "m@2"))
     assert _fresh_show(registry, "m@1").stage == "staging"
 
@@ -294,5 +294,5 @@ def test_lifecycle_results_equal_a_fresh_read(registry: Registry, model_file: Pa
         assert repr(r.version) == repr(_fresh_show(registry, "m@1"))
     value["a"] = 9.0  # the caller's value is not the recorded one
     v = modelreg.show("m@1", registry=registry)
-    assert v.checks["auc"]["value"] == {"a": 0.5, "z": [1, 2]}
+    assert v.checks["auc"].value == {"a": 0.5, "z": [1, 2]}
     assert (v.stage, v.aliases, v.description) == ("production", ["champion"], "new")

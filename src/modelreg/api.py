@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from modelreg.signatures.compat import Change
     from modelreg.signatures.model import Signature
     from modelreg.signatures.validate import ValidationReport
-    from modelreg.types import Progress, VersionInfo
+    from modelreg.types import EventRecord, Progress, VersionInfo
 
 RegistryLike = Registry | str | os.PathLike[str] | None
 
@@ -219,24 +219,19 @@ def signature(ref: str, *, registry: RegistryLike = None) -> Signature:
     Raises:
         NotFound: The version has no signature.
     """
-    from modelreg.signatures.model import parse_signature
-
     info = open_registry(registry).show(ref)
     if info.signature is None:
         raise NotFound(f"{info.ref} has no signature (register it with --signature, "
                        "--infer-signature or an ONNX file)")
-    return parse_signature(info.signature)
+    return info.signature
 
 
 def signature_diff(a: str, b: str, *, registry: RegistryLike = None) -> list[Change]:
     """Classify each difference from the signature of ``a`` to that of ``b``."""
     from modelreg.signatures.compat import diff_signatures
-    from modelreg.signatures.model import parse_signature
 
     reg = open_registry(registry)
-    sa, sb = reg.show(a).signature, reg.show(b).signature
-    return diff_signatures(None if sa is None else parse_signature(sa),
-                           None if sb is None else parse_signature(sb))
+    return diff_signatures(reg.show(a).signature, reg.show(b).signature)
 
 
 def validate(ref: str, data: bytes, *, registry: RegistryLike = None,
@@ -334,7 +329,7 @@ def versions(name: str, *, registry: RegistryLike = None) -> list[VersionSummary
 
 
 def history(name: str, *, registry: RegistryLike = None,
-            limit: int | None = None) -> tuple[str, list[dict[str, Any]]]:
+            limit: int | None = None) -> tuple[str, list[EventRecord]]:
     """Return the model's canonical name and its recorded events, newest first.
 
     ``limit`` keeps the newest ``limit`` events (at least 1), reading only those.
@@ -347,7 +342,7 @@ def history(name: str, *, registry: RegistryLike = None,
 
 
 def events(since: str | None = None, *,
-           registry: RegistryLike = None) -> tuple[list[dict[str, Any]], str]:
+           registry: RegistryLike = None) -> tuple[list[EventRecord], str]:
     """Return events across all models after cursor ``since`` (oldest first) and a new cursor."""
     from modelreg.registry import events as _events
 

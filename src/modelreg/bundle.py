@@ -142,7 +142,7 @@ def export_bundle(reg: Registry, ref: str, dest: Path, *, force: bool = False) -
             zf.writestr(_member(INDEX), _json_bytes(index))
             zf.writestr(_member(MANIFEST), manifest_bytes)
             if info.signature is not None:
-                zf.writestr(_member(SIGNATURE), _json_bytes(info.signature))
+                zf.writestr(_member(SIGNATURE), _json_bytes(info.signature.to_dict()))
             zf.writestr(_member(REQUIREMENTS), _requirements())
             zf.writestr(_member(ENTRY_POINT, 0o755), predict_script().encode())
             for name, f in members:

@@ -18,7 +18,7 @@ from modelreg.errors import ModelError, NotFound
 from modelreg.registry import pulling, registering
 from modelreg.registry.core import Registry
 from modelreg.results import RegisterResult
-from modelreg.signatures.model import Signature, parse_signature
+from modelreg.signatures.model import Signature
 from modelreg.types import Lineage, VersionInfo
 
 __all__ = ["ExportResult", "export_onnx"]
@@ -92,7 +92,7 @@ def export_onnx(reg: Registry, ref: str, *, actor: str, as_name: str | None = No
     from modelreg import converters, onnxio
 
     info = reg.show(ref)
-    source_sig = None if info.signature is None else parse_signature(info.signature)
+    source_sig = info.signature
     rtol = converters.DEFAULT_RTOL if rtol is None else rtol
     atol = converters.DEFAULT_ATOL if atol is None else atol
     sample_bytes, sample_name = None, None

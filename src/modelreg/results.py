@@ -1,6 +1,7 @@
 """What the library's operations report about their work (frozen dataclasses, JSON-ready).
 
-Loaded on first use: ``modelreg show`` needs none of these (see :mod:`modelreg.types`).
+Loaded on first use: ``modelreg show`` needs none of these (see :mod:`modelreg.types`, the
+records that describe a version, which these build on).
 """
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelreg.types import FileInfo, VersionInfo, to_json_data
+from modelreg.types import EventRecord, FileInfo, VersionInfo, to_json_data
 
 __all__ = [
     "ChangeResult",
     "DiffResult",
     "FsckReport",
     "GcReport",
+    "HookResult",
     "ModelSummary",
     "Problem",
     "PullResult",
@@ -25,19 +27,31 @@ __all__ = [
 
 
 @dataclass(frozen=True)
+class HookResult:
+    """How one hook delivery went."""
+
+    target: str
+    when: str
+    ok: bool
+    attempts: int
+    status: int | None
+    detail: str
+
+
+@dataclass(frozen=True)
 class RegisterResult:
     """The outcome of ``register``: the version, and whether it is new."""
 
     version: VersionInfo
     created: bool
-    events: list[dict[str, Any]] = field(default_factory=list)
-    hooks: list[Any] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
+    hooks: list[HookResult] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the version's JSON shape plus ``created``, ``events`` and ``hooks``."""
         data = self.version.to_dict()
         data["created"] = self.created
-        data["events"] = self.events
+        data["events"] = to_json_data(self.events)
         data["hooks"] = to_json_data(self.hooks)
         return data
 
@@ -52,14 +66,14 @@ class ChangeResult:
 
     version: VersionInfo
     changed: bool
-    events: list[dict[str, Any]] = field(default_factory=list)
-    hooks: list[Any] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
+    hooks: list[HookResult] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the version's JSON shape plus ``changed``, ``events`` and ``hooks``."""
         data = self.version.to_dict()
         data["changed"] = self.changed
-        data["events"] = self.events
+        data["events"] = to_json_data(self.events)
         data["hooks"] = to_json_data(self.hooks)
         return data
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelreg.errors import ModelError, NotFound, VerdictNo
 from modelreg.registry.core import Registry
-from modelreg.signatures.model import Signature, parse_signature
+from modelreg.signatures.model import Signature
 
 if TYPE_CHECKING:
     from modelreg.onnxio import InferenceRunner
@@ -75,7 +75,7 @@ def _runner(reg: Registry, info: VersionInfo) -> InferenceRunner:
 def _signature(info: VersionInfo) -> Signature:
     if info.signature is None:
         raise NotFound(f"{info.ref} has no signature to check payloads against")
-    return parse_signature(info.signature)
+    return info.signature
 
 
 def _refuse(report: ValidationReport) -> None:

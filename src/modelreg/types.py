@@ -1,10 +1,10 @@
-"""Plain records returned by the library (frozen dataclasses, JSON-ready).
+"""Plain records that describe versions (frozen dataclasses, JSON-ready).
 
-This module holds what describes a version (``show``'s answer and the manifest's parts);
-what operations report about their work (``RegisterResult``, ``FsckReport``, …) lives in
-:mod:`modelreg.results`, loaded on first use, and is importable from here too. Each frozen
-dataclass costs about half a millisecond to create at import, so ``modelreg show`` makes
-only the ones it returns.
+This module holds what describes a version (``show``'s answer, the manifest's parts, its
+approvals and check results) and its history (``EventRecord``); what operations report
+about their work (``RegisterResult``, ``FsckReport``, …) lives in :mod:`modelreg.results`,
+which builds on this one. Each frozen dataclass costs about half a millisecond to create at
+import, so ``modelreg show`` loads only the ones it returns.
 """
 
 from __future__ import annotations
@@ -14,36 +14,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from modelreg.results import (
-        ChangeResult,
-        DiffResult,
-        FsckReport,
-        GcReport,
-        ModelSummary,
-        Problem,
-        PullResult,
-        RegisterResult,
-        VersionSummary,
-    )
+    from modelreg.signatures.model import Signature
 
 __all__ = [
+    "Approval",
     "Artifact",
-    "ChangeResult",
+    "CheckRecord",
     "DataRef",
-    "DiffResult",
+    "EventRecord",
     "FileInfo",
-    "FsckReport",
-    "GcReport",
     "GitInfo",
     "Lineage",
-    "ModelSummary",
-    "Problem",
     "Progress",
-    "PullResult",
-    "RegisterResult",
     "RunInfo",
     "VersionInfo",
-    "VersionSummary",
     "to_json_data",
 ]
 
@@ -143,6 +127,95 @@ class Lineage:
 
 
 @dataclass(frozen=True)
+class Approval:
+    """One person's approval of a version for a stage."""
+
+    actor: str
+    time: str
+    stage: str | None = None
+    comment: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the stored and JSON form (``stage`` and ``comment`` only when set)."""
+        doc: dict[str, Any] = {"actor": self.actor, "time": self.time}
+        if self.stage is not None:
+            doc["stage"] = self.stage
+        if self.comment:
+            doc["comment"] = self.comment
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Approval:
+        """Build an approval from its stored form."""
+        stage, comment = doc.get("stage"), doc.get("comment")
+        return cls(actor=str(doc["actor"]), time=str(doc["time"]),
+                   stage=None if stage is None else str(stage),
+                   comment=None if comment is None else str(comment))
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """The latest recorded result of one named check (a CI gate such as ``latency``)."""
+
+    passed: bool
+    actor: str
+    time: str
+    value: Any = None
+    details: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the stored and JSON form (``value`` and ``details`` only when set)."""
+        doc: dict[str, Any] = {"passed": self.passed, "actor": self.actor, "time": self.time}
+        if self.value is not None:
+            doc["value"] = self.value
+        if self.details:
+            doc["details"] = self.details
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> CheckRecord:
+        """Build a check result from its stored form."""
+        details = doc.get("details")
+        return cls(passed=bool(doc["passed"]), actor=str(doc["actor"]), time=str(doc["time"]),
+                   value=doc.get("value"), details=None if details is None else str(details))
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One event of a model's history, as users, scripts and hooks see it."""
+
+    model: str
+    seq: int
+    id: str
+    prev: str | None
+    time: str
+    actor: str
+    action: str
+    version: int | None
+    from_stage: str | None
+    to_stage: str | None
+    reason: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON shape of ``modelreg events --json`` (``from``/``to`` keys)."""
+        return {
+            "model": self.model,
+            "seq": self.seq,
+            "id": self.id,
+            "prev": self.prev,
+            "time": self.time,
+            "actor": self.actor,
+            "action": self.action,
+            "version": self.version,
+            "from": self.from_stage,
+            "to": self.to_stage,
+            "reason": self.reason,
+            "details": dict(self.details),
+        }
+
+
+@dataclass(frozen=True)
 class VersionInfo:
     """One registered version, as ``show`` reports it."""
 
@@ -157,9 +230,9 @@ class VersionInfo:
     stage: str
     aliases: list[str]
     manifest: str
-    approvals: list[dict[str, Any]] = field(default_factory=list)
-    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    signature: dict[str, Any] | None = None
+    approvals: list[Approval] = field(default_factory=list)
+    checks: dict[str, CheckRecord] = field(default_factory=dict)
+    signature: Signature | None = None
     example: FileInfo | None = None
 
     @property
@@ -174,15 +247,3 @@ class VersionInfo:
         }
         data["ref"] = self.ref
         return data
-
-
-_RESULTS = frozenset(("ChangeResult", "DiffResult", "FsckReport", "GcReport", "ModelSummary",
-                      "Problem", "PullResult", "RegisterResult", "VersionSummary"))
-
-
-def __getattr__(name: str) -> Any:
-    if name in _RESULTS:
-        from modelreg import results
-
-        return getattr(results, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

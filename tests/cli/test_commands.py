@@ -263,7 +263,7 @@ def test_history_limit_from_python(project: Path, model_file: Path) -> None:
     for i in range(3):
         modelreg.register("m", [model_file], registry=project, git=False, params={"i": i})
     name, events = modelreg.history("m", registry=project, limit=1)
-    assert (name, [e["seq"] for e in events]) == ("m", [3])
+    assert (name, [e.seq for e in events]) == ("m", [3])
     from modelreg.errors import UsageError
 
     with pytest.raises(UsageError):

@@ -32,7 +32,7 @@ def test_signature_is_stored_and_shown(registry: Registry, tmp_path: Path) -> No
     sig_file.write_text(json.dumps(SEED))
     reg_version(registry, tmp_path, 1, str(sig_file))
     info = modelreg.show("eta@1", registry=registry)
-    assert info.signature == modelreg.signature("eta@1", registry=registry).to_dict()
+    assert info.signature == modelreg.signature("eta@1", registry=registry)
     assert info.to_dict()["signature"]["inputs"]["columns"][0]["name"] == "distance"
     manifest = registry.objects.get_bytes(info.manifest.split(":")[1]).decode()
     assert "[signature" in manifest
@@ -51,8 +51,8 @@ def test_breaking_signature_blocks_production(registry: Registry, tmp_path: Path
     done = modelreg.promote("eta@2", "production", registry=registry, actor="sci",
                             allow_breaking=True, reason="planned migration")
     promote = done.events[-1]
-    assert promote["details"]["allow_breaking"] is True
-    assert any("distance" in m for m in promote["details"]["breaking_changes"])
+    assert promote.details["allow_breaking"] is True
+    assert any("distance" in m for m in promote.details["breaking_changes"])
     assert modelreg.show("eta@production", registry=registry).version == 2
 
 
@@ -96,7 +96,7 @@ def test_registering_onnx_infers_its_signature(registry: Registry, tmp_path: Pat
     onnx_file = _onnx_regressor(tmp_path / "reg.onnx")
     v = modelreg.register("reg", [onnx_file], registry=registry, git=False).version
     assert v.signature is not None
-    (x,) = v.signature["inputs"]["tensors"]
+    (x,) = v.signature.to_dict()["inputs"]["tensors"]
     assert (x["dtype"], x["shape"][1]) == ("float32", 10)
     assert x["shape"][0] in (-1, "N") or isinstance(x["shape"][0], str)
 

@@ -22,11 +22,13 @@ if TYPE_CHECKING:
         DiffResult,
         FsckReport,
         GcReport,
+        HookResult,
         ModelSummary,
         PullResult,
         RegisterResult,
         VersionSummary,
     )
+    from modelreg.types import EventRecord
 
 __all__ = [
     "RichProgress",
@@ -147,19 +149,20 @@ def render_version(v: VersionInfo) -> None:
     if lin.derived_from:
         rows.append(("derived from", lin.derived_from))
     if v.signature is not None:
+        signature = v.signature.to_dict()
         for side in ("inputs", "outputs"):
-            part = v.signature.get(side)
+            part = signature.get(side)
             if part:
                 rows.append((side, _describe_schema(part)))
     if v.example is not None:
         rows.append(("example", f"{v.example.path}  {human_size(v.example.size)}  "
                                 f"{_short(v.example.digest)}"))
     for name, c in sorted(v.checks.items()):
-        value = "" if c.get("value") is None else f" (value {_value(c['value'])})"
-        rows.append(("check", f"{name}: {'passed' if c.get('passed') else 'FAILED'}{value} "
-                              f"by {c.get('actor')} at {str(c.get('time'))[:19]}"))
-    rows += [("approval", f"{a.get('actor')} for {a.get('stage')} at {str(a.get('time'))[:19]}"
-                          + (f": {a['comment']}" if a.get("comment") else ""))
+        value = "" if c.value is None else f" (value {_value(c.value)})"
+        rows.append(("check", f"{name}: {'passed' if c.passed else 'FAILED'}{value} "
+                              f"by {c.actor} at {c.time[:19]}"))
+    rows += [("approval", f"{a.actor} for {a.stage} at {a.time[:19]}"
+                          + (f": {a.comment}" if a.comment else ""))
              for a in v.approvals]
     rows.append(("manifest", v.manifest))
     _print_columns(rows, header=False)
@@ -224,26 +227,25 @@ def render_change(result: ChangeResult, headline: str) -> None:
     if headline:
         print(headline)
     for e in result.events:
-        if e["action"] in ("promote", "archive", "rollback"):
-            why = f" ({e['reason']})" if e.get("reason") else ""
-            print(f"  v{e['version']}: {e['from']} -> {e['to']}{why}")
+        if e.action in ("promote", "archive", "rollback"):
+            why = f" ({e.reason})" if e.reason else ""
+            print(f"  v{e.version}: {e.from_stage} -> {e.to_stage}{why}")
 
 
-def warn_failed_hooks(hooks: list[Any]) -> None:
+def warn_failed_hooks(hooks: list[HookResult]) -> None:
     """Report failed post hooks on stderr (the change itself stands)."""
     for h in hooks:
         if not h.ok:
             message(f"warning: {h.when} hook {h.target} failed: {h.detail}")
 
 
-def render_events(events: list[dict[str, Any]], cursor: str) -> None:
+def render_events(events: list[EventRecord], cursor: str) -> None:
     """Print events one per line, then the cursor for the next call (on stderr)."""
     for e in events:
-        version = "" if e["version"] is None else f"@{e['version']}"
-        move = f" {e['from'] or '-'} -> {e['to']}" if e["to"] else ""
-        why = f"  ({e['reason']})" if e.get("reason") else ""
-        print(f"{e['time'][:19]}  {e['model']}{version}  {e['action']}{move}  by "
-              f"{e['actor']}{why}")
+        version = "" if e.version is None else f"@{e.version}"
+        move = f" {e.from_stage or '-'} -> {e.to_stage}" if e.to_stage else ""
+        why = f"  ({e.reason})" if e.reason else ""
+        print(f"{e.time[:19]}  {e.model}{version}  {e.action}{move}  by {e.actor}{why}")
     message(f"cursor: {cursor}")
 
 
@@ -280,13 +282,13 @@ def render_gc(r: GcReport) -> None:
             f"{len(r.tmp_files)} temporary file(s), {len(r.locks)} stale lock(s)")
 
 
-def render_history(name: str, events: list[dict[str, Any]]) -> None:
+def render_history(name: str, events: list[EventRecord]) -> None:
     """Show a model's events as a table, newest first."""
     print(f"history of {_plain(name)}")
     _print_columns([("seq", "time", "actor", "action", "version", "from", "to", "reason")] + [
-        (str(e["seq"]), e["time"][:19], e["actor"], e["action"],
-         "-" if e["version"] is None else f"v{e['version']}",
-         e["from"] or "-", e["to"] or "-", e["reason"] or "-") for e in events])
+        (str(e.seq), e.time[:19], e.actor, e.action,
+         "-" if e.version is None else f"v{e.version}",
+         e.from_stage or "-", e.to_stage or "-", e.reason or "-") for e in events])
 
 
 class RichProgress:

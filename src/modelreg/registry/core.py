@@ -21,6 +21,7 @@ from modelreg.errors import IntegrityError, NotFound
 if TYPE_CHECKING:
     from modelreg.registry.policy import StoreConfig
     from modelreg.results import ModelSummary, VersionSummary
+    from modelreg.signatures.model import Signature
 from modelreg.registry.manifest import Manifest, decode_manifest
 from modelreg.registry.names import Ref, model_key, parse_ref
 from modelreg.registry.state import (
@@ -38,6 +39,13 @@ from modelreg.storage.refs import RefStore
 from modelreg.types import VersionInfo
 
 __all__ = ["MODELS_PREFIX", "Registry"]
+
+
+def _parse_signature(doc: dict[str, Any]) -> Signature:
+    # Loaded only for a version that has a signature.
+    from modelreg.signatures.model import parse_signature
+
+    return parse_signature(doc)
 
 MODELS_PREFIX = "models"
 _CACHE_LIMIT = 4096
@@ -262,9 +270,9 @@ class Registry:
             stage=entry.stage,
             aliases=sorted(a for a, h in commit.aliases.items() if h.version == version),
             manifest=format_digest(manifest_oid),
-            approvals=[dict(a) for a in entry.approvals],
-            checks={k: dict(v) for k, v in entry.checks.items()},
-            signature=m.signature,
+            approvals=list(entry.approvals),
+            checks=dict(entry.checks),
+            signature=None if m.signature is None else _parse_signature(m.signature),
             example=m.example,
         )
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
 
 from modelreg.errors import NotFound, UsageError
 from modelreg.registry.core import Registry
 from modelreg.registry.state import Commit
 from modelreg.storage.hashing import format_digest
+from modelreg.types import EventRecord
 
 __all__ = ["decode_cursor", "encode_cursor", "event_record", "feed", "history"]
 
 CURSOR_PREFIX = "c1."
 
 
-def event_record(model: str, oid: str, commit: Commit) -> dict[str, Any]:
+def event_record(model: str, oid: str, commit: Commit) -> EventRecord:
     """Render one event as users and hooks see it.
 
     Args:
@@ -26,24 +26,23 @@ def event_record(model: str, oid: str, commit: Commit) -> dict[str, Any]:
         commit: That commit.
 
     Returns:
-        ``model``, ``seq``, ``id``, ``prev`` (the previous event's digest), ``time``,
-        ``actor``, ``action``, ``version``, ``from``, ``to``, ``reason`` and ``details``.
+        The event, with ``id`` its commit's digest and ``prev`` the previous event's.
     """
     e = commit.event
-    return {
-        "model": model,
-        "seq": e.seq,
-        "id": format_digest(oid),
-        "prev": None if commit.parent is None else format_digest(commit.parent),
-        "time": e.time,
-        "actor": e.actor,
-        "action": e.action,
-        "version": e.version,
-        "from": e.from_stage,
-        "to": e.to_stage,
-        "reason": e.reason,
-        "details": dict(e.extra),
-    }
+    return EventRecord(
+        model=model,
+        seq=e.seq,
+        id=format_digest(oid),
+        prev=None if commit.parent is None else format_digest(commit.parent),
+        time=e.time,
+        actor=e.actor,
+        action=e.action,
+        version=e.version,
+        from_stage=e.from_stage,
+        to_stage=e.to_stage,
+        reason=e.reason,
+        details=dict(e.extra),
+    )
 
 
 def _walk(reg: Registry, oid: str | None, stop_seq: int = 0,
@@ -59,7 +58,7 @@ def _walk(reg: Registry, oid: str | None, stop_seq: int = 0,
 
 
 def history(reg: Registry, name: str, limit: int | None = None
-            ) -> tuple[str, list[dict[str, Any]]]:
+            ) -> tuple[str, list[EventRecord]]:
     """Return a model's canonical name and its events, newest first.
 
     With ``limit``, only the newest ``limit`` events: the walk back along the chain stops
@@ -94,14 +93,14 @@ def decode_cursor(cursor: str) -> dict[str, int]:
         raise UsageError(f"bad cursor {cursor[:40]!r}: it does not decode") from exc
 
 
-def feed(reg: Registry, since: str | None = None) -> tuple[list[dict[str, Any]], str]:
+def feed(reg: Registry, since: str | None = None) -> tuple[list[EventRecord], str]:
     """Return events across all models after ``since``, oldest first, and the new cursor.
 
     Reads one ref and one commit per unchanged model, and walks back only over new events.
     """
     seen = decode_cursor(since) if since else {}
     positions: dict[str, int] = {}
-    events: list[dict[str, Any]] = []
+    events: list[EventRecord] = []
     for ref_name in reg.model_names():
         key = ref_name.split("/", 1)[1]
         oid = reg.refs.read(ref_name)
@@ -111,5 +110,5 @@ def feed(reg: Registry, since: str | None = None) -> tuple[list[dict[str, Any]],
         head = walked[0][1] if walked else reg.load_commit(oid)
         positions[key] = head.seq
         events.extend(event_record(c.model, o, c) for o, c in walked)
-    events.sort(key=lambda e: (e["time"], e["model"], e["seq"]))
+    events.sort(key=lambda e: (e.time, e.model, e.seq))
     return events, encode_cursor(positions)

@@ -15,28 +15,16 @@ import json
 import os
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelreg.registry.policy import Hook
+from modelreg.results import HookResult
 
 __all__ = ["HookResult", "SIGNATURE_HEADER", "run_hook", "sign"]
 
 SIGNATURE_HEADER = "X-Modelreg-Signature-256"
 RETRY_DELAY = 1.0
-
-
-@dataclass(frozen=True)
-class HookResult:
-    """How one hook delivery went."""
-
-    target: str
-    when: str
-    ok: bool
-    attempts: int
-    status: int | None
-    detail: str
 
 
 def sign(secret: bytes, body: bytes) -> str:

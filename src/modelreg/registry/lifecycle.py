@@ -18,6 +18,7 @@ from modelreg.errors import Denial, NotFound, PolicyDenied, UsageError
 from modelreg.registry.builder import StateBuilder
 from modelreg.registry.policy import StoreConfig
 from modelreg.registry.state import VersionEntry
+from modelreg.types import Approval, CheckRecord
 
 __all__ = [
     "add_approval",
@@ -58,11 +59,11 @@ def missing_requirements(config: StoreConfig, entry: VersionEntry, to_stage: str
         record = entry.checks.get(name)
         if record is None:
             missing.append(Denial("check", f"check {name!r} has no recorded result"))
-        elif not record.get("passed"):
-            value = "" if record.get("value") is None else f" (value {record['value']})"
+        elif not record.passed:
+            value = "" if record.value is None else f" (value {record.value})"
             missing.append(Denial("check", f"check {name!r} failed{value}"))
     if policy.require_approvals:
-        approvers = {a["actor"] for a in entry.approvals if a.get("stage") == to_stage}
+        approvers = {a.actor for a in entry.approvals if a.stage == to_stage}
         excluded = set()
         if policy.four_eyes:
             excluded = approvers & {actor, entry.created_by}
@@ -227,11 +228,9 @@ def add_approval(b: StateBuilder, config: StoreConfig, version: int, stage: str,
         message = (f"{actor} registered {b.name}@{version} and cannot approve it for {stage}: "
                    "four_eyes requires a second person")
         raise PolicyDenied(message, (Denial("four_eyes", message),))
-    if any(a["actor"] == actor and a.get("stage") == stage for a in entry.approvals):
+    if any(a.actor == actor and a.stage == stage for a in entry.approvals):
         return False
-    approval = {"actor": actor, "time": time, "stage": stage}
-    if comment:
-        approval["comment"] = comment
+    approval = Approval(actor=actor, time=time, stage=stage, comment=comment or None)
     b.set_entry(version, entry.evolve(approvals=(*entry.approvals, approval)))
     b.record(action="approve", actor=actor, time=time, version=version, reason=comment,
              extra={"stage": stage})
@@ -244,11 +243,8 @@ def record_check(b: StateBuilder, version: int, name: str, *, passed: bool, valu
     if not name or not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z", name):
         raise UsageError(f"bad check name {name!r}: use letters, digits, '.', '_' and '-'")
     entry = b.entry(version)
-    record: dict[str, Any] = {"passed": passed, "actor": actor, "time": time}
-    if value is not None:
-        record["value"] = value
-    if details:
-        record["details"] = details
+    record = CheckRecord(passed=passed, actor=actor, time=time, value=value,
+                         details=details or None)
     b.set_entry(version, entry.evolve(checks={**entry.checks, name: record}))
     b.record(action="check", actor=actor, time=time, version=version, reason=details,
              extra={"check": name, "passed": passed, "value": value})

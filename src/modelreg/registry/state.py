@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelreg.errors import IntegrityError, NotFound
+from modelreg.types import Approval, CheckRecord
 
 __all__ = [
     "BUCKET_SIZE",
@@ -122,8 +123,8 @@ class VersionEntry:
     stage: str
     digest: str
     size: int
-    approvals: tuple[dict[str, Any], ...] = ()
-    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    approvals: tuple[Approval, ...] = ()
+    checks: dict[str, CheckRecord] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
     def evolve(self, **changes: Any) -> VersionEntry:
@@ -243,9 +244,9 @@ def encode_bucket(entries: dict[int, VersionEntry]) -> bytes:
             "size": e.size,
         }
         if e.approvals:
-            doc["approvals"] = list(e.approvals)
+            doc["approvals"] = [a.to_dict() for a in e.approvals]
         if e.checks:
-            doc["checks"] = e.checks
+            doc["checks"] = {k: c.to_dict() for k, c in e.checks.items()}
         if e.meta:
             doc["meta"] = e.meta
         return doc
@@ -283,8 +284,9 @@ def decode_bucket(data: bytes, where: str) -> dict[int, VersionEntry]:
                 stage=str(e["stage"]),
                 digest=str(e["digest"]),
                 size=int(e["size"]),
-                approvals=tuple(dict(a) for a in e.get("approvals", [])),
-                checks={str(k): dict(c) for k, c in e.get("checks", {}).items()},
+                approvals=tuple(Approval.from_dict(a) for a in e.get("approvals", [])),
+                checks={str(k): CheckRecord.from_dict(c)
+                        for k, c in e.get("checks", {}).items()},
                 meta=dict(e.get("meta", {})),
             )
             for v, e in doc["versions"].items()

@@ -20,11 +20,11 @@ from modelreg.registry.builder import StateBuilder
 from modelreg.registry.core import Registry
 from modelreg.registry.events import event_record
 from modelreg.registry.state import bucket_of, no_such_version, now_iso
-from modelreg.types import VersionInfo
+from modelreg.types import EventRecord, VersionInfo
 
 if TYPE_CHECKING:
-    from modelreg.registry.hooks import HookResult
     from modelreg.registry.policy import StoreConfig
+    from modelreg.results import HookResult
 
 __all__ = ["Outcome", "mutate", "run_hooks", "version_after"]
 
@@ -39,7 +39,7 @@ class Outcome(Generic[T]):
     builder: StateBuilder
     hooks: list[HookResult] = field(default_factory=list)
 
-    def event_records(self) -> list[dict[str, Any]]:
+    def event_records(self) -> list[EventRecord]:
         """The committed events in the shape of ``modelreg events --json``."""
         return [event_record(self.builder.name, oid, c) for oid, c in self.builder.commits]
 
@@ -125,14 +125,14 @@ def run_hooks(reg: Registry, config: StoreConfig, b: StateBuilder,
     from modelreg.registry.hooks import run_hook  # loaded only by a store that has hooks
 
     results: list[HookResult] = []
-    url_results: list[tuple[dict[str, Any], HookResult]] = []
+    url_results: list[tuple[EventRecord, HookResult]] = []
     for oid, commit in b.commits:
         record = event_record(b.name, oid, commit)
         stage = commit.event.to_stage or commit.event.extra.get("stage")
         for hook in config.hooks:
             if hook.when != when or not hook.matches(commit.event.action, b.name, stage):
                 continue
-            result = run_hook(hook, record, reg.layout.root)
+            result = run_hook(hook, record.to_dict(), reg.layout.root)
             if when == "pre" and not result.ok:
                 message = (f"pre- hook {hook.target} vetoed {commit.event.action} of "
                            f"{b.name}@{commit.event.version}: {result.detail}")
@@ -146,12 +146,12 @@ def run_hooks(reg: Registry, config: StoreConfig, b: StateBuilder,
 
 
 def _record_deliveries(reg: Registry, name: str,
-                       deliveries: list[tuple[dict[str, Any], HookResult]]) -> None:
+                       deliveries: list[tuple[EventRecord, HookResult]]) -> None:
     def plan(b: StateBuilder) -> None:
         for record, result in deliveries:
-            b.record(action="hook", actor="modelreg", time=now_iso(), version=record["version"],
+            b.record(action="hook", actor="modelreg", time=now_iso(), version=record.version,
                      reason=result.detail,
-                     extra={"event": record["id"], "url": result.target, "ok": result.ok,
+                     extra={"event": record.id, "url": result.target, "ok": result.ok,
                             "status": result.status, "attempts": result.attempts})
 
     # The transition itself is committed; failing to log its delivery must not undo it.
