@@ -85,8 +85,8 @@ def main() -> None:
         bench = modelreg.bench(onnx_v.ref, registry=reg, batch_sizes=[1, 64], duration=0.5,
                                record="latency", max_p95_ms=50, actor="ci@example.com")
         for r in bench.results:
-            print(f"5. bench batch {r['batch_size']}: p95 {r['p95_ms']:.3f} ms, "
-                  f"{r['throughput_rows_per_s']:.0f} rows/s")
+            print(f"5. bench batch {r.batch_size}: p95 {r.p95_ms:.3f} ms, "
+                  f"{r.throughput_rows_per_s:.0f} rows/s")
 
         modelreg.promote(onnx_v.ref, "staging", registry=reg, actor=SCIENTIST)
         modelreg.approve(onnx_v.ref, registry=reg, actor=ENGINEER, comment="parity and p95 ok")

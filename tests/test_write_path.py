@@ -35,7 +35,7 @@ ALLOWED: dict[tuple[str, str], str] = {
         "streams a large file into an O_EXCL temp file from create_tmp() in tmp/ while "
         "hashing it (the id is known only at the end), then fsync, chmod 0444, os.replace"
     ),
-    ("exporting.py", "export_onnx"): (
+    ("packaging/exporting.py", "export_onnx"): (
         "work files (the converted model, the sample) in a TemporaryDirectory under the "
         "store's tmp/; they enter the store only through Registry.register"
     ),

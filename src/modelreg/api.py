@@ -21,8 +21,9 @@ from modelreg.registry.core import Registry
 # Everything else is imported inside the functions that need it, so that `modelreg show`
 # and friends start fast (docs/performance.md).
 if TYPE_CHECKING:
-    from modelreg.bundle import BundleResult
-    from modelreg.exporting import ExportResult
+    from modelreg.packaging.bundle import BundleResult
+    from modelreg.packaging.exporting import ExportResult
+    from modelreg.packaging.runtime import BenchResult, PredictResult
     from modelreg.results import (
         ChangeResult,
         DiffResult,
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
         RegisterResult,
         VersionSummary,
     )
-    from modelreg.serving import BenchResult, PredictResult
     from modelreg.signatures.compat import Change
     from modelreg.signatures.model import Signature
     from modelreg.signatures.validate import ValidationReport
@@ -172,12 +172,13 @@ def _resolve_signature(paths: list[Path], given: Any, infer: bool,
     else:
         declared = given
     if len(onnx_files) == 1:
-        from modelreg import onnxio
+        from modelreg.packaging import onnxfile
+        from modelreg.signatures.contradictions import signature_contradictions
 
-        inferred = onnxio.infer_signature(onnx_files[0])
+        inferred = onnxfile.infer_signature(onnx_files[0])
         if declared is None:
             return inferred
-        differences = onnxio.signature_contradictions(declared, inferred)
+        differences = signature_contradictions(declared, inferred)
         if differences:
             raise UsageError("the declared signature contradicts the ONNX graph: "
                              + "; ".join(differences))
@@ -205,9 +206,9 @@ def infer_signature(path: str | os.PathLike[str], *, fmt: str | None = None) -> 
     if not p.is_file():
         raise NotFound(f"{p} does not exist")
     if p.suffix.lower() == ".onnx":
-        from modelreg import onnxio
+        from modelreg.packaging import onnxfile
 
-        return onnxio.infer_signature(p)
+        return onnxfile.infer_signature(p)
     from modelreg.signatures.infer import infer_from_sample
 
     return infer_from_sample(p.read_bytes(), filename=p.name, fmt=fmt)
@@ -257,7 +258,7 @@ def export_onnx(ref: str, *, registry: RegistryLike = None, as_name: str | None 
 
     ``allow_pickle`` defaults to the store's ``allow_pickle`` setting (false).
     """
-    from modelreg.exporting import export_onnx as _export
+    from modelreg.packaging.exporting import export_onnx as _export
 
     reg = open_registry(registry)
     return _export(reg, ref, actor=resolve_actor(actor), as_name=as_name, opset=opset,
@@ -269,7 +270,7 @@ def export_onnx(ref: str, *, registry: RegistryLike = None, as_name: str | None 
 def predict(ref: str, data: bytes, *, registry: RegistryLike = None,
             filename: str | None = None, fmt: str | None = None) -> PredictResult:
     """Validate a payload and run the version's ONNX model on it (exit 1 if invalid)."""
-    from modelreg.serving import predict as _predict
+    from modelreg.packaging.runtime import predict as _predict
 
     return _predict(open_registry(registry), ref, data, filename=filename, fmt=fmt)
 
@@ -281,15 +282,15 @@ def bench(ref: str, *, registry: RegistryLike = None, batch_sizes: Sequence[int]
 
     The check passes when the p95 latency of every batch size is at most ``max_p95_ms``.
     """
-    from modelreg.serving import bench as _bench
+    from modelreg.packaging.runtime import bench as _bench
 
     if record is not None and max_p95_ms is None:
         raise UsageError("--record needs --max-p95-ms, the threshold the check is judged by")
     reg = open_registry(registry)
     result = _bench(reg, ref, batch_sizes=list(batch_sizes), duration=duration)
     if record is not None and max_p95_ms is not None:
-        worst = max(r["p95_ms"] for r in result.results)
-        sizes = ", ".join(f"batch {r['batch_size']}: p95 {r['p95_ms']} ms"
+        worst = max(r.p95_ms for r in result.results)
+        sizes = ", ".join(f"batch {r.batch_size}: p95 {r.p95_ms} ms"
                           for r in result.results)
         check(result.ref, record, passed=worst <= max_p95_ms, registry=reg, value=worst,
               details=f"{sizes}; limit {max_p95_ms} ms", actor=actor)
@@ -299,7 +300,7 @@ def bench(ref: str, *, registry: RegistryLike = None, batch_sizes: Sequence[int]
 def export_bundle(ref: str, dest: str | os.PathLike[str], *, registry: RegistryLike = None,
                   force: bool = False) -> BundleResult:
     """Write one self-describing zip: model files, manifest, signature, predict.py."""
-    from modelreg.bundle import export_bundle as _export_bundle
+    from modelreg.packaging.bundle import export_bundle as _export_bundle
 
     return _export_bundle(open_registry(registry), ref, Path(dest), force=force)
 
@@ -307,7 +308,7 @@ def export_bundle(ref: str, dest: str | os.PathLike[str], *, registry: RegistryL
 def import_bundle(src: str | os.PathLike[str], *, registry: RegistryLike = None,
                   name: str | None = None, actor: str | None = None) -> RegisterResult:
     """Bring a bundle into this registry, verifying every digest and refusing unsafe entries."""
-    from modelreg.bundle import import_bundle as _import_bundle
+    from modelreg.packaging.bundle import import_bundle as _import_bundle
 
     return _import_bundle(open_registry(registry), Path(src), name=name,
                           actor=resolve_actor(actor))

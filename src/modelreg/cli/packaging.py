@@ -139,10 +139,10 @@ def bench(
         return
     print(f"{result.ref}: ONNX Runtime latency")
     for r in result.results:
-        print(f"  batch {r['batch_size']:>5}: p50 {r['p50_ms']:.3f} ms  p95 {r['p95_ms']:.3f} ms"
-              f"  p99 {r['p99_ms']:.3f} ms  {r['throughput_rows_per_s']:.0f} rows/s "
-              f"({r['runs']} runs)")
+        print(f"  batch {r.batch_size:>5}: p50 {r.p50_ms:.3f} ms  p95 {r.p95_ms:.3f} ms"
+              f"  p99 {r.p99_ms:.3f} ms  {r.throughput_rows_per_s:.0f} rows/s "
+              f"({r.runs} runs)")
     if record is not None and max_p95_ms is not None:
-        worst = max(r["p95_ms"] for r in result.results)
+        worst = max(r.p95_ms for r in result.results)
         verdict = "passed" if worst <= max_p95_ms else "failed"
         print(f"recorded check {record} {verdict} (p95 {worst:.3f} ms, limit {max_p95_ms} ms)")

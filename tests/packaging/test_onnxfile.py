@@ -1,10 +1,9 @@
-"""modelreg.onnxio: signatures inferred from real converted models, proven by running them."""
+"""modelreg.packaging.onnxfile: signatures inferred from real converted models, proven by
+running them."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -17,11 +16,11 @@ ort = pytest.importorskip("onnxruntime")
 np = pytest.importorskip("numpy")
 
 from modelreg.errors import EXIT_MODEL, ModelError  # noqa: E402
-from modelreg.onnxio import (  # noqa: E402
+from modelreg.packaging.onnxfile import (  # noqa: E402
+    check_and_infer,
     infer_signature,
     is_onnx_file,
     load_model,
-    signature_contradictions,
 )
 from modelreg.signatures.model import Signature, TensorSpec, parse_signature  # noqa: E402
 
@@ -331,91 +330,21 @@ def test_is_onnx_file(tmp_path: Path) -> None:
     assert not is_onnx_file(tmp_path) and not is_onnx_file(tmp_path / "absent.onnx")
 
 
-def test_importing_onnxio_does_not_import_onnx() -> None:
-    code = ("import sys, modelreg.onnxio; print(sorted(m for m in sys.modules "
-            "if m.split('.')[0] in {'onnx', 'onnxruntime', 'numpy'}))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, check=True)
-    assert result.stdout.strip() == "[]"
+# --- the checker and shape inference on serialized graphs ------------------------------
+
+@pytest.mark.parametrize("content", [b"", b"not a model at all", b"\x08\x07\x12\x02garbage"])
+def test_broken_graph_is_a_model_error(content: bytes) -> None:
+    with pytest.raises(ModelError) as err:
+        check_and_infer(content)
+    assert err.value.exit_code == EXIT_MODEL
 
 
-# --- contradictions ------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def torch_sig(tmp_path_factory: pytest.TempPathFactory) -> Signature:
-    return infer_signature(export_torch(tmp_path_factory.mktemp("torch"))[0])
-
-
-@pytest.fixture(scope="module")
-def zipmap_sig(convert: Callable[..., Path], iris: tuple[Any, Any]) -> Signature:
-    from sklearn.linear_model import LogisticRegression
-
-    x, y = iris
-    return infer_signature(convert(LogisticRegression(max_iter=500).fit(x, y), x[:1], "lr"))
-
-
-X = {"name": "x", "dtype": "float32", "shape": ["batch", 4]}
-IDS = {"name": "ids", "dtype": "int64", "shape": [-1]}
-PROBS = {"name": "probs", "dtype": "float32", "shape": ["b", 3]}
-
-
-def declare(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]] | None) -> Signature:
-    doc: dict[str, Any] = {"inputs": {"tensors": inputs}}
-    if outputs is not None:
-        doc["outputs"] = {"tensors": outputs}
-    return parse_signature(doc)
-
-
-@pytest.mark.parametrize(("inputs", "outputs", "expected"), [
-    ([X, IDS], [PROBS], []),
-    ([X, IDS], None, []),  # outputs not declared: nothing to contradict
-    ([{**X, "shape": [32, 4]}, {**IDS, "shape": [32]}], [{**PROBS, "shape": [32, 3]}], []),
-    ([{**X, "shape": None}, IDS], [{**PROBS, "shape": [-1, -1]}], []),  # output less specific
-    ([{**X, "shape": [-1, 5]}, IDS], [PROBS], ["input 'x': dimension 1 declared 5, the graph "
-                                               "fixes it to 4"]),
-    ([{**X, "shape": [-1, -1]}, IDS], [PROBS], ["input 'x': dimension 1 declared dynamic"]),
-    ([{**X, "dtype": "float64"}, IDS], [PROBS], ["declared dtype float64, the graph has "
-                                                 "float32"]),
-    ([X, {**IDS, "shape": [-1, 1]}], [PROBS], ["input 'ids': declared rank 2"]),
-    ([X, {**IDS, "name": "tokens"}], [PROBS], ["input 'tokens' is declared but the graph has "
-                                               "no such input", "graph input 'ids' is not "
-                                               "declared"]),
-    ([X, IDS], [PROBS, {"name": "logits", "dtype": "float32"}], ["output 'logits' is "
-                                                                "declared"]),
-    ([{**X, "shape": [8, 4]}, IDS], [{**PROBS, "shape": [16, 3]}],
-     ["graph dimension 'batch' is one size but is declared as 8 in input 'x'[0], 16 in output "
-      "'probs'[0]"]),
-])
-def test_contradictions(torch_sig: Signature, inputs: list[dict[str, Any]],
-                        outputs: list[dict[str, Any]] | None, expected: list[str]) -> None:
-    lines = signature_contradictions(declare(inputs, outputs), torch_sig)
-    assert len(lines) == len(expected), lines
-    for line, fragment in zip(lines, expected, strict=True):
-        assert fragment in line
-
-
-def test_columns_are_not_compared(torch_sig: Signature) -> None:
-    declared = parse_signature({"inputs": {"distance": "float", "hazardous": "bool"},
-                                "outputs": {"eta": "float"}})
-    assert signature_contradictions(declared, torch_sig) == []
-
-
-@pytest.mark.parametrize(("proba", "expected"), [
-    ({"kind": "sequence"}, None),
-    ({"kind": "sequence", "elem": ZIPMAP_PROBA}, None),
-    ({"kind": "sequence", "elem": {"kind": "map", "key": "int64"}}, None),
-    ({"kind": "sequence", "elem": {**ZIPMAP_PROBA, "key": "string"}},
-     "element.key: declared 'string', the graph has 'int64'"),
-    ({"kind": "tensor", "dtype": "float32", "shape": [-1, 3]}, "declared tensor, the graph "
-                                                               "has a sequence"),
-])
-def test_non_tensor_contradictions(zipmap_sig: Signature, proba: dict[str, Any],
-                                   expected: str | None) -> None:
-    declared = declare([{"name": "X", "dtype": "float32", "shape": [-1, 4]}],
-                       [{"name": "output_label", "dtype": "int64", "shape": [-1]},
-                        {"name": "output_probability", **proba}])
-    lines = signature_contradictions(declared, zipmap_sig)
-    if expected is None:
-        assert lines == []
-    else:
-        assert len(lines) == 1 and expected in lines[0], lines
+def test_graph_the_checker_rejects_names_the_problem() -> None:
+    onnx = pytest.importorskip("onnx")
+    h, tp = onnx.helper, onnx.TensorProto
+    graph = h.make_graph([h.make_node("Add", ["x", "nowhere"], ["y"])], "g",
+                         [h.make_tensor_value_info("x", tp.FLOAT, [1])],
+                         [h.make_tensor_value_info("y", tp.FLOAT, [1])])
+    with pytest.raises(ModelError, match="checker") as err:
+        check_and_infer(h.make_model(graph).SerializeToString())
+    assert "nowhere" in str(err.value)

@@ -1,4 +1,4 @@
-"""modelreg.parity: the comparison rule, label checks and the report."""
+"""modelreg.packaging.parity: the comparison rule, label checks and the report."""
 
 from __future__ import annotations
 
@@ -12,20 +12,20 @@ import pytest
 np = pytest.importorskip("numpy")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("skl2onnx")
-torch = pytest.importorskip("torch")
+pytest.importorskip("sklearn")
 
 from sklearn.datasets import load_iris  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
-from modelreg.converters import SourceModel, convert  # noqa: E402
-from modelreg.parity import (  # noqa: E402
+from modelreg.packaging.converters import convert  # noqa: E402
+from modelreg.packaging.parity import (  # noqa: E402
     DEFAULT_ATOL,
     DEFAULT_RTOL,
     ParityReport,
     _compare,
     check_parity,
-    run_torch,
 )
+from modelreg.packaging.sources import SourceModel  # noqa: E402
 
 
 def sk(model: Any) -> SourceModel:
@@ -92,12 +92,3 @@ def test_report_to_dict_is_json_ready() -> None:
                            "max_rel_err", "ok", "outputs", "rtol", "samples"]
 
 
-def test_run_torch_names_dict_outputs() -> None:
-    class Heads(torch.nn.Module):
-        def forward(self, x: Any) -> Any:
-            return {"double": x * 2, "sum": x.sum(dim=1)}
-
-    source = SourceModel("torch", "torch_save", Path("m.pt"), Heads(), None)
-    out = run_torch(source, {"x": np.ones((2, 3), dtype=np.float32)})
-    assert [k for k, _ in out] == ["double", "sum"]
-    np.testing.assert_array_equal(out[1][1], [3.0, 3.0])

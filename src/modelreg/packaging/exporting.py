@@ -15,13 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from modelreg.errors import ModelError, NotFound
+from modelreg.packaging import onnxfile
+from modelreg.packaging.converters import Conversion, convert
+from modelreg.packaging.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, check_parity
+from modelreg.packaging.samples import column_order, sample_inputs
+from modelreg.packaging.sources import SourceModel, load_source
 from modelreg.registry import pulling, registering
 from modelreg.registry.core import Registry
 from modelreg.results import RegisterResult
 from modelreg.signatures.model import Signature
 from modelreg.types import Lineage, VersionInfo
 
-__all__ = ["ExportResult", "export_onnx"]
+__all__ = ["ExportResult", "export_onnx", "export_record"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,33 @@ def _binding(source_sig: Signature | None, onnx_sig: Signature,
             "columns": [columns[n].to_dict() for n in names if n in columns]}
 
 
+def export_record(source: SourceModel, conversion: Conversion, report: ParityReport, *,
+                  columns: list[str] | None = None) -> dict[str, Any]:
+    """The ``Lineage.export`` table for a converted version.
+
+    Args:
+        source: The source model.
+        conversion: The conversion.
+        report: Its (passing) parity report.
+        columns: The column order bound to the single input, if any (see
+            :func:`~modelreg.packaging.samples.column_order`).
+
+    Returns:
+        ``converter``, ``converter_version``, ``opset``, ``source_framework``,
+        ``source_kind``, ``inputs``, ``outputs``, ``parity`` (the report's figures without
+        ``details``) and, when given, ``columns``.
+    """
+    parity = {k: v for k, v in report.to_dict().items() if k != "details" and v is not None}
+    record: dict[str, Any] = {
+        "converter": conversion.converter, "converter_version": conversion.converter_version,
+        "opset": conversion.opset, "source_framework": source.framework,
+        "source_kind": source.kind, "inputs": list(conversion.input_names),
+        "outputs": list(conversion.output_names), "parity": parity}
+    if columns is not None:
+        record["columns"] = list(columns)
+    return record
+
+
 def _lineage(info: VersionInfo, export: dict[str, Any]) -> Lineage:
     lin = info.lineage
     return Lineage(params=lin.params, metrics=lin.metrics, run=lin.run, git=lin.git,
@@ -89,12 +121,10 @@ def export_onnx(reg: Registry, ref: str, *, actor: str, as_name: str | None = No
         PolicyDenied: The model is a pickle and pickles are not allowed.
         ModelError: Conversion, the checker, or parity failed (nothing is registered).
     """
-    from modelreg import converters, onnxio
-
     info = reg.show(ref)
     source_sig = info.signature
-    rtol = converters.DEFAULT_RTOL if rtol is None else rtol
-    atol = converters.DEFAULT_ATOL if atol is None else atol
+    rtol = DEFAULT_RTOL if rtol is None else rtol
+    atol = DEFAULT_ATOL if atol is None else atol
     sample_bytes, sample_name = None, None
     if sample is not None:
         if not sample.is_file():
@@ -106,13 +136,12 @@ def export_onnx(reg: Registry, ref: str, *, actor: str, as_name: str | None = No
     with tempfile.TemporaryDirectory(dir=reg.layout.tmp, prefix="tmp-export-") as tmp:
         work = Path(tmp)
         pulling.pull(reg, info.ref, work / "source")
-        source = converters.load_source(work / "source", allow_pickle=allow_pickle)
-        samples = converters.sample_inputs(source, sample=sample_bytes, sample_name=sample_name,
-                                           signature=source_sig)
-        conversion = converters.convert(source, samples, opset=opset,
-                                        dynamic_batch=dynamic_batch)
-        checked = onnxio.check_and_infer(conversion.onnx_bytes)
-        report = converters.check_parity(source, conversion, samples, rtol=rtol, atol=atol)
+        source = load_source(work / "source", allow_pickle=allow_pickle)
+        samples = sample_inputs(source, sample=sample_bytes, sample_name=sample_name,
+                                signature=source_sig)
+        conversion = convert(source, samples, opset=opset, dynamic_batch=dynamic_batch)
+        checked = onnxfile.check_and_infer(conversion.onnx_bytes)
+        report = check_parity(source, conversion, samples, rtol=rtol, atol=atol)
         if not report.ok:
             raise ModelError(
                 f"parity failed for {info.ref}: max abs error {report.max_abs_err:.3g}, max "
@@ -122,13 +151,13 @@ def export_onnx(reg: Registry, ref: str, *, actor: str, as_name: str | None = No
         name = as_name or info.name
         onnx_path = work / f"{name}.onnx"
         onnx_path.write_bytes(checked)
-        onnx_sig = onnxio.infer_signature(onnx_path)
-        binding = _binding(source_sig, onnx_sig, converters.column_order(source, source_sig))
+        onnx_sig = onnxfile.infer_signature(onnx_path)
+        binding = _binding(source_sig, onnx_sig, column_order(source, source_sig))
         if binding is not None:
             onnx_sig = Signature(onnx_sig.inputs, onnx_sig.outputs,
                                  {**onnx_sig.extra, "binding": binding})
         columns = None if binding is None else [c["name"] for c in binding["columns"]]
-        export = {**converters.export_record(source, conversion, report, columns=columns),
+        export = {**export_record(source, conversion, report, columns=columns),
                   "source": info.ref, "source_manifest": info.manifest}
         example = None
         if sample_bytes is not None:

@@ -46,7 +46,8 @@ def predict_script() -> str:
     """The standalone predict.py shipped in every bundle (kept as package data, not code)."""
     from importlib.resources import files
 
-    return files("modelreg").joinpath("templates/bundle_predict.py.txt").read_text("utf-8")
+    template = files("modelreg.packaging").joinpath("templates/bundle_predict.py.txt")
+    return template.read_text("utf-8")
 
 BUNDLE_FORMAT = 1
 INDEX, MANIFEST, SIGNATURE = "modelreg-bundle.json", "manifest.toml", "signature.json"

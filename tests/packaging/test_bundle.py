@@ -27,14 +27,6 @@ import onnxruntime as ort
 import pytest
 
 from modelreg.api import fsck, register
-from modelreg.bundle import (
-    BUNDLE_FORMAT,
-    SOURCE_TAG,
-    BundleResult,
-    export_bundle,
-    import_bundle,
-    predict_script,
-)
 from modelreg.errors import (
     EXIT_CONFLICT,
     EXIT_INTEGRITY,
@@ -43,6 +35,14 @@ from modelreg.errors import (
     NotFound,
     UnsupportedFormat,
     UsageError,
+)
+from modelreg.packaging.bundle import (
+    BUNDLE_FORMAT,
+    SOURCE_TAG,
+    BundleResult,
+    export_bundle,
+    import_bundle,
+    predict_script,
 )
 from modelreg.registry import Registry, pulling, registering
 from modelreg.signatures.model import parse_signature

@@ -1,4 +1,8 @@
-"""Running a registered ONNX model: predict behind the signature check, and a latency bench.
+"""Running ONNX models with ONNX Runtime: sessions, predict behind the signature, a bench.
+
+:class:`InferenceRunner` holds one ONNX Runtime session per model (the parity proof and
+``predict``/``bench`` all run through it). ``onnxruntime`` and numpy are imported inside
+functions, so importing this module costs nothing until a model is run.
 
 ``predict`` validates the payload against the version's signature first: a bad payload is
 refused (exit 1) and never reaches the model. When an export recorded a *binding* (a column
@@ -10,19 +14,120 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelreg.errors import ModelError, NotFound, VerdictNo
-from modelreg.registry.core import Registry
 from modelreg.signatures.model import Signature
 
 if TYPE_CHECKING:
-    from modelreg.onnxio import InferenceRunner
+    from modelreg.registry.core import Registry
     from modelreg.signatures.validate import ValidationReport
     from modelreg.types import VersionInfo
 
-__all__ = ["BenchResult", "PredictResult", "bench", "predict"]
+__all__ = ["BenchResult", "BenchRow", "InferenceRunner", "PredictResult", "bench",
+           "load_session", "predict"]
+
+
+# --- sessions ----------------------------------------------------------------------------
+
+def load_session(path_or_bytes: Path | str | bytes) -> Any:
+    """Build an ``onnxruntime.InferenceSession`` on the CPU provider, logging errors only.
+
+    Raises:
+        ModelError: The file is missing, or ONNX Runtime cannot load the model.
+    """
+    import onnxruntime as ort  # type: ignore[import-untyped]
+
+    source = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
+    if isinstance(source, str) and not Path(source).is_file():
+        raise ModelError(f"{source}: no such model file")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(source, sess_options=options,
+                                    providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's pybind errors (Fail, InvalidGraph, ...)
+        raise ModelError(f"ONNX Runtime cannot load the model: {exc}") from exc
+
+
+# ONNX Runtime's tensor element type names -> numpy dtype names.
+_ORT_NUMPY = {"float": "float32", "double": "float64", "float16": "float16", "bool": "bool",
+              **{t: t for t in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                                "uint64")}}
+
+
+def _plain(value: Any) -> Any:
+    """Turn numpy scalars into Python ones, recursively through dicts and lists."""
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value.item() if getattr(value, "ndim", None) == 0 else value
+
+
+class InferenceRunner:
+    """One ONNX Runtime session for one model, built once and reused for every run.
+
+    ``run`` converts numeric inputs to the element type the graph declares (float64 data
+    feeds a ``tensor(float)`` input), returns tensors as numpy arrays, and returns a
+    sequence of maps (a ZipMap output) as a list of plain dicts.
+
+    Attributes:
+        session: The ``onnxruntime.InferenceSession``.
+        input_names: The graph's inputs, in order; ``input_types`` and ``input_shapes``
+            map each to ONNX Runtime's type string and shape (None or a name when dynamic).
+        output_names: The graph's outputs, in order.
+    """
+
+    def __init__(self, model: Path | str | bytes) -> None:
+        self.session = load_session(model)
+        self.input_types = {i.name: str(i.type) for i in self.session.get_inputs()}
+        self.input_shapes = {i.name: list(i.shape) for i in self.session.get_inputs()}
+        self.input_names = list(self.input_types)
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, inputs: Mapping[str, Any],
+            outputs: Sequence[str] | None = None) -> dict[str, Any]:
+        """Run the model once on one value per graph input (arrays or nested lists).
+
+        Args:
+            inputs: The values by input name.
+            outputs: The outputs to compute; all of them, in graph order, when None.
+
+        Returns:
+            The outputs by name.
+
+        Raises:
+            ModelError: An input is missing or unknown, or ONNX Runtime fails.
+        """
+        import numpy as np
+
+        missing = [n for n in self.input_names if n not in inputs]
+        unknown = [n for n in inputs if n not in self.input_types]
+        if missing or unknown:
+            raise ModelError(f"the model's inputs are {', '.join(self.input_names)}; got "
+                             + "; ".join([f"no {', '.join(missing)}"] * bool(missing)
+                                         + [f"unknown {', '.join(unknown)}"] * bool(unknown)))
+        feed: dict[str, Any] = {}
+        for name, value in inputs.items():
+            array, kind = np.asarray(value), self.input_types[name]
+            want = _ORT_NUMPY.get(kind[7:-1]) if kind.startswith("tensor(") else None
+            if want is not None and array.dtype.kind in "biuf" and array.dtype.name != want:
+                array = array.astype(want)
+            feed[name] = array
+        names = list(outputs) if outputs is not None else self.output_names
+        try:
+            results = self.session.run(names, feed)
+        except Exception as exc:  # onnxruntime's pybind errors
+            raise ModelError(f"ONNX Runtime failed to run the model: {exc}") from exc
+        return {name: _plain(value) if isinstance(value, list) else value
+                for name, value in zip(names, results, strict=True)}
+
+
+# --- predict and bench against a registered version ------------------------------------
 
 _RUNNERS: dict[str, InferenceRunner] = {}
 
@@ -41,15 +146,33 @@ class PredictResult:
 
 
 @dataclass(frozen=True)
-class BenchResult:
-    """Latency and throughput of ONNX Runtime on one version, per batch size."""
+class BenchRow:
+    """One batch size's figures: latency percentiles (ms, 4 decimals) and rows per second."""
 
-    ref: str
-    results: list[dict[str, Any]] = field(default_factory=list)
+    batch_size: int
+    runs: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    throughput_rows_per_s: float
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"ref": self.ref, "results": self.results}
+        """JSON form: every field, by name (docs/packaging.md, bench)."""
+        return {"batch_size": self.batch_size, "runs": self.runs, "p50_ms": self.p50_ms,
+                "p95_ms": self.p95_ms, "p99_ms": self.p99_ms,
+                "throughput_rows_per_s": self.throughput_rows_per_s}
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Latency and throughput of ONNX Runtime on one version, one row per batch size."""
+
+    ref: str
+    results: list[BenchRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: ``ref`` and ``results``, one object per row."""
+        return {"ref": self.ref, "results": [r.to_dict() for r in self.results]}
 
 
 def _onnx_object(info: VersionInfo) -> str:
@@ -63,8 +186,6 @@ def _onnx_object(info: VersionInfo) -> str:
 
 
 def _runner(reg: Registry, info: VersionInfo) -> InferenceRunner:
-    from modelreg.onnxio import InferenceRunner
-
     oid = _onnx_object(info)
     if oid not in _RUNNERS:
         # Loaded from verified bytes: no copy on disk that someone else could swap.
@@ -172,7 +293,7 @@ def bench(reg: Registry, ref: str, *, batch_sizes: list[int], duration: float = 
     info = reg.show(ref)
     sig = _signature(info)
     runner = _runner(reg, info)
-    results = []
+    results: list[BenchRow] = []
     for batch in batch_sizes:
         inputs = _generated(sig, batch, seed=batch)
         for _ in range(warmup):
@@ -185,8 +306,8 @@ def bench(reg: Registry, ref: str, *, batch_sizes: list[int], duration: float = 
             latencies.append((time.perf_counter() - start) * 1000)
         q = statistics.quantiles(latencies, n=100, method="inclusive")
         total = sum(latencies) / 1000
-        results.append({"batch_size": batch, "runs": len(latencies),
-                        "p50_ms": round(q[49], 4), "p95_ms": round(q[94], 4),
-                        "p99_ms": round(q[98], 4),
-                        "throughput_rows_per_s": round(batch * len(latencies) / total, 1)})
+        results.append(BenchRow(batch, len(latencies), p50_ms=round(q[49], 4),
+                                p95_ms=round(q[94], 4), p99_ms=round(q[98], 4),
+                                throughput_rows_per_s=round(batch * len(latencies) / total,
+                                                            1)))
     return BenchResult(info.ref, results)

@@ -1,4 +1,5 @@
-"""modelreg.converters: real scikit-learn and torch models converted, checked and proven."""
+"""modelreg.packaging.converters: real scikit-learn and torch models converted, checked and
+proven (the whole chain: load, sample, convert, parity)."""
 
 from __future__ import annotations
 
@@ -24,27 +25,14 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from modelreg import converters  # noqa: E402
-from modelreg.converters import (  # noqa: E402
-    DEFAULT_ATOL,
-    DEFAULT_RTOL,
-    Conversion,
-    SourceModel,
-    check_parity,
-    convert,
-    export_record,
-    load_source,
-    sample_inputs,
-)
-from modelreg.errors import (  # noqa: E402
-    EXIT_MODEL,
-    EXIT_POLICY,
-    EXIT_USAGE,
-    ModelError,
-    PolicyDenied,
-    UsageError,
-)
-from modelreg.onnxio import InferenceRunner, check_and_infer, load_session  # noqa: E402
+from modelreg.errors import EXIT_MODEL, EXIT_POLICY, ModelError, PolicyDenied  # noqa: E402
+from modelreg.packaging.converters import Conversion, convert  # noqa: E402
+from modelreg.packaging.exporting import export_record  # noqa: E402
+from modelreg.packaging.onnxfile import check_and_infer  # noqa: E402
+from modelreg.packaging.parity import DEFAULT_ATOL, DEFAULT_RTOL, check_parity  # noqa: E402
+from modelreg.packaging.runtime import InferenceRunner, load_session  # noqa: E402
+from modelreg.packaging.samples import sample_inputs  # noqa: E402
+from modelreg.packaging.sources import SourceModel, load_source  # noqa: E402
 from modelreg.signatures.model import parse_signature  # noqa: E402
 
 
@@ -255,30 +243,7 @@ def test_exported_program_with_named_outputs(tmp_path: Path) -> None:
     np.testing.assert_array_equal(out["best"], want["best"].numpy())
 
 
-def test_state_dict_is_not_a_model(tmp_path: Path, net: Any) -> None:
-    torch.save(net.state_dict(), tmp_path / "weights.pt")
-    with pytest.raises(ModelError, match="state dict"):
-        load_source(tmp_path / "weights.pt", allow_pickle=True)
-
-
 # --- refusals ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize("content", [b"", b"not a model at all", b"\x08\x07\x12\x02garbage"])
-def test_broken_graph_is_a_model_error(content: bytes) -> None:
-    with pytest.raises(ModelError) as err:
-        check_and_infer(content)
-    assert err.value.exit_code == EXIT_MODEL
-
-
-def test_graph_the_checker_rejects_names_the_problem() -> None:
-    onnx = pytest.importorskip("onnx")
-    h, tp = onnx.helper, onnx.TensorProto
-    graph = h.make_graph([h.make_node("Add", ["x", "nowhere"], ["y"])], "g",
-                         [h.make_tensor_value_info("x", tp.FLOAT, [1])],
-                         [h.make_tensor_value_info("y", tp.FLOAT, [1])])
-    with pytest.raises(ModelError, match="checker") as err:
-        check_and_infer(h.make_model(graph).SerializeToString())
-    assert "nowhere" in str(err.value)
 
 
 def test_truncated_conversion_is_refused(tmp_path: Path,
@@ -290,36 +255,6 @@ def test_truncated_conversion_is_refused(tmp_path: Path,
                                                signature=None))
     with pytest.raises(ModelError):
         check_and_infer(conversion.onnx_bytes[: len(conversion.onnx_bytes) // 2])
-
-
-@pytest.mark.parametrize("name", ["model.pkl", "model.joblib"])
-def test_pickle_refused_without_permission(tmp_path: Path, name: str) -> None:
-    save_sklearn(tmp_path, Ridge().fit([[0.0], [1.0]], [0.0, 1.0]), name)
-    with pytest.raises(PolicyDenied) as err:
-        load_source(tmp_path, allow_pickle=False)
-    message = str(err.value)
-    assert err.value.exit_code == EXIT_POLICY
-    assert "arbitrary code" in message and "allow_pickle = true" in message
-
-
-def test_missing_and_ambiguous_model_files(tmp_path: Path) -> None:
-    (tmp_path / "README.md").write_text("no model here\n")
-    with pytest.raises(UsageError, match="no model file") as err:
-        load_source(tmp_path, allow_pickle=True)
-    assert err.value.exit_code == EXIT_USAGE and "README.md" in str(err.value)
-    save_sklearn(tmp_path, Ridge().fit([[0.0], [1.0]], [0.0, 1.0]), "a.pkl")
-    save_sklearn(tmp_path / "sub", Ridge().fit([[0.0], [1.0]], [0.0, 1.0]), "b.joblib")
-    with pytest.raises(UsageError, match="several model files") as err:
-        load_source(tmp_path, allow_pickle=True)
-    assert "a.pkl" in str(err.value) and "b.joblib" in str(err.value)
-    with pytest.raises(UsageError, match="no such directory"):
-        load_source(tmp_path / "absent", allow_pickle=True)
-
-
-def test_not_an_estimator(tmp_path: Path) -> None:
-    joblib.dump({"weights": [1, 2]}, tmp_path / "model.pkl")
-    with pytest.raises(ModelError, match="not a scikit-learn estimator"):
-        load_source(tmp_path, allow_pickle=True)
 
 
 def test_missing_converter_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -367,51 +302,7 @@ def test_estimator_without_converter(tmp_path: Path) -> None:
         convert(source, sample_inputs(source, sample=None, sample_name=None, signature=None))
 
 
-def test_module_imports_no_heavy_library() -> None:
-    import subprocess
-
-    code = ("import sys, modelreg.converters; "
-            "print(sorted(m for m in ('numpy', 'torch', 'sklearn', 'skl2onnx', 'onnx', "
-            "'onnxruntime') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=60)
-    assert out.stdout.strip() == "[]"
-    assert converters.__all__  # the front door re-exports the pieces
-
-
-# --- onnxio runner --------------------------------------------------------------------------
-
-def test_runner_returns_zipmap_rows_as_dicts_and_checks_names(
-        iris: tuple[Any, Any, Any, Any]) -> None:
-    import skl2onnx
-
-    x_train, x_test, y_train, _ = iris
-    model = LogisticRegression(max_iter=1000).fit(x_train, y_train)
-    proto = skl2onnx.to_onnx(model, x_train[:1].astype(np.float32))  # ZipMap left on
-    runner = InferenceRunner(check_and_infer(proto.SerializeToString()))
-    assert runner.input_names == ["X"] and runner.input_shapes["X"] == [None, 4]
-    out = runner.run({"X": x_test[:3]}, outputs=["output_probability"])
-    rows = out["output_probability"]
-    assert isinstance(rows, list) and all(type(r) is dict for r in rows)
-    assert sorted(rows[0]) == [0, 1, 2] and all(type(v) is float for v in rows[0].values())
-    close([[r[k] for k in sorted(r)] for r in rows], model.predict_proba(x_test[:3]))
-    with pytest.raises(ModelError, match="no X; unknown Y"):
-        runner.run({"Y": x_test})
-    with pytest.raises(ModelError, match="failed to run"):
-        runner.run({"X": x_test[:, :2]})
-
-
-def test_load_session_errors(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="no such model file"):
-        load_session(tmp_path / "absent.onnx")
-    with pytest.raises(ModelError, match="cannot load"):
-        load_session(b"\x08\x07garbage")
-
-
-def test_a_directory_holding_onnx_says_so(tmp_path: Path) -> None:
-    (tmp_path / "model.onnx").write_bytes(b"\x08\x07")
-    with pytest.raises(UsageError, match="already holds ONNX"):
-        load_source(tmp_path, allow_pickle=True)
+# --- input order ------------------------------------------------------------------------
 
 
 def test_inputs_bind_by_name_whatever_the_sample_order(tmp_path: Path) -> None:

@@ -138,12 +138,12 @@ def test_bad_payload_never_reaches_the_model(registry: Registry, tmp_path: Path,
                              allow_pickle=True).result.version
     rows = json.loads(records(data.data[:2], cols))
     rows[0]["bmi"] = "0.05"
-    from modelreg import onnxio
+    from modelreg.packaging import runtime
 
     def boom(*args, **kwargs):
         raise AssertionError("the model ran")
 
-    monkeypatch.setattr(onnxio.InferenceRunner, "run", boom)
+    monkeypatch.setattr(runtime.InferenceRunner, "run", boom)
     with pytest.raises(VerdictNo, match='row 1, column "bmi"'):
         modelreg.predict(v.ref, json.dumps(rows).encode(), registry=registry,
                          filename="p.json")
@@ -193,7 +193,7 @@ def test_ci_staging_gate_script(registry: Registry, tmp_path: Path) -> None:
     v = modelreg.export_onnx(src.ref, registry=registry, actor="sci",
                              allow_pickle=True).result.version
     modelreg.promote(v.ref, "staging", registry=registry, actor="sci")
-    script = Path(__file__).resolve().parents[1] / "examples" / "ci" / "staging-gate.sh"
+    script = Path(__file__).resolve().parents[2] / "examples" / "ci" / "staging-gate.sh"
     env = {**os.environ, "MODELREG_DIR": str(registry.layout.root),
            "MODELREG_ACTOR": "ci@example.com", "CURSOR_FILE": str(tmp_path / "cursor"),
            "MAX_P95_MS": "1000",

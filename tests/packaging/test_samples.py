@@ -1,10 +1,9 @@
-"""modelreg.samples: the inputs parity is proven on, read from a file or generated."""
+"""modelreg.packaging.samples: the inputs parity is proven on, read from a file or generated."""
 
 from __future__ import annotations
 
 import io
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,9 @@ torch = pytest.importorskip("torch")
 
 from sklearn.linear_model import Ridge  # noqa: E402
 
-from modelreg.converters import SourceModel  # noqa: E402
-from modelreg.errors import ModelError, UsageError  # noqa: E402
-from modelreg.samples import column_order, input_names, require, sample_inputs  # noqa: E402
+from modelreg.errors import UsageError  # noqa: E402
+from modelreg.packaging.samples import column_order, sample_inputs  # noqa: E402
+from modelreg.packaging.sources import SourceModel  # noqa: E402
 from modelreg.signatures.model import parse_signature  # noqa: E402
 
 
@@ -62,12 +61,7 @@ def npy(array: Any) -> bytes:
     return buf.getvalue()
 
 
-# --- names and column order -------------------------------------------------------------
-
-def test_input_names() -> None:
-    assert input_names(sklearn_source()) == ["X"]
-    assert input_names(torch_source(Pair())) == ["features", "ids"]  # defaults left out
-    assert input_names(torch_source(Star())) == []
+# --- column order -------------------------------------------------------------
 
 
 def test_column_order() -> None:
@@ -189,15 +183,3 @@ def test_nothing_to_generate_from_asks_for_a_sample() -> None:
         sample_inputs(torch_source(Pair()), sample=None, sample_name=None, signature=None)
 
 
-def test_require_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(ModelError, match=r"pip install 'modelreg\[torch\]'"):
-        require("torch", "torch", "loading a PyTorch model")
-
-
-def test_order_inputs_follows_the_forward() -> None:
-    from modelreg.samples import order_inputs
-
-    sample = {"ids": np.zeros(1), "features": np.ones(1)}
-    assert list(order_inputs(torch_source(Pair()), sample)) == ["features", "ids"]
-    assert list(order_inputs(torch_source(Star()), sample)) == ["ids", "features"]

@@ -1,9 +1,11 @@
-"""ONNX model files: load, check and run them, infer their signature, check a declared one.
+"""ONNX model files: load and check them, and infer their signature from the graph.
 
-This is the only module in modelreg that imports ``onnx`` and ``onnxruntime``, and it does
-so inside functions, so importing it costs nothing until an ONNX file is actually read.
-:func:`check_and_infer` is the gate every converted graph passes (full checker, then strict
-shape inference); :class:`InferenceRunner` holds one ONNX Runtime session per model.
+This module and :mod:`modelreg.packaging.runtime` are the only ones that import ``onnx``
+(here) and ``onnxruntime`` (there), and they do so inside functions, so importing them
+costs nothing until an ONNX file is actually read. :func:`check_and_infer` is the gate
+every converted graph passes (full checker, then strict shape inference). Whether a
+declared signature contradicts the inferred one is decided without onnx, by
+:func:`modelreg.signatures.contradictions.signature_contradictions`.
 
 How a graph becomes a :class:`~modelreg.signatures.model.Signature`:
 
@@ -30,7 +32,6 @@ How a graph becomes a :class:`~modelreg.signatures.model.Signature`:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,8 +42,7 @@ from modelreg.signatures.model import TENSOR_DTYPES, Schema, Signature, TensorSp
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["GraphSummary", "InferenceRunner", "check_and_infer", "infer_signature",
-           "is_onnx_file", "load_model", "load_session", "signature_contradictions",
+__all__ = ["GraphSummary", "check_and_infer", "infer_signature", "is_onnx_file", "load_model",
            "summarize"]
 
 # The same rule signatures.model applies to symbolic dimensions, so inferred shapes re-parse.
@@ -186,108 +186,6 @@ def infer_signature(path: Path) -> Signature:
     return Signature(Schema(tensors=inputs), Schema(tensors=outputs), {"onnx": facts})
 
 
-def _fixed(dim: int | str) -> bool:
-    return isinstance(dim, int) and dim >= 0
-
-
-def _shape_lines(where: str, declared: list[Any] | tuple[Any, ...] | None,
-                 graph: list[Any] | tuple[Any, ...] | None, is_input: bool,
-                 symbols: dict[str, list[tuple[str, int]]]) -> list[str]:
-    if declared is None or graph is None:
-        return []  # nothing declared, or the graph leaves the rank open
-    if len(declared) != len(graph):
-        return [f"{where}: declared rank {len(declared)} {list(declared)}, the graph has rank "
-                f"{len(graph)} {list(graph)}"]
-    lines: list[str] = []
-    for i, (d, g) in enumerate(zip(declared, graph, strict=True)):
-        if _fixed(g) and _fixed(d) and d != g:
-            lines.append(f"{where}: dimension {i} declared {d}, the graph fixes it to {g}")
-        elif _fixed(g) and not _fixed(d) and is_input:
-            lines.append(f"{where}: dimension {i} declared dynamic ({d}), the graph fixes it "
-                         f"to {g}")
-        elif isinstance(g, str) and _fixed(d):
-            symbols.setdefault(g, []).append((f"{where}[{i}]", int(d)))
-    return lines
-
-
-def _elem_lines(where: str, declared: Any, graph: Any, is_input: bool,
-                symbols: dict[str, list[tuple[str, int]]]) -> list[str]:
-    """Compare descriptions: every key declared must match the graph's (shapes by rule)."""
-    if not isinstance(declared, dict) or not isinstance(graph, dict):
-        return [] if declared == graph else [f"{where}: declared {declared!r}, the graph has "
-                                             f"{graph!r}"]
-    lines: list[str] = []
-    for key, value in declared.items():
-        if key not in graph:
-            lines.append(f"{where}: declares {key!r}, which the graph's type has not")
-        elif key == "shape":
-            lines += _shape_lines(where, value, graph[key], is_input, symbols)
-        else:
-            lines += _elem_lines(f"{where}.{key}", value, graph[key], is_input, symbols)
-    return lines
-
-
-def _schema_lines(side: str, declared: Schema | None, graph: Schema | None,
-                  symbols: dict[str, list[tuple[str, int]]]) -> list[str]:
-    if declared is None or graph is None or declared.kind != "tensors":
-        return []  # undeclared, or columns: a record payload a server maps onto tensors
-    have = {t.name: t for t in graph.tensors}
-    want = {t.name: t for t in declared.tensors}
-    is_input = side == "input"
-    lines = [f"{side} {n!r} is declared but the graph has no such {side} (graph {side}s: "
-             f"{', '.join(have)})" for n in want if n not in have]
-    lines += [f"graph {side} {n!r} is not declared" for n in have if n not in want]
-    for name, g in have.items():
-        d = want.get(name)
-        if d is None:
-            continue
-        where = f"{side} {name!r}"
-        if d.kind != g.kind:
-            lines.append(f"{where}: declared {d.kind}, the graph has a {g.kind}")
-            continue
-        if d.kind == "tensor" and d.dtype != g.dtype:
-            lines.append(f"{where}: declared dtype {d.dtype}, the graph has {g.dtype}")
-        lines += _shape_lines(where, d.shape, g.shape, is_input, symbols)
-        if d.elem is not None:
-            lines += _elem_lines(f"{where} element", d.elem, g.elem, is_input, symbols)
-    return lines
-
-
-def signature_contradictions(declared: Signature, inferred: Signature) -> list[str]:
-    """Name every way a declared signature contradicts the one inferred from the graph.
-
-    Only ``tensors`` schemas are compared: a ``columns`` schema describes a record payload
-    that a serving layer maps onto the graph's tensors, so it cannot contradict them, and
-    undeclared outputs are not compared at all. The rules, per side and name:
-
-    * a declared name the graph lacks, and a graph name not declared, are contradictions;
-    * a different kind (tensor, sequence, map) or tensor dtype is a contradiction;
-    * a known rank differing from the graph's is a contradiction;
-    * a fixed size declared where the graph fixes a different one is a contradiction;
-    * the declaration MAY be more specific: a fixed size (or any shape) where the graph
-      is dynamic or of unknown rank is fine, unless two sizes fixed for the same symbolic
-      graph dimension (``"batch"`` in two inputs) differ;
-    * an input declared dynamic where the graph is fixed is a contradiction (callers would
-      send sizes the model rejects); for an output it is fine (only less specific);
-    * a non-tensor ``elem`` is compared key by key as far as it is declared.
-
-    Args:
-        declared: The signature a person declared.
-        inferred: The signature :func:`infer_signature` read from the graph.
-
-    Returns:
-        One human-readable line per contradiction; empty when there are none.
-    """
-    symbols: dict[str, list[tuple[str, int]]] = {}
-    lines = _schema_lines("input", declared.inputs, inferred.inputs, symbols)
-    lines += _schema_lines("output", declared.outputs, inferred.outputs, symbols)
-    for symbol, uses in symbols.items():
-        if len({size for _, size in uses}) > 1:
-            lines.append(f"graph dimension {symbol!r} is one size but is declared as "
-                         + ", ".join(f"{size} in {at}" for at, size in uses))
-    return lines
-
-
 def is_onnx_file(path: Path) -> bool:
     """Tell whether a path looks like an ONNX model, without loading large files.
 
@@ -326,7 +224,7 @@ def is_onnx_file(path: Path) -> bool:
     return model.ir_version > 0 and model.HasField("graph")
 
 
-# --- checking and running --------------------------------------------------------------
+# --- checking a serialized graph --------------------------------------------------------
 
 @dataclass(frozen=True)
 class GraphSummary:
@@ -381,97 +279,3 @@ def check_and_infer(onnx_bytes: bytes) -> bytes:
     except Exception as exc:
         raise ModelError(f"ONNX shape inference fails on the graph: {exc}") from exc
     return bytes(inferred.SerializeToString())
-
-
-def load_session(path_or_bytes: Path | str | bytes) -> Any:
-    """Build an ``onnxruntime.InferenceSession`` on the CPU provider, logging errors only.
-
-    Raises:
-        ModelError: The file is missing, or ONNX Runtime cannot load the model.
-    """
-    import onnxruntime as ort  # type: ignore[import-untyped]
-
-    source = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
-    if isinstance(source, str) and not Path(source).is_file():
-        raise ModelError(f"{source}: no such model file")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        return ort.InferenceSession(source, sess_options=options,
-                                    providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime's pybind errors (Fail, InvalidGraph, ...)
-        raise ModelError(f"ONNX Runtime cannot load the model: {exc}") from exc
-
-
-# ONNX Runtime's tensor element type names -> numpy dtype names.
-_ORT_NUMPY = {"float": "float32", "double": "float64", "float16": "float16", "bool": "bool",
-              **{t: t for t in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
-                                "uint64")}}
-
-
-def _plain(value: Any) -> Any:
-    """Turn numpy scalars into Python ones, recursively through dicts and lists."""
-    if isinstance(value, dict):
-        return {_plain(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value.item() if getattr(value, "ndim", None) == 0 else value
-
-
-class InferenceRunner:
-    """One ONNX Runtime session for one model, built once and reused for every run.
-
-    ``run`` converts numeric inputs to the element type the graph declares (float64 data
-    feeds a ``tensor(float)`` input), returns tensors as numpy arrays, and returns a
-    sequence of maps (a ZipMap output) as a list of plain dicts.
-
-    Attributes:
-        session: The ``onnxruntime.InferenceSession``.
-        input_names: The graph's inputs, in order; ``input_types`` and ``input_shapes``
-            map each to ONNX Runtime's type string and shape (None or a name when dynamic).
-        output_names: The graph's outputs, in order.
-    """
-
-    def __init__(self, model: Path | str | bytes) -> None:
-        self.session = load_session(model)
-        self.input_types = {i.name: str(i.type) for i in self.session.get_inputs()}
-        self.input_shapes = {i.name: list(i.shape) for i in self.session.get_inputs()}
-        self.input_names = list(self.input_types)
-        self.output_names = [o.name for o in self.session.get_outputs()]
-
-    def run(self, inputs: Mapping[str, Any],
-            outputs: Sequence[str] | None = None) -> dict[str, Any]:
-        """Run the model once on one value per graph input (arrays or nested lists).
-
-        Args:
-            inputs: The values by input name.
-            outputs: The outputs to compute; all of them, in graph order, when None.
-
-        Returns:
-            The outputs by name.
-
-        Raises:
-            ModelError: An input is missing or unknown, or ONNX Runtime fails.
-        """
-        import numpy as np
-
-        missing = [n for n in self.input_names if n not in inputs]
-        unknown = [n for n in inputs if n not in self.input_types]
-        if missing or unknown:
-            raise ModelError(f"the model's inputs are {', '.join(self.input_names)}; got "
-                             + "; ".join([f"no {', '.join(missing)}"] * bool(missing)
-                                         + [f"unknown {', '.join(unknown)}"] * bool(unknown)))
-        feed: dict[str, Any] = {}
-        for name, value in inputs.items():
-            array, kind = np.asarray(value), self.input_types[name]
-            want = _ORT_NUMPY.get(kind[7:-1]) if kind.startswith("tensor(") else None
-            if want is not None and array.dtype.kind in "biuf" and array.dtype.name != want:
-                array = array.astype(want)
-            feed[name] = array
-        names = list(outputs) if outputs is not None else self.output_names
-        try:
-            results = self.session.run(names, feed)
-        except Exception as exc:  # onnxruntime's pybind errors
-            raise ModelError(f"ONNX Runtime failed to run the model: {exc}") from exc
-        return {name: _plain(value) if isinstance(value, list) else value
-                for name, value in zip(names, results, strict=True)}

@@ -1,90 +1,30 @@
-"""Sample inputs for a source model: its input names, and the arrays parity is proven on.
+"""Sample inputs for a source model: the arrays parity is proven on, and the column order.
 
 A sample file (``.npy``, ``.npz``, JSON, CSV) is read when one is given; otherwise inputs
 are generated with a seeded generator from the version's signature, from scikit-learn's
-``n_features_in_``, or from the shapes an exported program recorded. numpy and the
-training frameworks are imported inside functions.
+``n_features_in_``, or from the shapes an exported program recorded. The arrays are keyed
+by the source model's input names (:func:`modelreg.packaging.sources.input_names`). numpy
+and the training frameworks are imported inside functions.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 import math
 from typing import TYPE_CHECKING, Any, cast
 
-from modelreg.errors import ModelError, UsageError
+from modelreg.errors import UsageError
+from modelreg.packaging.sources import SourceModel, input_names, recorded_inputs
 from modelreg.signatures.model import Signature, TensorSpec
 from modelreg.signatures.payload import detect_format, load_arrays, read_columns
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from modelreg.converters import SourceModel
-
-__all__ = ["column_order", "input_names", "order_inputs", "require", "sample_inputs"]
+__all__ = ["column_order", "sample_inputs"]
 
 # Signature dtypes a sample is cast to (others are left as the sample has them).
 _CASTABLE = ("float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")
-_EXTRAS = {"sklearn": "pip install 'modelreg[sklearn]'", "torch": "pip install 'modelreg[torch]'"}
-
-
-def require(module: str, extra: str, why: str) -> Any:
-    """Import an optional framework, or say which modelreg extra installs it.
-
-    Args:
-        module: The module to import (``torch``, ``skl2onnx``, ...).
-        extra: The extra that provides it: ``sklearn`` or ``torch``.
-        why: What needs it, for the message ("converting a PyTorch model").
-
-    Returns:
-        The module.
-
-    Raises:
-        ModelError: It is not installed; the message gives the pip command.
-    """
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ModelError(f"{why} needs {module}, which is not installed: "
-                         f"{_EXTRAS[extra]}") from exc
-
-
-def _user_placeholders(source: SourceModel) -> list[Any]:
-    users = {s.arg.name for s in source.model.graph_signature.input_specs
-             if s.kind.name == "USER_INPUT"}
-    return [n for n in source.model.graph.nodes if n.op == "placeholder" and n.name in users]
-
-
-def input_names(source: SourceModel) -> list[str]:
-    """The source model's input names: ``X`` for scikit-learn, forward's arguments for torch.
-
-    A torch module whose forward takes ``*args`` gets ``input_0``, ``input_1``, ... (as many
-    as the sample has); the list is then empty.
-    """
-    if source.framework == "sklearn":
-        return ["X"]
-    if source.kind == "exported_program":
-        return [n.name for n in _user_placeholders(source)]
-    if source.kind == "torchscript":
-        return [a.name for a in source.model.forward.schema.arguments[1:]
-                if not a.has_default_value()]
-    params = inspect.signature(source.model.forward).parameters.values()
-    if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return []
-    return [p.name for p in params if p.default is p.empty
-            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-
-
-def order_inputs(source: SourceModel, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Put a sample's arrays in the order the model takes them (torch binds by position).
-
-    Returns:
-        The same arrays, in :func:`input_names` order when the names match, else as given.
-    """
-    names = input_names(source)
-    return {n: sample[n] for n in names} if set(names) == set(sample) else dict(sample)
 
 
 def column_order(source: SourceModel, signature: Signature | None) -> list[str] | None:
@@ -193,19 +133,6 @@ def _bind(tensors: tuple[TensorSpec, ...], names: list[str],
     return {}
 
 
-def _placeholder_specs(source: SourceModel) -> list[TensorSpec]:
-    torch = require("torch", "torch", "reading an exported program")
-    specs = []
-    for node in _user_placeholders(source):
-        val = node.meta.get("val")
-        if val is None:
-            raise UsageError(f"input {node.name!r} has no recorded shape; pass --sample FILE")
-        dims = tuple(d if isinstance(d, int) else -1 for d in val.shape)
-        dtype = str(torch.empty(0, dtype=val.dtype).numpy().dtype)
-        specs.append(TensorSpec(node.name, dtype, dims))
-    return specs
-
-
 def sample_inputs(source: SourceModel, *, sample: bytes | None, sample_name: str | None,
                   signature: Signature | None, n: int = 32,
                   seed: int = 0) -> dict[str, np.ndarray]:
@@ -255,7 +182,7 @@ def sample_inputs(source: SourceModel, *, sample: bytes | None, sample_name: str
     elif source.framework == "sklearn" and source.n_features is not None:
         arrays = {"X": rng.standard_normal((n, source.n_features))}
     elif source.kind == "exported_program":
-        arrays = {t.name: _generate(t, n, rng) for t in _placeholder_specs(source)}
+        arrays = {t.name: _generate(t, n, rng) for t in recorded_inputs(source)}
     else:
         raise UsageError(f"{source.path.name}: nothing tells the input shapes (no signature"
                          + ("" if source.framework == "torch" else ", no n_features_in_")

@@ -13,16 +13,16 @@ import warnings
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from modelreg import onnxio
 from modelreg.errors import ModelError
-from modelreg.samples import order_inputs, require
+from modelreg.packaging.runtime import InferenceRunner
+from modelreg.packaging.sources import SourceModel, run_torch
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from modelreg.converters import Conversion, SourceModel
+    from modelreg.packaging.converters import Conversion
 
-__all__ = ["DEFAULT_ATOL", "DEFAULT_RTOL", "ParityReport", "check_parity", "run_torch"]
+__all__ = ["DEFAULT_ATOL", "DEFAULT_RTOL", "ParityReport", "check_parity"]
 
 # Sources are float64 (scikit-learn) or float32 (torch); ONNX graphs compute in float32
 # with a different operation order. float32 carries ~7 significant digits, and a sum over
@@ -63,43 +63,6 @@ class ParityReport:
                 "rtol": self.rtol, "atol": self.atol,
                 "label_mismatches": self.label_mismatches, "outputs": list(self.outputs),
                 "details": list(self.details)}
-
-
-def _flatten(value: Any) -> list[tuple[str | None, Any]]:
-    """A forward's result as (name, tensor) pairs: a tensor, a tuple/list, or a dict."""
-    if isinstance(value, dict):
-        return [(str(k), v) for k, v in value.items()]
-    if isinstance(value, tuple | list):
-        return [(None, v) for v in value]
-    return [(None, value)]
-
-
-def run_torch(source: SourceModel,
-              sample: dict[str, np.ndarray]) -> list[tuple[str | None, np.ndarray]]:
-    """Run a torch source model (no grad) on the sample, inputs in :func:`order_inputs` order.
-
-    Returns:
-        The flattened outputs as (name, array) pairs; names come from a returned dict.
-
-    Raises:
-        ModelError: torch is missing, forward fails, or it returns something other than
-            tensors (a tensor, a tuple/list or a dict of them).
-    """
-    torch = require("torch", "torch", "running a PyTorch model")
-    import numpy as np
-
-    args = [torch.from_numpy(np.ascontiguousarray(v))
-            for v in order_inputs(source, sample).values()]
-    module = source.model.module() if source.kind == "exported_program" else source.model
-    try:
-        with torch.no_grad():
-            pairs = _flatten(module(*args))
-    except Exception as exc:  # whatever forward raises
-        raise ModelError(f"running {source.path.name} on the sample failed: {exc}") from exc
-    if not all(isinstance(v, torch.Tensor) for _, v in pairs):
-        raise ModelError(f"{source.path.name}: forward must return tensors (a tensor, a "
-                         "tuple/list or a dict of them) to be converted")
-    return [(k, v.detach().cpu().numpy()) for k, v in pairs]
 
 
 def _source_outputs(source: SourceModel, sample: dict[str, np.ndarray]) -> list[Any]:
@@ -166,7 +129,7 @@ def check_parity(source: SourceModel, conversion: Conversion, sample: dict[str, 
     Args:
         source: The loaded model.
         conversion: Its conversion.
-        sample: The inputs, as :func:`sample_inputs` built them.
+        sample: The inputs, as :func:`~modelreg.packaging.samples.sample_inputs` built them.
         rtol: Relative tolerance.
         atol: Absolute tolerance.
 
@@ -177,7 +140,7 @@ def check_parity(source: SourceModel, conversion: Conversion, sample: dict[str, 
     Raises:
         ModelError: The source model or ONNX Runtime fails to run on the sample.
     """
-    runner = onnxio.InferenceRunner(conversion.onnx_bytes)
+    runner = InferenceRunner(conversion.onnx_bytes)
     got = runner.run({k: v for k, v in sample.items() if k in runner.input_names})
     wanted = _source_outputs(source, sample)
     names = conversion.output_names[:len(wanted)]
