@@ -19,6 +19,7 @@ WORKER = r"""
 import os, sys
 import modelreg
 store, src, start = sys.argv[1], sys.argv[2], int(sys.argv[3])
+print("ready", flush=True)
 for i in range(start, start + 1000):
     with open(src, "ab") as fh:
         fh.write(os.urandom(64))
@@ -35,8 +36,12 @@ def test_sigkill_during_register_leaves_consistent_store(registry: Registry,
     for round_no in range(12):
         proc = subprocess.Popen(
             [sys.executable, "-c", WORKER, str(store), str(src), str(round_no * 1000)],
-            stderr=subprocess.PIPE, env={**os.environ, "MODELREG_ACTOR": "killer@example.com"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, "MODELREG_ACTOR": "killer@example.com"},
         )
+        # Kill at a random instant of the registering, not of the interpreter's start-up
+        # (which, on a loaded machine, can take longer than the whole window).
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
         time.sleep(rng.uniform(0.3, 1.2))
         proc.send_signal(signal.SIGKILL)
         proc.wait()

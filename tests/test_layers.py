@@ -25,16 +25,140 @@ def imports_of(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize(("package", "forbidden"), [
-    ("storage", {"modelreg.registry", "modelreg.api", "modelreg.cli", "typer", "rich",
-                 *HEAVY}),
-    ("registry", {"modelreg.api", "modelreg.cli", "typer", "rich", *HEAVY}),
-])
-def test_layers_import_downward(package: str, forbidden: set[str]) -> None:
-    for path in (SRC / package).rglob("*.py"):
-        bad = {n for n in imports_of(path) if n.split(".")[0] in forbidden
-               or any(n == f or n.startswith(f + ".") for f in forbidden)}
-        assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
+# The layers, lowest first (docs/architecture.md). A module may import modules of its own
+# layer or of a lower one, never of a higher one; and no import cycle may exist anywhere.
+LAYERS: list[tuple[str, ...]] = [
+    ("modelreg.errors", "modelreg.config"),
+    ("modelreg.storage",),
+    ("modelreg.signatures",),
+    ("modelreg.types", "modelreg.results"),
+    ("modelreg.registry",),
+    ("modelreg.packaging",),
+    ("modelreg.api", "modelreg"),
+    ("modelreg.cli",),
+    ("modelreg.__main__",),
+]
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """Every module of the package at ``root`` and the package modules it imports.
+
+    Every import counts: at the top, inside functions, under TYPE_CHECKING, relative ones.
+    ``from package import name`` counts as importing ``package.name`` when that is a module.
+    """
+    modules = {module_name(p, root): p for p in root.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}"
+                    deps.add(sub if sub in modules else target)
+        graph[name] = {d for d in deps if d in modules and d != name}
+    return graph
+
+
+def layer_of(module: str) -> int:
+    best = (-1, -1)  # (length of the matching prefix, layer)
+    for rank, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best[0]:
+                best = (len(prefix), rank)
+    if best[1] < 0:
+        raise AssertionError(f"{module} is in no layer: add it to LAYERS and the architecture")
+    return best[1]
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{a} imports {b} (a higher layer)" for a, deps in graph.items()
+                  for b in deps if layer_of(b) > layer_of(a))
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_each_layer_imports_only_layers_below_it() -> None:
+    assert layer_violations(import_graph(SRC)) == []
+
+
+def test_no_import_cycle_anywhere() -> None:
+    assert cycles(import_graph(SRC)) == []
+
+
+def test_the_checks_catch_a_back_import(tmp_path: Path) -> None:
+    root = tmp_path / "modelreg"
+    for rel, text in {
+        "__init__.py": "", "errors.py": "",
+        "storage/__init__.py": "", "storage/refs.py": "from modelreg.errors import X\n",
+        "registry/__init__.py": "", "registry/core.py": "from modelreg.storage import refs\n",
+        "registry/builder.py": "from . import core\n",
+    }.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    assert layer_violations(import_graph(root)) == []
+    assert cycles(import_graph(root)) == []
+    # A lazy back-import inside a function, from storage up to the registry.
+    (root / "storage/refs.py").write_text("def f():\n    from modelreg.registry import core\n")
+    assert layer_violations(import_graph(root)) == [
+        "modelreg.storage.refs imports modelreg.registry.core (a higher layer)"]
+    # A cycle inside one layer, made by a type-only import.
+    (root / "registry/core.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+        "    from modelreg.registry.builder import B\n")
+    assert cycles(import_graph(root)) == [["modelreg.registry.builder", "modelreg.registry.core"]]
+
+
+def test_only_the_lower_layers_stay_free_of_the_cli_and_heavy_libraries() -> None:
+    forbidden = {"typer", "rich", *HEAVY}
+    for package in ("storage", "signatures", "registry"):
+        for path in (SRC / package).rglob("*.py"):
+            bad = {n for n in imports_of(path) if n.split(".")[0] in forbidden}
+            if package == "signatures":
+                bad -= {"jsonschema", "numpy"}  # loaded lazily: JSON Schema checks, npy payloads
+            assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
 
 
 def test_only_packaging_imports_ml_libraries() -> None:

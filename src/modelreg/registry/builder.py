@@ -27,6 +27,7 @@ from modelreg.registry.state import (
     decode_commit,
     encode_bucket,
     encode_commit,
+    labelled,
     no_such_version,
 )
 from modelreg.storage.hashing import digest_bytes
@@ -135,10 +136,7 @@ class StateBuilder:
             return ref.version
         if ref.label is None:
             return self.latest.version
-        for table in (self.stages, self.aliases):
-            if ref.label in table:
-                return table[ref.label].version
-        raise NotFound(f"{self.name} has no version in stage or alias {ref.label!r}")
+        return labelled(self.name, self.stages, self.aliases, ref.label).version
 
     def load_manifest(self, oid: str) -> Manifest:
         """Read a manifest, including one this builder has queued or written."""

@@ -30,6 +30,7 @@ from modelreg.registry.state import (
     bucket_of,
     decode_bucket,
     decode_commit,
+    labelled,
     no_such_version,
 )
 from modelreg.storage.hashing import format_digest
@@ -228,11 +229,8 @@ class Registry:
             return commit, parsed.version, self.entry(commit, parsed.version).manifest
         if parsed.label is None:
             return commit, commit.latest.version, commit.latest.manifest
-        label = parsed.label
-        for table in (commit.stages, commit.aliases):
-            if label in table:
-                return commit, table[label].version, table[label].manifest
-        raise NotFound(f"{commit.model} has no version in stage or alias {label!r}")
+        head = labelled(commit.model, commit.stages, commit.aliases, parsed.label)
+        return commit, head.version, head.manifest
 
     def describe(self, commit: Commit, version: int, manifest_oid: str, *,
                  manifest: Manifest | None = None, entry: VersionEntry | None = None

@@ -30,6 +30,7 @@ __all__ = [
     "decode_commit",
     "encode_bucket",
     "encode_commit",
+    "labelled",
     "no_such_version",
     "now_iso",
 ]
@@ -51,6 +52,18 @@ def now_iso() -> str:
 def no_such_version(model: str, version: int, latest: int) -> NotFound:
     """The error for a version number the model does not have (raise it)."""
     return NotFound(f"{model} has no version {version} (latest is {latest})")
+
+
+def labelled(model: str, stages: dict[str, Head], aliases: dict[str, Head], label: str) -> Head:
+    """Return the version in stage ``label``, else the one alias ``label`` names.
+
+    Raises:
+        NotFound: No stage holds a version of that name and no alias has it.
+    """
+    for table in (stages, aliases):
+        if label in table:
+            return table[label]
+    raise NotFound(f"{model} has no version in stage or alias {label!r}")
 
 
 def _canonical(doc: dict[str, Any]) -> bytes:
