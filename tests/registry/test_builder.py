@@ -30,11 +30,11 @@ def _register(reg: Registry, tmp_path: Path, i: int, **kw: Any) -> modelreg.Regi
 def _assert_cache_is_what_disk_says(reg: Registry) -> int:
     """Every decoded object the registry keeps equals a fresh decode of the file (repr)."""
     fresh = Registry.open(reg.layout.root)
-    for (oid, decode), value in reg._cache.items():
+    for (oid, decode), value in reg.decoded.items():
         path = reg.objects.path(oid)
         assert path.stat().st_mode & 0o777 == OBJECT_MODE
         assert repr(value) == repr(decode(fresh.objects.get_bytes(oid), str(path))), oid
-    return len(reg._cache)
+    return len(reg.decoded)
 
 
 def test_cache_holds_what_was_written_and_equals_a_fresh_decode(registry: Registry,
@@ -51,10 +51,10 @@ def test_cache_holds_what_was_written_and_equals_a_fresh_decode(registry: Regist
     _register(registry, tmp_path, 9, stage="staging")
     head_oid, head = registry.head("m") or ("", None)
     assert head is not None
-    kinds = {decode for _oid, decode in registry._cache}
+    kinds = {decode for _oid, decode in registry.decoded}
     assert {decode_bucket, decode_commit, decode_manifest} <= kinds
-    assert (head_oid, decode_commit) in registry._cache
-    assert (head.index[0], decode_bucket) in registry._cache
+    assert (head_oid, decode_commit) in registry.decoded
+    assert (head.index[0], decode_bucket) in registry.decoded
     assert _assert_cache_is_what_disk_says(registry) > 10
     fresh = Registry.open(registry.layout.root)
     for v in range(1, 6):
@@ -126,7 +126,7 @@ def test_failed_write_leaves_no_cache_entry_and_no_ref_move(registry: Registry,
                                                             monkeypatch: pytest.MonkeyPatch,
                                                             marker: bytes) -> None:
     _register(registry, tmp_path, 0)
-    before = dict(registry._cache)
+    before = dict(registry.decoded.items())
     ref = registry.layout.refs / "models" / "m"
     old_ref = ref.read_bytes()
     failed = _fail_fsync_of(monkeypatch, marker)
@@ -134,7 +134,7 @@ def test_failed_write_leaves_no_cache_entry_and_no_ref_move(registry: Registry,
         _register(registry, tmp_path, 1)
     assert len(failed) == 1
     assert ref.read_bytes() == old_ref
-    assert registry._cache == before
+    assert dict(registry.decoded.items()) == before
     assert not list(registry.layout.refs.rglob("*.lock"))
     assert list(registry.layout.tmp.iterdir()) == []
     monkeypatch.undo()
@@ -217,7 +217,7 @@ def long_history(registry: Registry, tmp_path: Path,
 
 
 def _decoded_buckets(reg: Registry) -> set[str]:
-    return {oid for oid, decode in reg._cache if decode is decode_bucket}
+    return {oid for oid, decode in reg.decoded if decode is decode_bucket}
 
 
 def test_duplicate_in_an_old_bucket_is_found_without_decoding_the_others(

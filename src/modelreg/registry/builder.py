@@ -108,8 +108,8 @@ class StateBuilder:
         """
         needle = json.dumps(value, ensure_ascii=False).encode()
         for number in sorted(set(self.index) | set(self._buckets), reverse=newest):
-            if number not in self._buckets and not self.reg.bucket_may_hold(
-                self.index[number], needle
+            if number not in self._buckets and not self.reg.decoded.may_hold(
+                self.index[number], needle, decode_bucket
             ):
                 continue
             for version, entry in sorted(self._bucket(number).items(), reverse=newest):
@@ -145,7 +145,7 @@ class StateBuilder:
             return decode_manifest(data, f"pending manifest {oid}")
         data = self._written.get(oid)
         if data is not None:
-            return self.reg.remember(oid, decode_manifest, data)
+            return self.reg.decoded.remember(oid, decode_manifest, data)
         return self.reg.load_manifest(oid)
 
     def load_bucket(self, oid: str) -> dict[int, VersionEntry]:
@@ -203,10 +203,10 @@ class StateBuilder:
         # next change's duplicate check reads the new bucket, its transaction the commit).
         for oid, bucket in self._made_buckets.items():
             if oid in written:
-                self.reg.remember(oid, decode_bucket, written[oid], bucket)
+                self.reg.decoded.remember(oid, decode_bucket, written[oid], bucket)
         for oid, _ in self.commits:
             if oid in written:
-                self.reg.remember(oid, decode_commit, written[oid])
+                self.reg.decoded.remember(oid, decode_commit, written[oid])
         return self.tip_oid if self.events else None
 
     def signature(self) -> list[tuple[str, int | None, str | None, str | None]]:

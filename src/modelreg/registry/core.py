@@ -1,11 +1,12 @@
 """The registry: one opened store, composed of its object store, refs and policy, and read.
 
-``Registry`` composes an ``ObjectStore``, a ``RefStore`` and the store's configuration (as
-dulwich's ``Repo`` composes its stores), keeps verified objects decoded in memory, and
-answers the reading questions: resolve a reference, show a version, list models and versions.
-It changes nothing. Changes are verbs (``modelreg.registry.registering``,
-``modelreg.registry.operations``, ``modelreg.registry.pulling``) that run as transactions
-(``modelreg.registry.transaction``): one compare-and-swap of the model's ref under its lock.
+``Registry`` composes an ``ObjectStore``, a ``RefStore``, the store's configuration and a
+cache of decoded objects (:class:`~modelreg.registry.decoded.DecodedObjects`), as dulwich's
+``Repo`` composes its stores, and answers the reading questions: resolve a reference, show a
+version, list models and versions. It changes nothing. Changes are verbs
+(``modelreg.registry.registering``, ``modelreg.registry.operations``,
+``modelreg.registry.pulling``) that run as transactions (``modelreg.registry.transaction``):
+one compare-and-swap of the model's ref under its lock.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from modelreg.errors import IntegrityError, NotFound
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from modelreg.registry.policy import StoreConfig
     from modelreg.results import ModelSummary, VersionSummary
     from modelreg.signatures.model import Signature
+from modelreg.registry.decoded import DecodedObjects
 from modelreg.registry.manifest import Manifest, decode_manifest
 from modelreg.registry.names import Ref, model_key, parse_ref
 from modelreg.registry.state import (
@@ -49,13 +51,6 @@ def _parse_signature(doc: dict[str, Any]) -> Signature:
     return parse_signature(doc)
 
 MODELS_PREFIX = "models"
-_CACHE_LIMIT = 4096
-T = TypeVar("T")
-
-
-def _verified_bytes(data: bytes, where: str) -> bytes:
-    """The "decoder" under which the decode cache keeps an object's verified raw bytes."""
-    return data
 
 
 class Registry:
@@ -65,7 +60,7 @@ class Registry:
         self.layout = layout
         self.objects = ObjectStore(layout.objects, layout.tmp)
         self.refs = RefStore(layout.refs, layout.tmp)
-        self._cache: dict[tuple[str, Any], Any] = {}
+        self.decoded = DecodedObjects(self.objects)
 
     @cached_property
     def config(self) -> StoreConfig:
@@ -110,70 +105,17 @@ class Registry:
         """The path of object ``oid``, for messages."""
         return str(self.objects.path(oid))
 
-    def _decoded(self, oid: str, decode: Callable[[bytes, str], T]) -> T:
-        # Objects never change, so what was read, verified and decoded once in this
-        # process can be reused (a register scans every bucket for duplicates).
-        key = (oid, decode)
-        if key not in self._cache:
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[key] = decode(self.objects.get_bytes(oid), self.where(oid))
-        return self._cache[key]  # type: ignore[no-any-return]
-
-    def remember(self, oid: str, decode: Callable[[bytes, str], T], data: bytes,
-                 decoded: T | None = None) -> T:
-        """Keep the decoded form of an object this process has just stored.
-
-        Later loads of ``oid`` are served from memory, as if it had been read back.
-
-        Args:
-            oid: The object's id; the object must already be stored, with ``data`` as its
-                content.
-            decode: The decoder it is loaded with.
-            data: Its bytes.
-            decoded: ``decode(data)`` if the caller holds it already (a bucket it encoded);
-                it must equal what ``decode`` returns, key order included.
-
-        Returns:
-            The decoded form.
-        """
-        key = (oid, decode)
-        if key not in self._cache:
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[key] = decode(data, self.where(oid)) if decoded is None else decoded
-        return self._cache[key]  # type: ignore[no-any-return]
-
-    def clear_cache(self) -> None:
-        """Forget decoded objects (fsck does, so that it reads every byte from disk)."""
-        self._cache.clear()
-
     def load_commit(self, oid: str) -> Commit:
         """Read and verify a commit object."""
-        return self._decoded(oid, decode_commit)
+        return self.decoded.get(oid, decode_commit)
 
     def load_bucket(self, oid: str) -> dict[int, VersionEntry]:
         """Read and verify an index bucket object (a copy the caller may change)."""
-        return dict(self._decoded(oid, decode_bucket))
-
-    def bucket_may_hold(self, oid: str, needle: bytes) -> bool:
-        """Tell whether index bucket ``oid`` may contain ``needle`` (canonical JSON bytes).
-
-        A bucket decoded before may: the caller looks through it. Else its bytes are read
-        and verified (once per process: the verified bytes are kept, so a loop of registers
-        searches memory), and decoded only if they contain ``needle``.
-        """
-        if (oid, decode_bucket) in self._cache:
-            return True
-        data = self._decoded(oid, _verified_bytes)
-        if needle not in data:
-            return False
-        self.remember(oid, decode_bucket, data)
-        return True
+        return dict(self.decoded.get(oid, decode_bucket))
 
     def load_manifest(self, oid: str) -> Manifest:
         """Read and verify a manifest object."""
-        return self._decoded(oid, decode_manifest)
+        return self.decoded.get(oid, decode_manifest)
 
     def head(self, name: str) -> tuple[str, Commit] | None:
         """Return the head commit of model ``name`` and its id, or None if it has none."""

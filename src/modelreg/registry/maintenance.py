@@ -176,7 +176,7 @@ def fsck(reg: Registry) -> FsckReport:
         The report; ``ok`` is False when anything is corrupt, missing or inconsistent.
     """
     reg.layout.check_format()
-    reg.clear_cache()
+    reg.decoded.clear()
     problems: list[Problem] = []
     corrupt: set[str] = set()
     count = 0
@@ -216,7 +216,7 @@ def gc(reg: Registry, *, grace: float = DEFAULT_GRACE, dry_run: bool = False) ->
         IntegrityError: The store has missing or corrupt history; run fsck first.
     """
     reg.layout.check_format()
-    reg.clear_cache()
+    reg.decoded.clear()
     walk = _walk(reg, set())
     if walk.problems:
         raise IntegrityError(

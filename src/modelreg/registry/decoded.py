@@ -1,0 +1,106 @@
+"""Objects read, verified and decoded once per process, kept in memory.
+
+Objects never change, so what one process has read, verified against its digest and decoded
+can be served again from memory: a register searches every index bucket for a duplicate, a
+history walk reads each commit once, and a change describes its result from what it wrote.
+The cache is keyed by object id *and* decoder, because one object may be wanted in more than
+one form (a bucket as verified bytes to search, and decoded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from modelreg.storage.objects import ObjectStore
+
+__all__ = ["CACHE_LIMIT", "DecodedObjects", "verified_bytes"]
+
+CACHE_LIMIT = 4096
+T = TypeVar("T")
+Decoder = Callable[[bytes, str], T]
+
+
+def verified_bytes(data: bytes, where: str) -> bytes:
+    """The "decoder" under which the cache keeps an object's verified raw bytes."""
+    return data
+
+
+class DecodedObjects:
+    """The decoded forms of objects of one store that this process has read or written."""
+
+    def __init__(self, objects: ObjectStore) -> None:
+        self._objects = objects
+        self._cache: dict[tuple[str, Any], Any] = {}
+
+    def _keep(self, key: tuple[str, Any], value: Any) -> None:
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key] = value
+
+    def get(self, oid: str, decode: Decoder[T]) -> T:
+        """Return object ``oid`` decoded by ``decode``, reading and verifying it once.
+
+        Raises:
+            ObjectMissing: The object is not stored.
+            IntegrityError: Its bytes do not match its id, or ``decode`` refuses them.
+        """
+        key = (oid, decode)
+        if key not in self._cache:
+            self._keep(key, decode(self._objects.get_bytes(oid), str(self._objects.path(oid))))
+        return self._cache[key]  # type: ignore[no-any-return]
+
+    def remember(self, oid: str, decode: Decoder[T], data: bytes,
+                 decoded: T | None = None) -> T:
+        """Keep the decoded form of an object this process has just stored.
+
+        Later loads of ``oid`` are served from memory, as if it had been read back.
+
+        Args:
+            oid: The object's id; the object must already be stored, with ``data`` as its
+                content.
+            decode: The decoder it is loaded with.
+            data: Its bytes.
+            decoded: ``decode(data)`` if the caller holds it already (a bucket it encoded);
+                it must equal what ``decode`` returns, key order included.
+
+        Returns:
+            The decoded form.
+        """
+        key = (oid, decode)
+        if key not in self._cache:
+            self._keep(key, decode(data, str(self._objects.path(oid))) if decoded is None
+                       else decoded)
+        return self._cache[key]  # type: ignore[no-any-return]
+
+    def may_hold(self, oid: str, needle: bytes, decode: Decoder[Any]) -> bool:
+        """Tell whether object ``oid`` may contain ``needle`` (bytes as it stores them).
+
+        An object decoded by ``decode`` before may: the caller looks through it. Else its
+        bytes are read and verified (once per process: the verified bytes are kept, so a
+        loop of registers searches memory), and decoded only if they contain ``needle``.
+        """
+        if (oid, decode) in self._cache:
+            return True
+        data = self.get(oid, verified_bytes)
+        if needle not in data:
+            return False
+        self.remember(oid, decode, data)
+        return True
+
+    def clear(self) -> None:
+        """Forget everything (fsck does, so that it reads every byte from disk)."""
+        self._cache.clear()
+
+    def items(self) -> Iterator[tuple[tuple[str, Any], Any]]:
+        """Every ``((oid, decoder), decoded)`` kept now."""
+        return iter(list(self._cache.items()))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._cache
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return iter(list(self._cache))
+
+    def __len__(self) -> int:
+        return len(self._cache)
