@@ -28,7 +28,7 @@ def imports_of(path: Path) -> set[str]:
 # The layers, lowest first (docs/architecture.md). A module may import modules of its own
 # layer or of a lower one, never of a higher one; and no import cycle may exist anywhere.
 LAYERS: list[tuple[str, ...]] = [
-    ("modelreg.errors", "modelreg.config"),
+    ("modelreg.errors", "modelreg.config", "modelreg.version"),
     ("modelreg.storage",),
     ("modelreg.signatures",),
     ("modelreg.types", "modelreg.results"),

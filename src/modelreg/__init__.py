@@ -42,8 +42,7 @@ from modelreg.api import (
 )
 from modelreg.errors import ModelregError
 from modelreg.registry import Registry
-
-__version__ = "0.1.0"
+from modelreg.version import __version__
 
 __all__ = [
     "ModelregError",

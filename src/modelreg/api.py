@@ -220,11 +220,7 @@ def signature(ref: str, *, registry: RegistryLike = None) -> Signature:
     Raises:
         NotFound: The version has no signature.
     """
-    info = open_registry(registry).show(ref)
-    if info.signature is None:
-        raise NotFound(f"{info.ref} has no signature (register it with --signature, "
-                       "--infer-signature or an ONNX file)")
-    return info.signature
+    return open_registry(registry).signature(ref)
 
 
 def signature_diff(a: str, b: str, *, registry: RegistryLike = None) -> list[Change]:
@@ -241,10 +237,7 @@ def validate(ref: str, data: bytes, *, registry: RegistryLike = None,
     """Check a payload against the signature of ``ref`` (its inputs, or ``outputs``)."""
     from modelreg.signatures.validate import validate_payload
 
-    sig = signature(ref, registry=registry)
-    schema = sig.outputs if outputs else sig.facing_inputs()
-    if schema is None:
-        raise NotFound(f"{ref}: the signature declares no outputs")
+    schema = signature(ref, registry=registry).schema_for(outputs=outputs, ref=ref)
     return validate_payload(schema, data, filename=filename, fmt=fmt, allow_extra=allow_extra,
                             max_errors=max_errors)
 
@@ -472,3 +465,127 @@ def gc(
     from modelreg.registry.maintenance import gc as _gc
 
     return _gc(open_registry(registry), grace=grace, dry_run=dry_run)
+
+
+# -- for the command line and scripts
+
+if TYPE_CHECKING:
+    from modelreg.registry.contract import ContractReport as ContractReport
+
+
+def version() -> str:
+    """Return modelreg's version (``0.1.0``)."""
+    from modelreg.version import __version__
+
+    return __version__
+
+
+def init_directory(directory: str | os.PathLike[str] | None = None,
+                   registry: str | os.PathLike[str] | None = None) -> Path:
+    """Return the project directory :func:`init` should make its store in.
+
+    ``registry`` names the store as every other command takes it (a project directory or
+    its ``.modelreg``); ``directory`` is the ``init DIRECTORY`` argument. With neither, the
+    current directory.
+
+    Raises:
+        UsageError: Both are given and name different places (rather than a silent choice).
+    """
+    from modelreg.storage.layout import project_dir
+
+    if registry is None:
+        return Path(".") if directory is None else Path(directory)
+    wanted = project_dir(Path(registry))
+    if directory is not None and project_dir(Path(directory)).resolve() != wanted.resolve():
+        raise UsageError(
+            f"init got two places for the store: -R {registry} and DIRECTORY {directory}; "
+            "give one of them"
+        )
+    return wanted
+
+
+def parse_value(text: str) -> Any:
+    """Type a ``K=V`` value as the command line does: int, finite float, bool, else text."""
+    from modelreg.registry.lineage import parse_value as _parse_value
+
+    return _parse_value(text)
+
+
+def parse_assignments(items: Sequence[str], option: str, *,
+                      numeric: bool = False) -> dict[str, Any]:
+    """Parse repeated ``K=V`` options (``--param``, ``--metric``) into typed values.
+
+    Args:
+        items: The raw option values.
+        option: The option's name, for messages.
+        numeric: Refuse values that are not numbers or booleans (metrics).
+
+    Raises:
+        UsageError: An item has no ``=``, a bad key, or (``numeric``) a non-numeric value.
+    """
+    from modelreg.registry.lineage import parse_assignments as _parse_assignments
+
+    return _parse_assignments(list(items), option, numeric=numeric)
+
+
+def parse_tags(items: Sequence[str], option: str = "--tag") -> dict[str, str]:
+    """Parse repeated ``K=V`` tags: the key rules of :func:`parse_assignments`, values as text.
+
+    Raises:
+        UsageError: An item has no ``=`` or a bad key.
+    """
+    parse_assignments(items, option)
+    return {k.strip(): v for k, _, v in (i.partition("=") for i in items)}
+
+
+def load_params_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read hyperparameters from a JSON or TOML file (``register --params-file``).
+
+    Raises:
+        NotFound: The file does not exist.
+        UsageError: It is not a JSON object or TOML table, or holds values a manifest
+            cannot store.
+    """
+    from modelreg.registry.lineage import load_params_file as _load_params_file
+
+    return _load_params_file(Path(path))
+
+
+def write_file(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (a reader sees the old file or the new one).
+
+    Missing parent directories are created; an existing file is replaced.
+    """
+    from modelreg.storage.atomic import write_atomic
+
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(dest, data, dest.parent)
+
+
+def signature_jsonschema(sig: Signature) -> dict[str, Any]:
+    """Render a signature as one JSON Schema document (draft 2020-12)."""
+    from modelreg.signatures.schema_json import signature_jsonschema as _jsonschema
+
+    return _jsonschema(sig)
+
+
+def check_contract(path: str | os.PathLike[str], *,
+                   registry: RegistryLike = None) -> ContractReport:
+    """Check a contract file: each pinned reference resolves, each example validates.
+
+    Args:
+        path: The contract file (``modelreg-contract.toml``).
+        registry: The store (default: the contract's ``registry`` key, ``$MODELREG_DIR``, or
+            the nearest store above the contract file).
+
+    Returns:
+        One verdict per reference and per example; a failed one carries its error.
+
+    Raises:
+        NotFound: The contract file does not exist, or no store is found.
+        UsageError: The contract file is not valid.
+    """
+    from modelreg.registry.contract import check_contract as _check_contract
+
+    return _check_contract(Path(path), registry=registry)

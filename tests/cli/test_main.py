@@ -114,7 +114,7 @@ def test_a_command_loads_only_its_own_module_no_rich_no_openssl(store: str,
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stderr.rsplit("LOADED=", 1)[1])
     assert loaded == ["modelreg.cli.application", "modelreg.cli.commands",
-                      "modelreg.cli.render"]
+                      "modelreg.cli.options", "modelreg.cli.render"]
 
 
 GC_PROBE = """

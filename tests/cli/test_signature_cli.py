@@ -115,3 +115,38 @@ def test_contract_check(cli, eta: Path, tmp_path: Path) -> None:
     assert missing.exit_code == 3
     assert json.loads(missing.stdout)["ok"] is False
     assert cli("contract", "check", "--file", tmp_path / "none.toml").exit_code == 3
+
+
+def test_contract_exit_status_is_the_worst_failure(cli, eta: Path, tmp_path: Path) -> None:
+    import modelreg
+    from modelreg.errors import NotFound, UsageError, VerdictNo
+
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"distance": 2.5, "is_hazardous": True}))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"distance": "2.5", "is_hazardous": True}))
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    contract = tmp_path / "modelreg-contract.toml"
+
+    def check(pins: str, *payloads: Path) -> tuple[int, str]:
+        examples = "".join(f'\n[[examples]]\nmodel = "eta"\npayload = "{p.name}"\n'
+                           for p in payloads)
+        contract.write_text(f'registry = "{eta}"\n[models]\n{pins}\n{examples}')
+        result = cli("contract", "check", "--file", contract)
+        assert result.stderr == ""  # the verdict is on stdout, as lines
+        return result.exit_code, result.stdout
+
+    assert check('eta = "1"', good)[0] == 0
+    assert check('eta = "1"', broken)[0] == 2
+    assert check('eta = "1"', broken, bad)[0] == 1
+    code, out = check('eta = "9"', good)
+    assert code == 3
+    assert out.splitlines()[0].startswith("FAIL model eta (eta@9): ")
+    assert check('eta = "1"', broken, bad, tmp_path / "missing.json", good)[0] == 3
+    report = modelreg.api.check_contract(contract)
+    assert [type(r.error) for r in report.results] == [
+        type(None), UsageError, VerdictNo, NotFound, type(None)]
+    assert [r.ok for r in report.results] == [True, False, False, False, True]
+    assert report.errors == [r.error for r in report.results[1:4]]
+    assert report.results[3].message == "payload file does not exist"

@@ -1,8 +1,11 @@
 """The Typer application, its global options, and the one error funnel.
 
-Every command is wrapped by :func:`command`, which turns a ``ModelregError`` into its exit
-code and a one-line message on stderr, and any other exception into exit 70 ("internal
-error"). ``--traceback`` (or ``MODELREG_TRACEBACK=1``) re-raises instead.
+Every command is wrapped by :func:`command`, the one place that decides the exit code: it
+turns a ``ModelregError`` into its exit code and a one-line message on stderr, any other
+exception into exit 70 ("internal error"), and the exit status a command returns (a verdict
+it has already rendered: "the payload is invalid", "fsck found problems") into the process's
+exit code. Commands never raise ``typer.Exit`` themselves. ``--traceback`` (or
+``MODELREG_TRACEBACK=1``) re-raises errors instead.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from modelreg.errors import EXIT_INTERNAL, EXIT_POLICY, ModelregError
+from modelreg.cli import render
+from modelreg.errors import EXIT_INTERNAL, EXIT_OK, EXIT_POLICY, ModelregError
 
 __all__ = ["COMMAND_MODULES", "app", "command", "load_commands", "main", "state"]
 
@@ -27,7 +31,7 @@ app = typer.Typer(
     help="A model registry with no server: register, find, verify and fetch model versions.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion; see main()
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -45,10 +49,10 @@ state = _State()
 
 def _version(value: bool) -> None:
     if value:
-        from modelreg import __version__
+        from modelreg import api
 
-        typer.echo(f"modelreg {__version__}")
-        raise typer.Exit(0)
+        render.line(f"modelreg {api.version()}")
+        raise typer.Exit(EXIT_OK)
 
 
 @app.callback()
@@ -77,7 +81,11 @@ def root(
 
 
 def command(fn: F) -> F:
-    """Wrap a command so that errors become exit codes (the error funnel).
+    """Wrap a command so that errors and verdicts become exit codes (the error funnel).
+
+    A command returns None (success) or the exit status of the verdict it has rendered
+    (``EXIT_CHECK_FAILED`` for "the answer is no", ``EXIT_INTEGRITY`` from ``fsck``, ...);
+    it raises a ``ModelregError`` for everything else.
 
     Args:
         fn: The command function.
@@ -87,46 +95,54 @@ def command(fn: F) -> F:
     """
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, **kwargs: Any) -> None:
         gc.enable()  # off during start-up (modelreg.cli.main); the work runs with it
-        try:
-            return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort):
-            raise
-        except ModelregError as exc:
-            if state.traceback:
-                raise
-            sys.stderr.write(f"error: {exc.message}\n")
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            sys.stderr.write("interrupted\n")
-            raise typer.Exit(130) from None
-        except PermissionError as exc:
-            if state.traceback:
-                raise
-            where = f": {exc.filename}" if exc.filename else ""
-            sys.stderr.write(f"error: permission denied{where} (the file system refused; "
-                             "see docs/layout.md on shared stores)\n")
-            raise typer.Exit(EXIT_POLICY) from None
-        except BrokenPipeError:
-            # The reader of our output went away (`modelreg list | head`): not an error.
-            sys.stderr.close()
-            raise typer.Exit(0) from None
-        except OSError as exc:
-            if state.traceback:
-                raise
-            sys.stderr.write(f"error: I/O failure: {exc}\n")
-            raise typer.Exit(EXIT_INTERNAL) from None
-        except Exception as exc:
-            if state.traceback:
-                raise
-            sys.stderr.write(
-                f"internal error: {type(exc).__name__}: {exc}\n"
-                "This is a bug in modelreg; run again with --traceback and report it.\n"
-            )
-            raise typer.Exit(EXIT_INTERNAL) from None
+        status = _run(fn, args, kwargs)
+        if status:
+            raise typer.Exit(status)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _run(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """Run a command; return its exit status, or the exit code of what it raised."""
+    try:
+        status = fn(*args, **kwargs)
+    except (typer.Exit, typer.Abort):
+        raise
+    except ModelregError as exc:
+        if state.traceback:
+            raise
+        render.message(f"error: {exc.message}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        render.message("interrupted")
+        return 130
+    except PermissionError as exc:
+        if state.traceback:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        render.message(f"error: permission denied{where} (the file system refused; "
+                       "see docs/layout.md on shared stores)")
+        return EXIT_POLICY
+    except BrokenPipeError:
+        # The reader of our output went away (`modelreg list | head`): not an error.
+        sys.stderr.close()
+        return EXIT_OK
+    except OSError as exc:
+        if state.traceback:
+            raise
+        render.message(f"error: I/O failure: {exc}")
+        return EXIT_INTERNAL
+    except Exception as exc:
+        if state.traceback:
+            raise
+        render.message(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in modelreg; run again with --traceback and report it."
+        )
+        return EXIT_INTERNAL
+    return EXIT_OK if status is None else int(status)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     name = _command_name(args)
     load_commands(COMMAND_MODULES.get(name or ""))
-    commands, groups = app.registered_commands, app.registered_groups
+    saved = app.registered_commands, app.registered_groups, app._add_completion
     app.registered_commands, app.registered_groups = _invoked(name)
+    app._add_completion = _completion_wanted(name, args)
     try:
         app(args=args, prog_name="modelreg")
     except SystemExit as exc:
@@ -151,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return code if isinstance(code, int) else 1
     finally:
-        app.registered_commands, app.registered_groups = commands, groups
+        app.registered_commands, app.registered_groups, app._add_completion = saved
     return 0
 
 
@@ -188,6 +205,23 @@ def _command_name(args: list[str]) -> str | None:
         elif not word.startswith("-"):
             return word
     return None
+
+
+_COMPLETION_OPTIONS = ("--install-completion", "--show-completion")
+_COMPLETE_VAR = "_MODELREG_COMPLETE"  # set by the completion script (Typer's _PROG_COMPLETE)
+
+
+def _completion_wanted(name: str | None, args: list[str]) -> bool:
+    """Whether this run needs Typer's shell-completion support.
+
+    ``--install-completion`` and ``--show-completion`` are options of the root command, so a
+    run that invokes a command cannot use them, and it skips building them (Typer inspects a
+    placeholder function's signature for them on every start). Shell completion itself
+    (``_MODELREG_COMPLETE`` set by the script) runs with no arguments, so it gets Typer's
+    completion classes and every command; so does any run with that variable set.
+    """
+    return (name not in COMMAND_MODULES or any(a.startswith(_COMPLETION_OPTIONS) for a in args)
+            or bool(os.environ.get(_COMPLETE_VAR)))
 
 
 def _invoked(name: str | None) -> tuple[list[Any], list[Any]]:

@@ -1,9 +1,7 @@
-"""The subcommands: each parses its arguments, makes one library call, and renders."""
+"""The store's commands: each parses its arguments, makes one library call, and renders."""
 
 from __future__ import annotations
 
-import re
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,15 +10,18 @@ import typer
 from modelreg import api
 from modelreg.cli import render
 from modelreg.cli.application import app, command, state
-from modelreg.errors import EXIT_INTEGRITY, NotFound, UsageError
+from modelreg.cli.options import (
+    JsonOpt,
+    RefArg,
+    metrics_from,
+    params_from,
+    parse_duration,
+    tags_from,
+)
+from modelreg.errors import EXIT_INTEGRITY, EXIT_OK
 
-__all__ = ["JsonOpt", "RefArg", "diff", "fsck", "gc", "history", "init", "list_", "pull",
-           "read_payload",
-           "register", "show", "versions"]
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout for scripts.")]
-RefArg = Annotated[str, typer.Argument(help="NAME, NAME@N, NAME@vN, NAME@latest or NAME@STAGE.",
-                                       show_default=False)]
+__all__ = ["diff", "fsck", "gc", "history", "init", "list_", "pull", "register", "show",
+           "versions"]
 
 
 @app.command()
@@ -34,40 +35,12 @@ def init(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a store (DIR/.modelreg); safe to run again on an existing one."""
-    reg, created = api.init(init_directory(directory, state.registry))
+    reg, created = api.init(api.init_directory(directory, state.registry))
+    path = reg.layout.root
     if as_json:
-        render.emit_json({"path": str(reg.layout.root), "created": created})
+        render.emit_json({"path": str(path), "created": created})
     else:
-        verb = "Created" if created else "Found existing"
-        print(f"{verb} modelreg store in {reg.layout.root}")
-
-
-def init_directory(directory: Path | None, registry: str | None) -> Path:
-    """The project directory ``init`` creates its store in.
-
-    ``-R PATH`` names the store as every other command takes it (a project directory or its
-    ``.modelreg``); a DIRECTORY argument naming another place is a usage error rather than
-    a silent choice between the two.
-    """
-    from modelreg.storage.layout import project_dir
-
-    if registry is None:
-        return Path(".") if directory is None else directory
-    wanted = project_dir(Path(registry))
-    if directory is not None and project_dir(directory).resolve() != wanted.resolve():
-        raise UsageError(
-            f"init got two places for the store: -R {registry} and DIRECTORY {directory}; "
-            "give one of them"
-        )
-    return wanted
-
-
-def tags_from(items: list[str]) -> dict[str, str]:
-    """Parse repeated ``--tag K=V`` options (values stay text)."""
-    from modelreg.registry.lineage import parse_assignments
-
-    parse_assignments(items, "--tag")  # the same key rules as --param; values stay text
-    return {k.strip(): v for k, _, v in (i.partition("=") for i in items)}
+        render.render_init(path, created)
 
 
 @app.command()
@@ -119,17 +92,14 @@ def register(
     as_json: JsonOpt = False,
 ) -> None:
     """Register files as the next version of NAME, with lineage."""
-    from modelreg.registry.lineage import load_params_file, parse_assignments
-
-    params = load_params_file(params_file) if params_file else {}
-    params.update(parse_assignments(param or [], "--param"))
+    params = params_from(param, params_file)
     result = api.register(
         name,
         paths,
         registry=state.registry,
         params=params,
-        metrics=parse_assignments(metric or [], "--metric", numeric=True),
-        tags=tags_from(tag or []),
+        metrics=metrics_from(metric),
+        tags=tags_from(tag),
         description=description,
         run_id=run_id,
         run_name=run_name,
@@ -243,55 +213,14 @@ def history(
 
 @app.command()
 @command
-def fsck(as_json: JsonOpt = False) -> None:
+def fsck(as_json: JsonOpt = False) -> int:
     """Verify every object, ref, history and manifest; exit 6 on any problem."""
     report = api.fsck(registry=state.registry)
     if as_json:
         render.emit_json(report)
     else:
         render.render_fsck(report)
-    if not report.ok:
-        raise typer.Exit(EXIT_INTEGRITY)
-
-
-_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd]?)\Z")
-
-
-def read_payload(path: str) -> tuple[bytes, str | None]:
-    """Read a payload argument: a file, or ``-`` for stdin.
-
-    Returns:
-        The bytes and the file name (None for stdin), which tells the payload's format.
-
-    Raises:
-        NotFound: The file does not exist.
-    """
-    if path == "-":
-        return sys.stdin.buffer.read(), None
-    p = Path(path)
-    try:
-        return p.read_bytes(), p.name
-    except FileNotFoundError as exc:
-        raise NotFound(f"{p} does not exist") from exc
-
-
-def parse_duration(text: str) -> float:
-    """Parse ``90``, ``90s``, ``15m``, ``1h`` or ``2d`` into seconds.
-
-    Args:
-        text: The duration.
-
-    Returns:
-        Seconds.
-
-    Raises:
-        UsageError: The text is not a duration.
-    """
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise UsageError(f"bad duration {text!r}: use e.g. 30s, 15m, 1h, 2d")
-    factor = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
-    return float(match.group(1)) * factor
+    return EXIT_OK if report.ok else EXIT_INTEGRITY
 
 
 @app.command()

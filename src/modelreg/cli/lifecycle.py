@@ -9,15 +9,21 @@ import typer
 from modelreg import api
 from modelreg.cli import render
 from modelreg.cli.application import app, command, state
-from modelreg.cli.commands import JsonOpt, RefArg, tags_from
+from modelreg.cli.options import (
+    AliasArg,
+    JsonOpt,
+    ModelArg,
+    ReasonOpt,
+    RefArg,
+    tags_from,
+    value_from,
+)
 from modelreg.errors import UsageError
 
 if TYPE_CHECKING:
     from modelreg.results import ChangeResult
 
 __all__ = ["alias_app", "approve", "archive", "check", "edit", "events", "promote", "rollback"]
-
-ReasonOpt = Annotated[str | None, typer.Option("--reason", "-r", help="Why (recorded).")]
 
 
 def _show(result: ChangeResult, as_json: bool, done: str, unchanged: str) -> None:
@@ -87,12 +93,10 @@ def check(
     as_json: JsonOpt = False,
 ) -> None:
     """Record a CI check result on a version (the latest result per name counts)."""
-    from modelreg.registry.lineage import parse_value
-
     if passed is None:
         raise UsageError("say --pass or --fail")
     result = api.check(ref, name, passed=passed, registry=state.registry,
-                       value=None if value is None else parse_value(value), details=details)
+                       value=value_from(value), details=details)
     verdict = "passed" if passed else "failed"
     _show(result, as_json, f"recorded check {name} {verdict} on {result.version.ref}", "")
 
@@ -113,7 +117,7 @@ def edit(
     if description is None and not tag and not untag:
         raise UsageError("say what to change: --description, --tag or --untag")
     result = api.edit(ref, registry=state.registry, description=description,
-                      set_tags=tags_from(tag or []), remove_tags=untag or [])
+                      set_tags=tags_from(tag), remove_tags=untag or [])
     _show(result, as_json, f"edited {result.version.ref}", "nothing to change")
 
 
@@ -152,10 +156,6 @@ alias_app = typer.Typer(help="Free names (champion, canary) pointing at one vers
                         no_args_is_help=True)
 app.add_typer(alias_app, name="alias")
 
-ModelArg = Annotated[str, typer.Argument(help="Model name.", show_default=False)]
-AliasArg = Annotated[str, typer.Argument(help="Alias name, e.g. champion.", show_default=False)]
-
-
 @alias_app.command("set")
 @command
 def alias_set(
@@ -185,8 +185,5 @@ def alias_list(name: ModelArg, as_json: JsonOpt = False) -> None:
     model, aliases = api.alias_list(name, registry=state.registry)
     if as_json:
         render.emit_json({"name": model, "aliases": aliases})
-    elif not aliases:
-        render.message(f"{model} has no aliases")
     else:
-        for alias, version in aliases.items():
-            print(f"{alias}\t{model}@{version}")
+        render.render_aliases(model, aliases)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,9 +10,8 @@ import typer
 from modelreg import api
 from modelreg.cli import render
 from modelreg.cli.application import app, command, state
-from modelreg.cli.commands import JsonOpt, RefArg, read_payload
+from modelreg.cli.options import JsonOpt, RefArg, read_payload
 from modelreg.errors import UsageError
-from modelreg.storage.atomic import write_atomic
 
 __all__ = ["bench", "export", "import_", "predict"]
 
@@ -58,7 +56,7 @@ def export(
         if as_json:
             render.emit_json(bundle)
         else:
-            print(f"Wrote {output}")
+            render.render_bundle_written(output)
         return
     if to != "onnx":
         raise UsageError(f"unknown --to {to!r}: use onnx or bundle")
@@ -67,12 +65,8 @@ def export(
                              allow_pickle=True if allow_pickle else None)
     if as_json:
         render.emit_json(result.to_dict())
-        return
-    p = result.parity
-    v = result.result.version
-    print(f"Exported {result.source} to {v.ref} (ONNX, {render.human_size(v.artifact.size)}); "
-          f"parity over {p['samples']} samples: max abs error {p['max_abs_err']:.3g}, "
-          f"max rel error {p['max_rel_err']:.3g}")
+    else:
+        render.render_export(result)
 
 
 @app.command("import")
@@ -101,20 +95,18 @@ def predict(
                                             "does not tell.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the outputs "
                                                 "to this file instead of stdout.")] = None,
-    as_json: JsonOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole result (ref, rows "
+                                          "and outputs), not only the outputs.")] = False,
 ) -> None:
     """Validate a payload against the signature, then run the ONNX model on it."""
     data, name = read_payload(path)
     result = api.predict(ref, data, registry=state.registry, filename=name, fmt=fmt)
-    body = {"outputs": result.outputs}
+    body = result.to_dict() if as_json else {"outputs": result.outputs}
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(output, (json.dumps(body, sort_keys=True) + "\n").encode(),
-                     output.parent)
+        api.write_file(output, render.compact_json(body))
         render.message(f"wrote outputs of {result.ref} to {output}")
     else:
         render.emit_json(body)
-    _ = as_json  # the output is JSON either way
 
 
 @app.command()
@@ -136,13 +128,5 @@ def bench(
                        duration=duration, record=record, max_p95_ms=max_p95_ms)
     if as_json:
         render.emit_json(result)
-        return
-    print(f"{result.ref}: ONNX Runtime latency")
-    for r in result.results:
-        print(f"  batch {r.batch_size:>5}: p50 {r.p50_ms:.3f} ms  p95 {r.p95_ms:.3f} ms"
-              f"  p99 {r.p99_ms:.3f} ms  {r.throughput_rows_per_s:.0f} rows/s "
-              f"({r.runs} runs)")
-    if record is not None and max_p95_ms is not None:
-        worst = max(r.p95_ms for r in result.results)
-        verdict = "passed" if worst <= max_p95_ms else "failed"
-        print(f"recorded check {record} {verdict} (p95 {worst:.3f} ms, limit {max_p95_ms} ms)")
+    else:
+        render.render_bench(result, record, max_p95_ms)

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelreg.types import VersionInfo, to_json_data
@@ -17,6 +18,7 @@ from modelreg.types import VersionInfo, to_json_data
 if TYPE_CHECKING:
     from rich.progress import Progress as RichProgressBar
 
+    from modelreg.api import ContractReport
     from modelreg.results import (
         ChangeResult,
         DiffResult,
@@ -32,22 +34,32 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RichProgress",
-    "render_change",
-    "render_events",
-    "warn_failed_hooks",
+    "compact_json",
     "emit_json",
     "human_size",
+    "line",
     "message",
     "progress_for_stderr",
+    "render_aliases",
+    "render_bench",
+    "render_bundle_written",
+    "render_change",
+    "render_contract",
     "render_diff",
+    "render_events",
+    "render_export",
     "render_fsck",
     "render_gc",
     "render_history",
+    "render_init",
     "render_models",
     "render_pull",
     "render_register",
+    "render_signature_changes",
+    "render_validation",
     "render_version",
     "render_versions",
+    "warn_failed_hooks",
 ]
 
 
@@ -55,6 +67,16 @@ def emit_json(data: Any) -> None:
     """Print data as JSON on stdout (sorted keys, two-space indent)."""
     sys.stdout.write(json.dumps(to_json_data(data), indent=2, sort_keys=True,
                                 ensure_ascii=False) + "\n")
+
+
+def compact_json(data: Any) -> bytes:
+    """JSON-ready data as one line of JSON and a newline (sorted keys), for a file."""
+    return (json.dumps(data, sort_keys=True) + "\n").encode()
+
+
+def line(text: str) -> None:
+    """Print a line of data on stdout."""
+    sys.stdout.write(text + "\n")
 
 
 def message(text: str) -> None:
@@ -110,13 +132,18 @@ def _value(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
 
 
+def render_init(path: Path, created: bool) -> None:
+    """Say where ``init`` made (or found) the store."""
+    line(f"{'Created' if created else 'Found existing'} modelreg store in {path}")
+
+
 def render_register(result: RegisterResult) -> None:
     """Say what ``register`` did."""
     v = result.version
     if result.created:
-        print(f"Registered {v.ref} ({human_size(v.artifact.size)}, {v.artifact.digest})")
+        line(f"Registered {v.ref} ({human_size(v.artifact.size)}, {v.artifact.digest})")
     else:
-        print(f"{v.ref} already holds this content and lineage; nothing new was registered "
+        line(f"{v.ref} already holds this content and lineage; nothing new was registered "
               "(use --force for a new version)")
 
 
@@ -203,33 +230,33 @@ def render_versions(rows: list[VersionSummary]) -> None:
 def render_diff(d: DiffResult) -> None:
     """Show a diff as sections of changed keys."""
     if d.same:
-        print(f"{d.a} and {d.b} have the same files, params, metrics and lineage")
+        line(f"{d.a} and {d.b} have the same files, params, metrics and lineage")
         return
-    print(f"--- {d.a}\n+++ {d.b}")
+    line(f"--- {d.a}\n+++ {d.b}")
     for title, section in (("params", d.params), ("metrics", d.metrics),
                            ("lineage", d.lineage), ("metadata", d.meta)):
         if section:
-            print(f"{title}:")
+            line(f"{title}:")
             for key, change in section.items():
-                print(f"  {key}: {_value(change['a'])} -> {_value(change['b'])}")
+                line(f"  {key}: {_value(change['a'])} -> {_value(change['b'])}")
     if any(d.files.values()):
-        print("files:")
+        line("files:")
         for f in d.files["added"]:
-            print(f"  + {f['path']}  {_short(f['digest'])}")
+            line(f"  + {f['path']}  {_short(f['digest'])}")
         for f in d.files["removed"]:
-            print(f"  - {f['path']}  {_short(f['digest'])}")
+            line(f"  - {f['path']}  {_short(f['digest'])}")
         for f in d.files["changed"]:
-            print(f"  ~ {f['path']}  {_short(f['a']['digest'])} -> {_short(f['b']['digest'])}")
+            line(f"  ~ {f['path']}  {_short(f['a']['digest'])} -> {_short(f['b']['digest'])}")
 
 
 def render_change(result: ChangeResult, headline: str) -> None:
     """Say what a lifecycle command did, then each event it recorded."""
     if headline:
-        print(headline)
+        line(headline)
     for e in result.events:
         if e.action in ("promote", "archive", "rollback"):
             why = f" ({e.reason})" if e.reason else ""
-            print(f"  v{e.version}: {e.from_stage} -> {e.to_stage}{why}")
+            line(f"  v{e.version}: {e.from_stage} -> {e.to_stage}{why}")
 
 
 def warn_failed_hooks(hooks: list[HookResult]) -> None:
@@ -245,20 +272,20 @@ def render_events(events: list[EventRecord], cursor: str) -> None:
         version = "" if e.version is None else f"@{e.version}"
         move = f" {e.from_stage or '-'} -> {e.to_stage}" if e.to_stage else ""
         why = f"  ({e.reason})" if e.reason else ""
-        print(f"{e.time[:19]}  {e.model}{version}  {e.action}{move}  by {e.actor}{why}")
+        line(f"{e.time[:19]}  {e.model}{version}  {e.action}{move}  by {e.actor}{why}")
     message(f"cursor: {cursor}")
 
 
 def render_pull(r: PullResult) -> None:
     """Say what ``pull`` wrote."""
-    print(f"Pulled {r.ref} into {r.dest}: {r.written} file(s) written, "
+    line(f"Pulled {r.ref} into {r.dest}: {r.written} file(s) written, "
           f"{r.unchanged} already up to date")
 
 
 def render_fsck(r: FsckReport) -> None:
     """Print one line per problem (stdout) and the verdict."""
     for p in r.problems:
-        print(f"{p.path}: {p.message}")
+        line(f"{p.path}: {p.message}")
     for n in r.notes:
         message(f"note: {n.path}: {n.message}")
     summary = (f"{r.objects} objects, {r.models} models, {r.versions} versions, "
@@ -273,18 +300,18 @@ def render_gc(r: GcReport) -> None:
     """List what gc removed or would remove."""
     verb = "would remove" if r.dry_run else "removed"
     for oid in r.objects:
-        print(f"{verb} object {oid}")
+        line(f"{verb} object {oid}")
     for path in r.tmp_files:
-        print(f"{verb} temporary file {path}")
+        line(f"{verb} temporary file {path}")
     for path in r.locks:
-        print(f"{verb} stale lock {path}")
+        line(f"{verb} stale lock {path}")
     message(f"gc: {verb} {len(r.objects)} object(s) ({human_size(r.bytes_freed)}), "
             f"{len(r.tmp_files)} temporary file(s), {len(r.locks)} stale lock(s)")
 
 
 def render_history(name: str, events: list[EventRecord]) -> None:
     """Show a model's events as a table, newest first."""
-    print(f"history of {_plain(name)}")
+    line(f"history of {_plain(name)}")
     _print_columns([("seq", "time", "actor", "action", "version", "from", "to", "reason")] + [
         (str(e.seq), e.time[:19], e.actor, e.action,
          "-" if e.version is None else f"v{e.version}",
@@ -333,3 +360,63 @@ class RichProgress:
 def progress_for_stderr(description: str) -> RichProgress | None:
     """Return a progress bar when stderr is a terminal, else None."""
     return RichProgress(description) if sys.stderr.isatty() else None
+
+
+def render_aliases(model: str, aliases: dict[str, int]) -> None:
+    """List a model's aliases, one ``ALIAS<TAB>NAME@N`` per line (or say there are none)."""
+    if not aliases:
+        message(f"{model} has no aliases")
+    for alias, version in aliases.items():
+        line(f"{alias}\t{model}@{version}")
+
+
+def render_bundle_written(path: Path) -> None:
+    """Say which bundle file ``export --to bundle`` wrote."""
+    line(f"Wrote {path}")
+
+
+def render_export(result: Any) -> None:
+    """Say what ``export --to onnx`` made, with its parity figures (an ``ExportResult``)."""
+    p = result.parity
+    v = result.result.version
+    line(f"Exported {result.source} to {v.ref} (ONNX, {human_size(v.artifact.size)}); "
+         f"parity over {p['samples']} samples: max abs error {p['max_abs_err']:.3g}, "
+         f"max rel error {p['max_rel_err']:.3g}")
+
+
+def render_bench(result: Any, record: str | None, max_p95_ms: float | None) -> None:
+    """Show latency per batch size (a ``BenchResult``), and the check recorded, if any."""
+    line(f"{result.ref}: ONNX Runtime latency")
+    for r in result.results:
+        line(f"  batch {r.batch_size:>5}: p50 {r.p50_ms:.3f} ms  p95 {r.p95_ms:.3f} ms"
+             f"  p99 {r.p99_ms:.3f} ms  {r.throughput_rows_per_s:.0f} rows/s ({r.runs} runs)")
+    if record is not None and max_p95_ms is not None:
+        worst = max(r.p95_ms for r in result.results)
+        verdict = "passed" if worst <= max_p95_ms else "failed"
+        line(f"recorded check {record} {verdict} (p95 {worst:.3f} ms, limit {max_p95_ms} ms)")
+
+
+def render_signature_changes(a: str, b: str, changes: Sequence[Any]) -> None:
+    """One line per signature change from A to B, marked BREAKING or compatible."""
+    if not changes:
+        line(f"{a} and {b} have equivalent signatures")
+    for c in changes:
+        line(f"{'BREAKING' if c.breaking else 'compatible'}  {c.message}")
+
+
+def render_validation(report: Any) -> None:
+    """One line per problem (stdout), then the verdict (stderr), for a ``ValidationReport``."""
+    for problem in report.problems:
+        line(problem.message)
+    rest = report.total_problems - len(report.problems)
+    if rest > 0:
+        line(f"... and {rest} more problem(s)")
+    what = f"{report.rows} row(s)" if report.rows is not None else "payload"
+    message(f"valid ({what}, {report.format})" if report.ok else
+            f"invalid: {report.total_problems} problem(s) ({report.format})")
+
+
+def render_contract(report: ContractReport) -> None:
+    """One line per pinned reference and per example: ``ok  `` or ``FAIL``."""
+    for r in report.results:
+        line(f"{'ok  ' if r.ok else 'FAIL'} {r.kind} {r.subject} ({r.ref}): {r.message}")

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from modelreg import api
 from modelreg.cli import render
 from modelreg.cli.application import app, command, state
-from modelreg.cli.commands import JsonOpt, RefArg, read_payload
-from modelreg.errors import EXIT_CHECK_FAILED, UsageError
+from modelreg.cli.options import JsonOpt, RefArg, read_payload
+from modelreg.errors import (
+    EXIT_CHECK_FAILED,
+    EXIT_INTEGRITY,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from modelreg.api import ContractReport
 
 __all__ = ["contract_app", "signature_app", "validate"]
 
@@ -32,9 +41,7 @@ def signature_show(
     if fmt == "json":
         render.emit_json(sig.to_dict())
     elif fmt == "jsonschema":
-        from modelreg.signatures.schema_json import signature_jsonschema
-
-        render.emit_json(signature_jsonschema(sig))
+        render.emit_json(api.signature_jsonschema(sig))
     else:
         raise UsageError(f"unknown --format {fmt!r}: use json or jsonschema")
 
@@ -57,20 +64,16 @@ def signature_diff(
     a: Annotated[str, typer.Argument(help="The version callers use now.", show_default=False)],
     b: Annotated[str, typer.Argument(help="The candidate version.", show_default=False)],
     as_json: JsonOpt = False,
-) -> None:
+) -> int:
     """Classify signature changes from A to B as breaking or compatible (exit 1: breaking)."""
     changes = api.signature_diff(a, b, registry=state.registry)
     breaking = any(c.breaking for c in changes)
     if as_json:
         render.emit_json({"a": a, "b": b, "breaking": breaking,
                           "changes": [c.to_dict() for c in changes]})
-    elif not changes:
-        print(f"{a} and {b} have equivalent signatures")
     else:
-        for c in changes:
-            print(f"{'BREAKING' if c.breaking else 'compatible'}  {c.message}")
-    if breaking:
-        raise typer.Exit(EXIT_CHECK_FAILED)
+        render.render_signature_changes(a, b, changes)
+    return EXIT_CHECK_FAILED if breaking else EXIT_OK
 
 
 @app.command()
@@ -88,7 +91,7 @@ def validate(
     max_errors: Annotated[int, typer.Option("--max-errors", help="Report at most this many "
                                             "problems.", min=1)] = 20,
     as_json: JsonOpt = False,
-) -> None:
+) -> int:
     """Check a payload against a version's signature: exit 0 if valid, 1 if not."""
     data, name = read_payload(path)
     report = api.validate(ref, data, registry=state.registry, filename=name, fmt=fmt,
@@ -96,16 +99,8 @@ def validate(
     if as_json:
         render.emit_json(report.to_dict())
     else:
-        for problem in report.problems:
-            print(problem.message)
-        rest = report.total_problems - len(report.problems)
-        if rest > 0:
-            print(f"... and {rest} more problem(s)")
-        what = f"{report.rows} row(s)" if report.rows is not None else "payload"
-        render.message(f"valid ({what}, {report.format})" if report.ok else
-                       f"invalid: {report.total_problems} problem(s) ({report.format})")
-    if not report.ok:
-        raise typer.Exit(EXIT_CHECK_FAILED)
+        render.render_validation(report)
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
 
 
 contract_app = typer.Typer(help="Check a repository's pinned model references and example "
@@ -119,17 +114,29 @@ def contract_check(
     file: Annotated[Path, typer.Option("--file", "-f", help="The contract file.")] = Path(
         "modelreg-contract.toml"),
     as_json: JsonOpt = False,
-) -> None:
+) -> int:
     """Verify that each pinned reference resolves and each example payload validates."""
-    from modelreg.contract import check_contract
-
-    report = check_contract(file, registry=state.registry)
+    report = api.check_contract(file, registry=state.registry)
     if as_json:
         render.emit_json(report.to_dict())
     else:
-        for line in report.lines():
-            print(line)
-    if not report.ok:
-        raise typer.Exit(report.exit_code)
+        render.render_contract(report)
+    return contract_status(report)
+
+
+_SEVERITY = (EXIT_INTEGRITY, EXIT_NOT_FOUND, EXIT_CHECK_FAILED)
+
+
+def contract_status(report: ContractReport) -> int:
+    """The exit status of a contract check: that of the worst failure.
+
+    A corrupt store (6) comes first, then a reference or file that is not found (3), then an
+    example that does not behave as expected (1); any other failure (a payload that does
+    not parse: 2) by its own code. 0 when every result is ok.
+    """
+    codes = {e.exit_code for e in report.errors}
+    if not codes:
+        return EXIT_OK
+    return next((c for c in _SEVERITY if c in codes), max(codes))
 
 

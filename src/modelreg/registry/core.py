@@ -228,6 +228,18 @@ class Registry:
         commit, version, manifest = self.resolve(ref)
         return self.describe(commit, version, manifest)
 
+    def signature(self, ref: str | Ref) -> Signature:
+        """Return the signature of the version ``ref`` names.
+
+        Raises:
+            NotFound: The version does not exist or has no signature.
+        """
+        info = self.show(ref)
+        if info.signature is None:
+            raise NotFound(f"{info.ref} has no signature (register it with --signature, "
+                           "--infer-signature or an ONNX file)")
+        return info.signature
+
     def list_models(self) -> list[ModelSummary]:
         """Summarise every model (one ref and one commit read per model)."""
         from modelreg.results import ModelSummary

@@ -164,6 +164,18 @@ class Signature:
         bound = self.binding()
         return bound[2] if bound is not None else self.inputs
 
+    def schema_for(self, *, outputs: bool, ref: str) -> Schema:
+        """The schema a payload is checked against: the outputs, or the inputs callers send.
+
+        Raises:
+            NotFound: ``outputs`` is asked for and the signature declares none.
+        """
+        if not outputs:
+            return self.facing_inputs()
+        if self.outputs is None:
+            raise NotFound(f"{ref}: the signature declares no outputs")
+        return self.outputs
+
     def to_dict(self) -> dict[str, Any]:
         """The canonical full form, as stored in the manifest."""
         doc: dict[str, Any] = {"inputs": self.inputs.to_dict()}

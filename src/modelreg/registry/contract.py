@@ -14,7 +14,9 @@ A repository that calls models keeps ``modelreg-contract.toml``::
     # format = "json"; outputs = false; allow_extra = false; expect = "valid" | "invalid"
 
 ``modelreg contract check`` (and the pre-commit hook) verifies that every reference resolves
-and that every example validates against the signature of the version it resolves to.
+and that every example validates against the signature of the version it resolves to. This
+module reports a verdict per reference and per example; a failed one carries the error that
+made it fail, and the command line turns the worst of them into its exit code.
 """
 
 from __future__ import annotations
@@ -25,35 +27,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelreg.errors import (
-    EXIT_CHECK_FAILED,
-    EXIT_INTEGRITY,
-    EXIT_NOT_FOUND,
-    EXIT_OK,
-    IntegrityError,
-    ModelregError,
-    NotFound,
-    UsageError,
-)
+from modelreg.errors import IntegrityError, ModelregError, NotFound, UsageError, VerdictNo
 from modelreg.registry.core import Registry
 from modelreg.registry.names import check_model_name
 from modelreg.storage.layout import discover
 
 __all__ = ["ContractReport", "ContractResult", "check_contract", "load_contract"]
 
-_SEVERITY = (EXIT_INTEGRITY, EXIT_NOT_FOUND, EXIT_CHECK_FAILED)
-
 
 @dataclass(frozen=True)
 class ContractResult:
-    """One line of the verdict: a reference or an example, and how it went."""
+    """One line of the verdict: a reference or an example, and how it went.
+
+    ``error`` is None when the line is ok; otherwise the error that made it fail: the one
+    resolving or validating raised, :class:`~modelreg.errors.NotFound` for a missing payload
+    file, or :class:`~modelreg.errors.VerdictNo` for an example that does not behave as the
+    contract expects.
+    """
 
     kind: str
     subject: str
     ref: str
-    ok: bool
     message: str
-    exit_code: int = EXIT_OK
+    error: ModelregError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the reference resolved, or the example behaved as expected."""
+        return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -74,15 +75,9 @@ class ContractReport:
         return all(r.ok for r in self.results)
 
     @property
-    def exit_code(self) -> int:
-        """The most severe failure's exit code (integrity, then not found, then invalid)."""
-        codes = {r.exit_code for r in self.results if not r.ok}
-        return next((c for c in _SEVERITY if c in codes), EXIT_OK if not codes else max(codes))
-
-    def lines(self) -> list[str]:
-        """One human line per result."""
-        return [f"{'ok  ' if r.ok else 'FAIL'} {r.kind} {r.subject} ({r.ref}): {r.message}"
-                for r in self.results]
+    def errors(self) -> list[ModelregError]:
+        """The error of each failed result, in order."""
+        return [r.error for r in self.results if r.error is not None]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -97,6 +92,10 @@ class _Example:
     outputs: bool
     allow_extra: bool
     expect_valid: bool
+
+
+def _failed(kind: str, subject: str, ref: str, error: ModelregError) -> ContractResult:
+    return ContractResult(kind, subject, ref, error.message, error)
 
 
 def load_contract(path: Path) -> tuple[str | None, dict[str, str], list[_Example]]:
@@ -147,7 +146,41 @@ def load_contract(path: Path) -> tuple[str | None, dict[str, str], list[_Example
     return registry, pins, examples
 
 
-def check_contract(path: Path, *, registry: str | os.PathLike[str] | None = None
+def _open(path: Path, registry: Registry | str | os.PathLike[str] | None,
+          where: str | None) -> Registry:
+    """The store: ``registry``, else the contract's own, ``$MODELREG_DIR``, or above it."""
+    if isinstance(registry, Registry):
+        return registry
+    location = registry if registry is not None else where
+    if location is not None or os.environ.get("MODELREG_DIR"):
+        return Registry.open(location)
+    return Registry(discover(None, start=path.resolve().parent))
+
+
+def _check_example(reg: Registry, ex: _Example, ref: str) -> ContractResult:
+    """Validate one example payload against the signature of ``ref``."""
+    from modelreg.signatures.validate import validate_payload
+
+    subject = str(ex.payload)
+    try:
+        data = ex.payload.read_bytes()
+    except FileNotFoundError:
+        return _failed("example", subject, ref, NotFound("payload file does not exist"))
+    try:
+        schema = reg.signature(ref).schema_for(outputs=ex.outputs, ref=ref)
+        report = validate_payload(schema, data, filename=ex.payload.name, fmt=ex.fmt,
+                                  allow_extra=ex.allow_extra)
+    except (NotFound, UsageError, IntegrityError) as exc:
+        return _failed("example", subject, ref, exc)
+    if report.ok == ex.expect_valid:
+        return ContractResult("example", subject, ref,
+                              "valid" if report.ok else "invalid, as expected")
+    detail = ("; ".join(p.message for p in report.problems[:3]) if not report.ok
+              else "valid, but the contract expects it to be rejected")
+    return _failed("example", subject, ref, VerdictNo(detail))
+
+
+def check_contract(path: Path, *, registry: Registry | str | os.PathLike[str] | None = None
                    ) -> ContractReport:
     """Verify a contract file against the registry.
 
@@ -158,15 +191,13 @@ def check_contract(path: Path, *, registry: str | os.PathLike[str] | None = None
 
     Returns:
         One result per reference and per example.
-    """
-    from modelreg import api
 
+    Raises:
+        NotFound: The contract file does not exist, or no store is found.
+        UsageError: The contract file is not valid.
+    """
     where, pins, examples = load_contract(path)
-    location = registry if registry is not None else where
-    if location is not None or os.environ.get("MODELREG_DIR"):
-        reg = Registry.open(location)
-    else:
-        reg = Registry(discover(None, start=path.resolve().parent))
+    reg = _open(path, registry, where)
     results: list[ContractResult] = []
     resolved: dict[str, str] = {}
     for name, pin in sorted(pins.items()):
@@ -174,32 +205,11 @@ def check_contract(path: Path, *, registry: str | os.PathLike[str] | None = None
         try:
             info = reg.show(ref)
         except ModelregError as exc:
-            results.append(ContractResult("model", name, ref, False, exc.message, exc.exit_code))
+            results.append(_failed("model", name, ref, exc))
             continue
         resolved[name] = info.ref
-        results.append(ContractResult("model", name, ref, True, f"resolves to {info.ref}"))
+        results.append(ContractResult("model", name, ref, f"resolves to {info.ref}"))
     for ex in examples:
         ref = resolved.get(ex.model, f"{ex.model}@{pins.get(ex.model, 'latest')}")
-        subject = str(ex.payload)
-        try:
-            data = ex.payload.read_bytes()
-        except FileNotFoundError:
-            results.append(ContractResult("example", subject, ref, False,
-                                          "payload file does not exist", EXIT_NOT_FOUND))
-            continue
-        try:
-            report = api.validate(ref, data, registry=reg, filename=ex.payload.name,
-                                  fmt=ex.fmt, outputs=ex.outputs, allow_extra=ex.allow_extra)
-        except (NotFound, UsageError, IntegrityError) as exc:
-            results.append(ContractResult("example", subject, ref, False, exc.message,
-                                          exc.exit_code))
-            continue
-        if report.ok == ex.expect_valid:
-            verdict = "valid" if report.ok else "invalid, as expected"
-            results.append(ContractResult("example", subject, ref, True, verdict))
-        else:
-            detail = ("; ".join(p.message for p in report.problems[:3]) if not report.ok
-                      else "valid, but the contract expects it to be rejected")
-            results.append(ContractResult("example", subject, ref, False, detail,
-                                          EXIT_CHECK_FAILED))
+        results.append(_check_example(reg, ex, ref))
     return ContractReport(str(path), results)

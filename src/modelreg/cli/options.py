@@ -1,0 +1,102 @@
+"""Options, arguments and argument parsers shared by the command modules.
+
+Each command module takes its common options (``--json``, a version reference, ``--reason``)
+and its argument parsers (``K=V`` values, durations, payload files) from here, never from
+another command module. The rules for ``K=V`` values are the library's (:mod:`modelreg.api`),
+so scripts parse them the same way.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from modelreg import api
+from modelreg.errors import NotFound, UsageError
+
+__all__ = [
+    "AliasArg",
+    "JsonOpt",
+    "ModelArg",
+    "ReasonOpt",
+    "RefArg",
+    "metrics_from",
+    "params_from",
+    "parse_duration",
+    "read_payload",
+    "tags_from",
+    "value_from",
+]
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout for scripts.")]
+RefArg = Annotated[str, typer.Argument(help="NAME, NAME@N, NAME@vN, NAME@latest or NAME@STAGE.",
+                                       show_default=False)]
+ReasonOpt = Annotated[str | None, typer.Option("--reason", "-r", help="Why (recorded).")]
+ModelArg = Annotated[str, typer.Argument(help="Model name.", show_default=False)]
+AliasArg = Annotated[str, typer.Argument(help="Alias name, e.g. champion.", show_default=False)]
+
+
+def tags_from(items: list[str] | None) -> dict[str, str]:
+    """Parse repeated ``--tag K=V`` options (values stay text)."""
+    return api.parse_tags(items or [], "--tag")
+
+
+def params_from(items: list[str] | None, params_file: Path | None) -> dict[str, Any]:
+    """Hyperparameters: ``--params-file``, then each ``--param K=V`` over it."""
+    params = api.load_params_file(params_file) if params_file else {}
+    params.update(api.parse_assignments(items or [], "--param"))
+    return params
+
+
+def metrics_from(items: list[str] | None) -> dict[str, Any]:
+    """Parse repeated ``--metric K=V`` options (numbers and booleans only)."""
+    return api.parse_assignments(items or [], "--metric", numeric=True)
+
+
+def value_from(text: str | None) -> Any:
+    """Type an option value as ``K=V`` values are typed (None stays None)."""
+    return None if text is None else api.parse_value(text)
+
+
+def read_payload(path: str) -> tuple[bytes, str | None]:
+    """Read a payload argument: a file, or ``-`` for stdin.
+
+    Returns:
+        The bytes and the file name (None for stdin), which tells the payload's format.
+
+    Raises:
+        NotFound: The file does not exist.
+    """
+    if path == "-":
+        return sys.stdin.buffer.read(), None
+    p = Path(path)
+    try:
+        return p.read_bytes(), p.name
+    except FileNotFoundError as exc:
+        raise NotFound(f"{p} does not exist") from exc
+
+
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd]?)\Z")
+
+
+def parse_duration(text: str) -> float:
+    """Parse ``90``, ``90s``, ``15m``, ``1h`` or ``2d`` into seconds.
+
+    Args:
+        text: The duration.
+
+    Returns:
+        Seconds.
+
+    Raises:
+        UsageError: The text is not a duration.
+    """
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise UsageError(f"bad duration {text!r}: use e.g. 30s, 15m, 1h, 2d")
+    factor = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    return float(match.group(1)) * factor
