@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelreg.errors import IntegrityError, NotARegistry, UnsupportedFormat, UsageError
-from modelreg.storage.atomic import write_new
+from modelreg.storage.atomic import ensure_dir, write_new
 
 __all__ = [
     "CONFIG_TEMPLATE",
@@ -122,7 +122,7 @@ def init(directory: Path) -> tuple[Layout, bool]:
         raise UsageError(f"{directory} is not a directory")
     layout = Layout(directory / DIRNAME)
     for path in (layout.tmp, layout.objects, layout.model_refs):
-        path.mkdir(parents=True, exist_ok=True)
+        ensure_dir(path)
     if not layout.config_file.exists():
         write_new(layout.config_file, CONFIG_TEMPLATE.encode(), layout.tmp)
     created = write_new(layout.format_file, f"{FORMAT_VERSION}\n".encode(), layout.tmp)
