@@ -19,6 +19,7 @@ import pytest
 from modelreg.storage.atomic import (
     TMP_PREFIX,
     atomic_file,
+    ensure_dir,
     fsync_dir,
     staged,
     tmp_name,
@@ -303,6 +304,17 @@ def test_staged_steps_in_order(
     assert _mode(dest) == 0o444
     assert dest.stat().st_nlink == 1
     assert _leftovers(tmp_dir) == []
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_ensure_dir_fsyncs_each_parent_that_gained_an_entry(
+    tmp_path: Path, fsyncs: list[str], durable: bool
+) -> None:
+    ensure_dir(tmp_path / "a" / "b" / "c", durable=durable)
+    assert (tmp_path / "a" / "b" / "c").is_dir()
+    assert fsyncs == (["dir"] * 3 if durable else [])
+    ensure_dir(tmp_path / "a" / "b" / "c")
+    assert len(fsyncs) == (3 if durable else 0)  # nothing created, nothing synced
 
 
 def test_staged_sync_early_is_not_repeated(

@@ -53,20 +53,23 @@ def tmp_name(tmp_dir: Path, hint: str = "") -> Path:
     return tmp_dir / f"{TMP_PREFIX}{os.getpid()}-{os.urandom(8).hex()}{'-' + safe if safe else ''}"
 
 
-def ensure_dir(path: Path) -> None:
+def ensure_dir(path: Path, *, durable: bool = True) -> None:
     """Create ``path`` (and parents) if missing, fsyncing each parent that gained an entry.
 
     Args:
         path: The directory that must exist.
+        durable: False skips the fsyncs, for a directory that the write path creates again
+            on demand if a crash loses it (``init``'s ``tmp/``, ``objects/``, ``refs/``).
     """
     if path.is_dir():
         return
-    ensure_dir(path.parent)
+    ensure_dir(path.parent, durable=durable)
     try:
         path.mkdir()
     except FileExistsError:
         return
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def create_tmp(tmp_dir: Path, hint: str = "", mode: int = 0o600) -> tuple[Path, int]:

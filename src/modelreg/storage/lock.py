@@ -1,13 +1,13 @@
-"""Lock files that work on NFS: created with O_CREAT|O_EXCL, as git does.
+"""Lock files that work on NFS: taken with link(2), exclusive like git's O_CREAT|O_EXCL.
 
 A lock is a file ``<path>.lock`` holding a small JSON record of its owner (pid, host, time,
 a random token). A lock is *stale* when its owner is a dead process on this host, or when it
 is older than ``stale_after`` seconds (owners on other hosts cannot be probed), or when it
 names no owner and is older than a few seconds. The record is written to a temp file and
 linked onto the lock name (``storage.atomic.staged``, create-if-absent, without fsync), so
-a lock never exists without it. A stale lock
-is broken by renaming it aside and checking that what was moved is the lock judged stale, so
-two processes breaking the same stale lock cannot both take it.
+a lock never exists without it. A stale lock is broken by renaming it aside and checking
+that what was moved is the lock judged stale, so two processes breaking the same stale lock
+cannot both take it.
 """
 
 from __future__ import annotations
