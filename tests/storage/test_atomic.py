@@ -1,4 +1,8 @@
-"""The one write path: storage/atomic.py (house rule 1)."""
+"""The one write path: storage/atomic.py (house rule 1).
+
+``staged`` is the routine; ``write_atomic``, ``write_new`` and ``atomic_file`` are it for a
+byte string and for a file object, and are tested as what other packages call.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,9 @@ import pytest
 from modelreg.storage.atomic import (
     TMP_PREFIX,
     atomic_file,
+    ensure_dir,
     fsync_dir,
+    staged,
     tmp_name,
     write_atomic,
     write_new,
@@ -260,6 +266,169 @@ def test_write_new_race_has_exactly_one_winner(tmp_path: Path, tmp_dir: Path) ->
     assert len(results) == 8
     assert len(winners) == 1
     assert dest.read_bytes() == f"writer {winners[0]}".encode()
+    assert _leftovers(tmp_dir) == []
+
+
+# -- staged: the routine itself ----------------------------------------------------------
+
+
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record each fsync as "file" or "dir" (the real fsync still runs)."""
+    seen: list[str] = []
+    real = os.fsync
+
+    def counting(fd: int) -> None:
+        seen.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    return seen
+
+
+@pytest.mark.parametrize("replace", [True, False])
+def test_staged_steps_in_order(
+    tmp_path: Path, tmp_dir: Path, fsyncs: list[str], replace: bool
+) -> None:
+    dest = tmp_path / "file"
+    with staged(tmp_dir, dest.name, mode=0o444) as tmp:
+        assert tmp.path.parent == tmp_dir
+        assert tmp.path.name.startswith(TMP_PREFIX) and tmp.path.name.endswith("-file")
+        assert _mode(tmp.path) == 0o600  # never readable by others while incomplete
+        tmp.file.write(b"content")
+        assert fsyncs == []
+        assert tmp.publish(dest, replace=replace) is True
+        assert tmp.file.closed
+    assert fsyncs == ["file", "dir"]  # the content, then the directory that gained the name
+    assert dest.read_bytes() == b"content"
+    assert _mode(dest) == 0o444
+    assert dest.stat().st_nlink == 1
+    assert _leftovers(tmp_dir) == []
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_ensure_dir_fsyncs_each_parent_that_gained_an_entry(
+    tmp_path: Path, fsyncs: list[str], durable: bool
+) -> None:
+    ensure_dir(tmp_path / "a" / "b" / "c", durable=durable)
+    assert (tmp_path / "a" / "b" / "c").is_dir()
+    assert fsyncs == (["dir"] * 3 if durable else [])
+    ensure_dir(tmp_path / "a" / "b" / "c")
+    assert len(fsyncs) == (3 if durable else 0)  # nothing created, nothing synced
+
+
+def test_staged_sync_early_is_not_repeated(
+    tmp_path: Path, tmp_dir: Path, fsyncs: list[str]
+) -> None:
+    with staged(tmp_dir, "blob") as tmp:
+        tmp.file.write(b"all the bytes")
+        tmp.sync()  # as put_file does while its hash catches up
+        tmp.sync()
+        assert fsyncs == ["file"]
+        tmp.publish(tmp_path / "file")
+    assert fsyncs == ["file", "dir"]
+
+
+def test_staged_not_durable_skips_both_fsyncs(
+    tmp_path: Path, tmp_dir: Path, fsyncs: list[str]
+) -> None:
+    with staged(tmp_dir, "lock", durable=False) as tmp:
+        tmp.file.write(b"owner")
+        assert tmp.publish(tmp_path / "x.lock", replace=False)
+    assert fsyncs == []
+    assert (tmp_path / "x.lock").read_bytes() == b"owner"  # flushed and closed all the same
+
+
+@pytest.mark.parametrize("exc_type", [RuntimeError, KeyboardInterrupt, SystemExit])
+def test_staged_removes_the_temp_on_any_exception(
+    tmp_path: Path, tmp_dir: Path, exc_type: type[BaseException]
+) -> None:
+    def write_then_fail() -> None:
+        with staged(tmp_dir, "blob") as tmp:
+            tmp.file.write(b"half")
+            raise exc_type()
+
+    with pytest.raises(exc_type):
+        write_then_fail()
+    assert _leftovers(tmp_dir) == []
+
+
+def test_staged_without_publish_leaves_nothing(tmp_path: Path, tmp_dir: Path) -> None:
+    with staged(tmp_dir, "blob") as tmp:
+        tmp.file.write(b"not wanted after all")
+    assert _leftovers(tmp_dir) == []
+    assert tmp.file.closed
+
+
+def test_staged_create_if_absent_may_be_retried(tmp_path: Path, tmp_dir: Path) -> None:
+    # A lock taker keeps one staged record and links it again after each wait.
+    dest = tmp_path / "x.lock"
+    dest.write_bytes(b"held by someone")
+    with staged(tmp_dir, "lock") as tmp:
+        tmp.file.write(b"mine")
+        assert tmp.publish(dest, replace=False) is False
+        assert tmp.publish(dest, replace=False) is False
+        dest.unlink()
+        assert tmp.publish(dest, replace=False) is True
+        assert tmp.path.exists()  # still linked under its temp name until the block ends
+    assert dest.read_bytes() == b"mine"
+    assert dest.stat().st_nlink == 1
+    assert _leftovers(tmp_dir) == []
+
+
+def test_staged_publish_after_the_temp_was_removed(tmp_path: Path, tmp_dir: Path) -> None:
+    # `gc --grace 0` may remove a temp file under a waiting writer: it is told, not misled.
+    with staged(tmp_dir, "lock") as tmp:
+        tmp.file.write(b"x")
+        tmp.path.unlink()
+        with pytest.raises(FileNotFoundError):
+            tmp.publish(tmp_path / "x.lock", replace=False)
+    assert not (tmp_path / "x.lock").exists()
+
+
+def test_create_if_absent_counts_a_link_reported_as_existing(
+    tmp_path: Path, tmp_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Over NFS a retransmitted LINK whose first reply was lost reports EEXIST although the
+    # link was made; the temp file's link count of 2 tells.
+    real_link = os.link
+
+    def link_then_lose_the_reply(src: Path, dst: Path) -> None:
+        real_link(src, dst)
+        raise FileExistsError(17, "File exists")
+
+    monkeypatch.setattr(os, "link", link_then_lose_the_reply)
+    dest = tmp_path / "file"
+    assert write_new(dest, b"mine", tmp_dir) is True
+    assert write_new(dest, b"other", tmp_dir) is False
+    assert dest.read_bytes() == b"mine"
+    assert _leftovers(tmp_dir) == []
+
+
+def test_exclusive_create_refuses_to_fall_back(
+    tmp_path: Path, tmp_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "link", _no_hard_links)
+    dest = tmp_path / "x.lock"
+    def publish() -> None:
+        with staged(tmp_dir, "lock") as tmp:
+            tmp.file.write(b"x")
+            tmp.publish(dest, replace=False, exclusive=True)
+
+    with pytest.raises(PermissionError):
+        publish()
+    assert not dest.exists()
+    assert _leftovers(tmp_dir) == []
+
+
+def test_without_hard_links_a_dangling_symlink_is_kept(
+    tmp_path: Path, tmp_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "link", _no_hard_links)
+    dest = tmp_path / "link"
+    dest.symlink_to(tmp_path / "nowhere")
+    assert write_new(dest, b"new", tmp_dir) is False
+    assert dest.is_symlink()
     assert _leftovers(tmp_dir) == []
 
 

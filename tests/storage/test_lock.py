@@ -79,9 +79,7 @@ def test_acquire_creates_lock_with_owner_record(lock: Path, tmp_dir: Path) -> No
     assert info is not None
     assert (info.pid, info.host, info.token) == (os.getpid(), socket.gethostname(), held.token)
     assert held.still_held()
-    umask = os.umask(0o022)
-    os.umask(umask)
-    assert stat.S_IMODE(lock.stat().st_mode) == 0o644 & ~umask  # others may see whose it is
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o644  # others may see whose it is
     assert lock.stat().st_nlink == 1  # the staged record's temp name is gone
     assert list(tmp_dir.iterdir()) == []
     held.release()
@@ -431,24 +429,50 @@ def test_link_made_despite_an_exists_error_counts_as_taken(
 ) -> None:
     # Over NFS, LINK can be made and yet reported as EEXIST (a retransmission after a lost
     # reply). The lock is then the staged record itself: the taker must see that it holds
-    # it rather than wait for itself until the timeout. The lost reply is played by linking
-    # the staged record onto the lock name before acquire() tries.
-    from modelreg.storage import lock as lock_module
+    # it rather than wait for itself until the timeout. The lost reply is played by a link
+    # that is made and then reported as existing.
+    real_link = os.link
 
-    real_stage = lock_module._stage
+    def link_then_lose_the_reply(src: Path, dst: Path) -> None:
+        real_link(src, dst)
+        raise FileExistsError(17, "File exists")
 
-    def stage_and_link(record: bytes, tmp: Path) -> Path:
-        staged = real_stage(record, tmp)
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        os.link(staged, lock)
-        return staged
-
-    monkeypatch.setattr(lock_module, "_stage", stage_and_link)
+    monkeypatch.setattr(os, "link", link_then_lose_the_reply)
     held = acquire(lock, tmp_dir, timeout=0)
     assert held.still_held()
+    assert json.loads(lock.read_bytes())["token"] == held.token
     assert list(tmp_dir.iterdir()) == []
     # Someone else's lock (another inode) is not mistaken for ours.
-    monkeypatch.setattr(lock_module, "_stage", real_stage)
+    monkeypatch.setattr(os, "link", real_link)
     with pytest.raises(LockHeld):
         acquire(lock, tmp_dir, timeout=0)
     assert held.still_held()
+    assert list(tmp_dir.iterdir()) == []
+
+
+def test_a_file_system_without_hard_links_is_refused_not_raced(
+    lock: Path, tmp_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # write_new falls back to check-then-rename where link(2) is refused; a lock must not,
+    # or two takers could both hold it.
+    def no_hard_links(src: Path, dst: Path) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+    with pytest.raises(PermissionError):
+        acquire(lock, tmp_dir, timeout=0)
+    assert not lock.exists()
+    assert list(tmp_dir.iterdir()) == []
+
+
+def test_a_lock_is_not_fsynced(
+    lock: Path, tmp_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Locks are held for milliseconds; a crash may lose one, and an fsync would slow every
+    # change to a model (docs/layout.md: "lock files, which are not fsynced").
+    lock.parent.mkdir(parents=True)  # (a directory the write path creates is fsynced)
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    with acquire(lock, tmp_dir, timeout=0):
+        pass
+    assert synced == []

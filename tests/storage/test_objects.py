@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from modelreg.errors import EXIT_INTEGRITY, IntegrityError, ObjectMissing
-from modelreg.storage import objects as objects_module
+from modelreg.storage import copying as copying_module
 from modelreg.storage.hashing import CHUNK_SIZE, is_object_id
 from modelreg.storage.layout import Layout, init
 from modelreg.storage.objects import OBJECT_MODE, ObjectStore
@@ -150,7 +150,7 @@ def test_put_file_larger_than_chunk_size(store: ObjectStore, tmp_path: Path) -> 
 def test_put_file_streams_with_small_chunks(
     store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
-    monkeypatch.setattr(objects_module, "CHUNK_SIZE", chunk)
+    monkeypatch.setattr(copying_module, "CHUNK_SIZE", chunk)
     data = os.urandom(4096 * 3 + 5)
     src = tmp_path / "f.bin"
     src.write_bytes(data)

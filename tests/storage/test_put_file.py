@@ -1,4 +1,5 @@
-"""ObjectStore.put_file's two copy paths: the kernel copy with a trailing hash, and the loop.
+"""ObjectStore.put_file's two copy paths (storage/copying.py): the kernel copy with a trailing
+hash, and the loop.
 
 Every test checks the same invariant on the bytes on disk: the object's name is the sha256
 of the bytes stored under it, the size returned is their count, and nothing is left in
@@ -28,14 +29,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelreg.storage import objects as objects_module
+from modelreg.storage import copying as copying_module
+from modelreg.storage.copying import KERNEL_COPY_CALL, KERNEL_COPY_MIN
 from modelreg.storage.layout import Layout, init
-from modelreg.storage.objects import (
-    KERNEL_COPY_CALL,
-    KERNEL_COPY_MIN,
-    OBJECT_MODE,
-    ObjectStore,
-)
+from modelreg.storage.objects import OBJECT_MODE, ObjectStore
 from tests.storage.conftest import MP
 
 MIB = 1 << 20
@@ -142,7 +139,7 @@ def test_sizes_around_the_threshold(
 def test_many_copy_calls_and_an_odd_tail(
     store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calls: list[int]
 ) -> None:
-    monkeypatch.setattr(objects_module, "KERNEL_COPY_CALL", 3 * MIB + 7)
+    monkeypatch.setattr(copying_module, "KERNEL_COPY_CALL", 3 * MIB + 7)
     size = KERNEL_COPY_MIN + 5 * MIB + 333
     data = _data(size)
     src = tmp_path / "model.bin"
@@ -170,9 +167,9 @@ def test_kernel_and_user_space_copies_agree(
         root = Path(d)
         src = root / "src"
         src.write_bytes(data)
-        mp.setattr(objects_module, "KERNEL_COPY_MIN", threshold)
-        mp.setattr(objects_module, "KERNEL_COPY_CALL", call)
-        mp.setattr(objects_module, "CHUNK_SIZE", chunk)
+        mp.setattr(copying_module, "KERNEL_COPY_MIN", threshold)
+        mp.setattr(copying_module, "KERNEL_COPY_CALL", call)
+        mp.setattr(copying_module, "CHUNK_SIZE", chunk)
         kernel = ObjectStore(root / "a" / "objects", root / "a" / "tmp")
         oid, stored, _ = _put(kernel, src)
         assert (oid, stored) == (_sha(data), size)
@@ -199,7 +196,7 @@ def test_fallback_when_the_kernel_refuses(
     oid, size, seen = _put(store, src)
     assert (oid, size) == (_sha(data), len(data))
     assert _stored(store, oid, size) == data
-    assert all(n <= objects_module.CHUNK_SIZE for n in seen)
+    assert all(n <= copying_module.CHUNK_SIZE for n in seen)
 
 
 def test_fallback_without_copy_file_range(
@@ -247,7 +244,7 @@ def test_an_error_after_the_first_byte_is_raised_and_leaves_nothing(
 ) -> None:
     src = tmp_path / "model.bin"
     src.write_bytes(_data(KERNEL_COPY_MIN + MIB))
-    monkeypatch.setattr(objects_module, "KERNEL_COPY_CALL", MIB)
+    monkeypatch.setattr(copying_module, "KERNEL_COPY_CALL", MIB)
     done: list[int] = []
 
     def fail_later(src_fd: int, dst_fd: int, count: int) -> int:
@@ -274,7 +271,7 @@ def test_keyboard_interrupt_during_a_kernel_copy_leaves_nothing(
 ) -> None:
     src = tmp_path / "model.bin"
     src.write_bytes(_data(KERNEL_COPY_MIN + MIB))
-    monkeypatch.setattr(objects_module, "KERNEL_COPY_CALL", MIB)
+    monkeypatch.setattr(copying_module, "KERNEL_COPY_CALL", MIB)
     seen: list[int] = []
 
     def interrupt(n: int) -> None:
@@ -349,7 +346,7 @@ def test_source_changed_between_two_copy_calls(
 ) -> None:
     # The progress callback runs between two copy calls (kernel) or chunks (user space):
     # the change lands after the first MiB is stored and before the rest is read.
-    monkeypatch.setattr(objects_module, "KERNEL_COPY_CALL", MIB)
+    monkeypatch.setattr(copying_module, "KERNEL_COPY_CALL", MIB)
     if path == "user":
         monkeypatch.setattr(os, "copy_file_range", _no_kernel_copy(errno.EXDEV))
     data = _data(KERNEL_COPY_MIN + 5 * MIB + 11)
@@ -393,7 +390,7 @@ def test_source_changed_by_another_process_during_the_copy(
 ) -> None:
     # Real concurrency: whatever bytes were stored, their sha256 must be the name. Small
     # copy calls interleave many times with the writer's changes.
-    monkeypatch.setattr(objects_module, "KERNEL_COPY_CALL", 256 * 1024 + 1)
+    monkeypatch.setattr(copying_module, "KERNEL_COPY_CALL", 256 * 1024 + 1)
     if path == "user":
         monkeypatch.setattr(os, "copy_file_range", _no_kernel_copy(errno.EXDEV))
     src = tmp_path / "model.bin"

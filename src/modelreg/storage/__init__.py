@@ -1,4 +1,4 @@
-"""The storage layer: objects, refs, atomic writes, locks and the store layout.
+"""The storage layer: objects, refs, the one write path, copying, locks and the store layout.
 
 It knows nothing about models; the registry layer above composes it.
 """

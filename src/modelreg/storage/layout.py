@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelreg.errors import IntegrityError, NotARegistry, UnsupportedFormat, UsageError
-from modelreg.storage.atomic import write_new
+from modelreg.storage.atomic import ensure_dir, write_new
 
 __all__ = [
     "CONFIG_TEMPLATE",
@@ -121,8 +121,11 @@ def init(directory: Path) -> tuple[Layout, bool]:
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory} is not a directory")
     layout = Layout(directory / DIRNAME)
+    # The store's own entry is made durable (as format and config.toml are, below); its
+    # sub-directories need not be, since the write path creates them again where missing.
+    ensure_dir(layout.root)
     for path in (layout.tmp, layout.objects, layout.model_refs):
-        path.mkdir(parents=True, exist_ok=True)
+        ensure_dir(path, durable=False)
     if not layout.config_file.exists():
         write_new(layout.config_file, CONFIG_TEMPLATE.encode(), layout.tmp)
     created = write_new(layout.format_file, f"{FORMAT_VERSION}\n".encode(), layout.tmp)

@@ -1,12 +1,13 @@
-"""Lock files that work on NFS: created with O_CREAT|O_EXCL, as git does.
+"""Lock files that work on NFS: taken with link(2), exclusive like git's O_CREAT|O_EXCL.
 
 A lock is a file ``<path>.lock`` holding a small JSON record of its owner (pid, host, time,
 a random token). A lock is *stale* when its owner is a dead process on this host, or when it
 is older than ``stale_after`` seconds (owners on other hosts cannot be probed), or when it
 names no owner and is older than a few seconds. The record is written to a temp file and
-linked onto the lock name, so a lock never exists without it. A stale lock
-is broken by renaming it aside and checking that what was moved is the lock judged stale, so
-two processes breaking the same stale lock cannot both take it.
+linked onto the lock name (``storage.atomic.staged``, create-if-absent, without fsync), so
+a lock never exists without it. A stale lock is broken by renaming it aside and checking
+that what was moved is the lock judged stale, so two processes breaking the same stale lock
+cannot both take it.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelreg.errors import LockHeld
-from modelreg.storage.atomic import create_tmp, tmp_name
+from modelreg.storage.atomic import staged, tmp_name
 
 __all__ = [
     "DEFAULT_STALE_AFTER",
     "DEFAULT_TIMEOUT",
+    "LOCK_MODE",
     "UNREADABLE_STALE_AFTER",
     "Lock",
     "LockInfo",
@@ -50,6 +52,9 @@ UNREADABLE_STALE_AFTER = 10.0
 
 A lock appears with its record already in it (linked from a temp file), so an empty or
 garbled lock is what a power loss or an interrupted older writer leaves, not a live owner."""
+
+LOCK_MODE = 0o644
+"""A lock file's mode, whatever the umask: every user of a shared store may read its owner."""
 
 _HOST = os.uname().nodename  # what socket.gethostname() returns, without importing socket
 
@@ -237,65 +242,41 @@ def acquire(
     record = json.dumps(
         {"host": _HOST, "pid": os.getpid(), "time": time.time(), "token": token}
     ).encode()
-    # The record goes into a temp file first and is linked onto the lock name, so a lock
-    # never exists without its owner record: a process killed at any instant leaves either
-    # no lock or one naming it (a dead owner: stale at once), never an empty lock that
-    # could only be waited out.
-    staged = _stage(record, tmp_dir)
-    try:
-        deadline = time.monotonic() + timeout
-        delay = 0.001
-        while True:
-            try:
-                os.link(staged, lock)
-            except FileExistsError:
-                # Over NFS a retransmitted LINK whose first reply was lost fails with
-                # EEXIST although the link was made: the staged file's link count tells
-                # (link(2)'s own advice for lock files on NFS).
-                with contextlib.suppress(FileNotFoundError):
-                    if os.stat(staged).st_nlink == 2:
+    # The record goes into a temp file first and is linked onto the lock name (the write
+    # path's create-if-absent, which also applies link(2)'s NFS rule: an EEXIST while the
+    # temp file has two links means the link was made), so a lock never exists without its
+    # owner record: a process killed at any instant leaves either no lock or one naming it
+    # (a dead owner: stale at once), never an empty lock that could only be waited out.
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        with staged(tmp_dir, "lock", mode=LOCK_MODE, durable=False) as staging:
+            staging.file.write(record)
+            while True:
+                try:
+                    if staging.publish(lock, replace=False, exclusive=True):
                         return Lock(lock, token)
-            except FileNotFoundError:
-                if not staged.exists():  # removed meanwhile (`gc --grace 0`): stage again
-                    staged = _stage(record, tmp_dir)
-                else:
-                    lock.parent.mkdir(parents=True, exist_ok=True)
-                continue
-            else:
-                return Lock(lock, token)
-            info = read_info(lock)
-            if info is None:
-                continue
-            if is_stale(info, stale_after):
-                break_lock(lock, info, tmp_dir)
-                continue
-            if time.monotonic() >= deadline:
-                raise LockHeld(
-                    f"lock {lock} is held by {info.describe()}; waited {timeout:.0f}s. "
-                    f"If no modelreg process is running, remove {lock} "
-                    "(or run `modelreg gc`, which removes stale locks).",
-                    str(lock),
-                )
-            import random  # only a waiting process needs it
+                except FileNotFoundError:
+                    if not staging.path.exists():
+                        break  # removed meanwhile (`gc --grace 0`): stage it again
+                    continue  # the lock's directory went away meanwhile: publish makes it
+                info = read_info(lock)
+                if info is None:
+                    continue
+                if is_stale(info, stale_after):
+                    break_lock(lock, info, tmp_dir)
+                    continue
+                if time.monotonic() >= deadline:
+                    raise LockHeld(
+                        f"lock {lock} is held by {info.describe()}; waited {timeout:.0f}s. "
+                        f"If no modelreg process is running, remove {lock} "
+                        "(or run `modelreg gc`, which removes stale locks).",
+                        str(lock),
+                    )
+                import random  # only a waiting process needs it
 
-            time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
-            delay = min(delay * 2, 0.05)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            staged.unlink()
-
-
-def _stage(record: bytes, tmp_dir: Path) -> Path:
-    """Write a lock's owner record to a new temp file in ``tmp_dir``; return its path.
-
-    Mode 0644 less the umask, so other users of a shared store can read whose lock it is.
-    """
-    path, fd = create_tmp(tmp_dir, "lock", mode=0o644)
-    try:
-        os.write(fd, record)
-    finally:
-        os.close(fd)
-    return path
+                time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+                delay = min(delay * 2, 0.05)
 
 
 @contextlib.contextmanager

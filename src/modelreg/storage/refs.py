@@ -123,11 +123,10 @@ class RefStore:
         Yields:
             The transaction; call ``commit(new)`` to move the ref.
         """
-        path = self.path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
         from modelreg.storage.lock import acquire, lock_path_for
 
-        lock = acquire(lock_path_for(path), self.tmp_dir, timeout=timeout)
+        # The write path creates the lock's directory (and the ref's) if it is missing.
+        lock = acquire(lock_path_for(self.path(name)), self.tmp_dir, timeout=timeout)
         try:
             yield RefTransaction(self, name, lock, self.read(name))
         finally:
