@@ -19,11 +19,19 @@ WORKER = r"""
 import os, sys
 import modelreg
 store, src, start = sys.argv[1], sys.argv[2], int(sys.argv[3])
+print("ready", flush=True)
 for i in range(start, start + 1000):
     with open(src, "ab") as fh:
         fh.write(os.urandom(64))
     modelreg.register("crashy", [src], registry=store, params={"i": i}, git=False)
 """
+
+
+def _wait_until_ready(proc: subprocess.Popen[bytes]) -> None:
+    assert proc.stdout is not None
+    if proc.stdout.readline() != b"ready\n":
+        proc.wait()
+        raise AssertionError(proc.stderr.read() if proc.stderr else "the worker died")
 
 
 def test_sigkill_during_register_leaves_consistent_store(registry: Registry,
@@ -35,8 +43,12 @@ def test_sigkill_during_register_leaves_consistent_store(registry: Registry,
     for round_no in range(12):
         proc = subprocess.Popen(
             [sys.executable, "-c", WORKER, str(store), str(src), str(round_no * 1000)],
-            stderr=subprocess.PIPE, env={**os.environ, "MODELREG_ACTOR": "killer@example.com"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, "MODELREG_ACTOR": "killer@example.com"},
         )
+        # The kill is timed from when the worker starts registering, not from its start-up:
+        # on a busy machine (tests run in parallel) importing can outlast the whole window.
+        _wait_until_ready(proc)
         time.sleep(rng.uniform(0.3, 1.2))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
