@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+# pytest workers (pytest-xdist): `auto` is one per CPU; `make unit PYTEST_WORKERS=0` runs serially.
+PYTEST_WORKERS ?= auto
+# loadgroup: the tests of a module that shares an expensive set-up run on one worker (see
+# tests/conftest.py); all other tests are handed out one by one to whichever worker is free.
+PYTEST_ARGS ?= -n $(PYTEST_WORKERS) --dist loadgroup
 
 .PHONY: demo test lint typecheck unit bench bench-peers clean
 
@@ -25,7 +30,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck unit
 

@@ -3,12 +3,70 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from modelreg.cli import app
 from modelreg.registry import Registry
+
+# -- scheduling under pytest-xdist (`make test` runs -n auto --dist loadgroup) ---------------
+
+# Modules whose tests share an expensive module- or session-scoped set-up (a clean venv, ONNX
+# exports, trained models, a long history): one worker runs all the tests of each, so the
+# set-up is made once per session rather than once per worker.
+SHARED_SETUP_MODULES = (
+    "tests/test_bundle.py",
+    "tests/test_onnxio.py",
+    "tests/test_converters.py",
+    "tests/registry/test_builder.py",
+)
+# The longest tests (they wait on pip, git or child processes), queued first, longest first,
+# so that none of them starts near the end while the other workers have nothing left to do.
+LONGEST_FIRST = (
+    "tests/test_precommit.py",
+    "tests/test_examples.py",
+    "tests/test_export.py",
+    "tests/test_crash.py",
+    "tests/test_lifecycle_processes.py",
+    "tests/test_concurrency.py",
+)
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """--dist loadgroup, with each SHARED_SETUP_MODULES module as one group.
+
+    pytest-xdist 3.8 tells a worker's groups by a suffix it writes into each xdist_group
+    test's node id, which pytest 9.2 no longer lets it write (pytest-xdist issue 1386), so
+    the groups are named here, in the scheduler, instead of by marks.
+    """
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class SharedSetupScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = _module(nodeid)
+            return module if module in SHARED_SETUP_MODULES else super()._split_scope(nodeid)
+
+    return SharedSetupScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not hasattr(config, "workerinput"):
+        return  # not an xdist worker: keep the usual order
+
+    def rank(item: pytest.Item) -> int:
+        module = _module(item.nodeid)
+        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a module is kept
 
 
 @pytest.fixture(autouse=True)

@@ -27,6 +27,13 @@ for i in range(start, start + 1000):
 """
 
 
+def _wait_until_ready(proc: subprocess.Popen[bytes]) -> None:
+    assert proc.stdout is not None
+    if proc.stdout.readline() != b"ready\n":
+        proc.wait()
+        raise AssertionError(proc.stderr.read() if proc.stderr else "the worker died")
+
+
 def test_sigkill_during_register_leaves_consistent_store(registry: Registry,
                                                          tmp_path: Path) -> None:
     store = registry.layout.root
@@ -39,9 +46,9 @@ def test_sigkill_during_register_leaves_consistent_store(registry: Registry,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env={**os.environ, "MODELREG_ACTOR": "killer@example.com"},
         )
-        # Kill at a random instant of the registering, not of the interpreter's start-up
-        # (which, on a loaded machine, can take longer than the whole window).
-        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        # The kill is timed from when the worker starts registering, not from its start-up:
+        # on a busy machine (tests run in parallel) importing can outlast the whole window.
+        _wait_until_ready(proc)
         time.sleep(rng.uniform(0.3, 1.2))
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -70,6 +70,7 @@ import random, sys
 import modelreg
 store = sys.argv[1]
 rng = random.Random(int(sys.argv[2]))
+print("ready", flush=True)
 moves = {"staging": ["production", "development"], "development": ["staging"],
          "production": ["archived"], "archived": ["staging"]}
 while True:
@@ -85,7 +86,13 @@ def test_sigkill_during_promote_never_splits_state_and_history(registry: Registr
     rng = random.Random(99)
     for round_no in range(10):
         proc = subprocess.Popen([sys.executable, "-c", WORKER, str(registry.layout.root),
-                                 str(round_no)], stderr=subprocess.PIPE)
+                                 str(round_no)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # The kill is timed from when the worker starts moving versions, not from its
+        # start-up: on a busy machine (tests run in parallel) importing can outlast the window.
+        assert proc.stdout is not None
+        if proc.stdout.readline() != b"ready\n":
+            proc.wait()
+            raise AssertionError(proc.stderr.read() if proc.stderr else "the worker died")
         time.sleep(rng.uniform(0.3, 1.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -43,16 +43,31 @@ def test_contract_hook_from_another_repository(tmp_path: Path) -> None:
     git(consumer, "add", ".")
     git(consumer, "commit", "-qm", "consumer")
 
-    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home")}
+    # Each try-repo installs the hook's environment afresh, in a store of its own: no
+    # byte-compiling there (PIP_COMPILE=0) saves a good part of each install.
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
+           "PIP_COMPILE": "0"}
     env.pop("MODELREG_DIR", None)
     cmd = [str(PRE_COMMIT), "try-repo", str(PROJECT), "modelreg-contract", "--all-files"]
-    ok = subprocess.run(cmd, cwd=consumer, env=env, capture_output=True, text=True, timeout=900)
+    # The two runs are independent installs, so they run at once: this one on the consumer
+    # as committed, the other on a copy whose payload was then edited.
+    edited = tmp_path / "consumer-edited"
+    shutil.copytree(consumer, edited, symlinks=True)
+    (edited / "payloads" / "eta.json").write_text(
+        json.dumps([{"distance": "12.5", "is_hazardous": False}]))
+    runs = [subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for cwd in (consumer, edited)]
+    try:
+        outputs = [p.communicate(timeout=900) for p in runs]
+    finally:
+        for p in runs:
+            if p.poll() is None:
+                p.kill()
+    ok, bad = (subprocess.CompletedProcess(cmd, p.returncode, out, err)
+               for p, (out, err) in zip(runs, outputs, strict=True))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "modelreg contract check" in ok.stdout
 
-    good.write_text(json.dumps([{"distance": "12.5", "is_hazardous": False}]))
-    bad = subprocess.run(cmd, cwd=consumer, env=env, capture_output=True, text=True,
-                         timeout=900)
     assert bad.returncode != 0
     assert 'row 1, column "distance": expected float, got string "12.5"' in bad.stdout
     shutil.rmtree(tmp_path / "pre-commit-home", ignore_errors=True)

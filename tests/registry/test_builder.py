@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -205,15 +206,29 @@ def test_ref_moves_after_every_object_is_durable(registry: Registry, tmp_path: P
 # -- searches over the whole history read only the buckets they need ------------------------
 
 
-@pytest.fixture
-def long_history(registry: Registry, tmp_path: Path,
-                 monkeypatch: pytest.MonkeyPatch) -> Registry:
-    """Model "m" with BUCKET_SIZE + 3 versions: two index buckets."""
-    with monkeypatch.context() as m:
+@pytest.fixture(scope="module")
+def _long_history_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store with model "m" at BUCKET_SIZE + 3 versions, made once and copied per test."""
+    tmp_path = tmp_path_factory.mktemp("long-history")
+    registry, _ = Registry.init(tmp_path / "project")
+    with pytest.MonkeyPatch.context() as m:
         m.setattr(os, "fsync", lambda fd: None)  # only the bytes matter here
+        # What the autouse _isolated_env sets, which a module fixture runs before.
+        m.delenv("MODELREG_DIR", raising=False)
+        m.delenv("MODELREG_TRACEBACK", raising=False)
+        m.setenv("MODELREG_ACTOR", "tester@example.com")
+        m.setenv("MODELREG_USER_CONFIG", str(tmp_path / "no-user-config.toml"))
         for i in range(BUCKET_SIZE + 3):
             _register(registry, tmp_path, i)
-    return registry
+    return registry.layout.root
+
+
+@pytest.fixture
+def long_history(_long_history_store: Path, tmp_path: Path) -> Registry:
+    """Model "m" with BUCKET_SIZE + 3 versions: two index buckets."""
+    project = tmp_path / "project"
+    shutil.copytree(_long_history_store.parent, project, symlinks=True)
+    return Registry.open(project / _long_history_store.name)
 
 
 def _decoded_buckets(reg: Registry) -> set[str]:
