@@ -41,7 +41,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from modelreg.storage.objects import KERNEL_COPY_CALL, ObjectStore
+from modelreg.storage.copying import KERNEL_COPY_CALL
+from modelreg.storage.objects import ObjectStore
 
 MIB = 1 << 20
 RACY_NS = 2_000_000_000

@@ -17,15 +17,10 @@ from typing import BinaryIO
 
 from modelreg.errors import IntegrityError, ObjectMissing
 from modelreg.storage.atomic import staged, write_new
-from modelreg.storage.copying import (  # the two sizes also for bench/put_file_ab.py
-    KERNEL_COPY_CALL,
-    KERNEL_COPY_MIN,
-    copy_into_file,
-    copy_stream,
-)
+from modelreg.storage.copying import copy_into_file, copy_stream
 from modelreg.storage.hashing import Progress, digest_bytes, digest_file, is_object_id
 
-__all__ = ["KERNEL_COPY_CALL", "KERNEL_COPY_MIN", "OBJECT_MODE", "ObjectStore"]
+__all__ = ["OBJECT_MODE", "ObjectStore"]
 
 OBJECT_MODE = 0o444
 
