@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from modelreg.errors import IntegrityError, ModelregError, ObjectMissing
-from modelreg.registry.core import Registry
+from modelreg.registry.core import MODELS_PREFIX, Registry
 from modelreg.registry.state import Commit
 from modelreg.results import FsckReport, GcReport, Problem
 from modelreg.storage.hashing import is_object_id, parse_digest
@@ -17,6 +20,8 @@ __all__ = ["DEFAULT_GRACE", "fsck", "gc"]
 
 DEFAULT_GRACE = 3600.0
 """Seconds an unreferenced object or temp file is spared by ``gc`` (a register in flight)."""
+QUARANTINE_PREFIX = "gc-quarantine-"
+"""Names the directory in ``tmp/`` where gc holds objects between its two walks."""
 
 
 @dataclass
@@ -189,16 +194,111 @@ def fsck(reg: Registry) -> FsckReport:
             corrupt.add(name)
     walk = _walk(reg, corrupt)
     problems.extend(walk.problems)
+    debris: list[Problem] = []
+    for path, harmless, what in reg.refs.strays(MODELS_PREFIX):
+        (debris if harmless else problems).append(Problem(str(path), what))
     for oid in sorted(corrupt - walk.corrupt_named):
         problems.append(Problem(str(reg.objects.path(oid)),
                                 "unreferenced object is corrupt (digest mismatch)"))
     notes = [Problem(str(p), "leftover temporary file (`modelreg gc` removes it)")
              for p in sorted(reg.layout.tmp.iterdir())] if reg.layout.tmp.is_dir() else []
+    notes.extend(debris)
     for lock in sorted(reg.layout.refs.rglob("*.lock")):
         notes.append(Problem(str(lock), "lock file present (a command is running, or one "
                                         "crashed; `modelreg gc` removes stale locks)"))
     return FsckReport(ok=not problems, problems=problems, notes=notes, objects=count,
                       models=walk.models, versions=walk.versions, events=walk.events)
+
+
+def _reachable(reg: Registry) -> set[str]:
+    """Every object reachable from a ref now; refuse to go on if the store has problems."""
+    reg.decoded.clear()
+    strays = [(path, what) for path, harmless, what in reg.refs.strays(MODELS_PREFIX)
+              if not harmless]
+    if strays:
+        path, what = strays[0]
+        raise IntegrityError(
+            f"gc refused: {path} is {what.removeprefix('not a ref: ')}, not a ref; a model "
+            "whose ref is unreadable would lose its objects. Move it out of refs/ and run "
+            "`modelreg fsck`.", str(path))
+    walk = _walk(reg, set())
+    if walk.problems:
+        raise IntegrityError(
+            f"gc refused: the store has {len(walk.problems)} problem(s), first: "
+            f"{walk.problems[0].path}: {walk.problems[0].message}. Run `modelreg fsck`."
+        )
+    return walk.reachable
+
+
+def _remove(reg: Registry, candidates: list[tuple[str, int]],
+            cutoff: float) -> tuple[list[str], int]:
+    """Delete unreachable objects without ever deleting one a change committed meanwhile.
+
+    The candidates are first moved into a quarantine directory in ``tmp/`` (a rename: a
+    writer that re-uses one of them afterwards finds it gone and writes it again). One that
+    was re-used just before it moved (its mtime is now past the cutoff), or that a ref
+    reaches after all (a second walk, made after every candidate moved), is moved back; the
+    rest are deleted with the quarantine.
+    """
+    quarantine = reg.layout.tmp / f"{QUARANTINE_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
+    quarantine.mkdir(parents=True)
+    moved: dict[str, tuple[Path, int]] = {}
+    try:
+        for name, size in candidates:
+            held = quarantine / name
+            try:
+                os.rename(reg.objects.path(name), held)
+            except FileNotFoundError:
+                continue
+            if held.stat().st_mtime > cutoff:
+                _put_back(reg, name, held)
+                continue
+            moved[name] = (held, size)
+        reachable = _reachable(reg) if moved else set()
+        for name in sorted(reachable & moved.keys()):
+            _put_back(reg, name, moved.pop(name)[0])
+    except BaseException:
+        for name, (held, _) in moved.items():
+            _put_back(reg, name, held)
+        raise
+    finally:
+        if not any(quarantine.iterdir()):
+            quarantine.rmdir()
+    shutil.rmtree(quarantine, ignore_errors=True)
+    return sorted(moved), sum(size for _, size in moved.values())
+
+
+def _put_back(reg: Registry, name: str, held: Path) -> None:
+    """Return a quarantined object to the store (unless a writer stored it again)."""
+    dest = reg.objects.path(name)
+    with contextlib.suppress(FileExistsError):
+        os.link(held, dest)
+    held.unlink(missing_ok=True)
+
+
+def _restore_quarantines(reg: Registry) -> None:
+    """Put back what an interrupted gc left in quarantine (a later walk decides again)."""
+    if not reg.layout.tmp.is_dir():
+        return
+    for quarantine in sorted(reg.layout.tmp.glob(f"{QUARANTINE_PREFIX}*")):
+        pid = quarantine.name.removeprefix(QUARANTINE_PREFIX).partition("-")[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue  # another gc's, in flight
+        for held in sorted(quarantine.iterdir()):
+            if is_object_id(held.name):
+                reg.objects.path(held.name).parent.mkdir(parents=True, exist_ok=True)
+                _put_back(reg, held.name, held)
+        shutil.rmtree(quarantine, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def gc(reg: Registry, *, grace: float = DEFAULT_GRACE, dry_run: bool = False) -> GcReport:
@@ -216,31 +316,32 @@ def gc(reg: Registry, *, grace: float = DEFAULT_GRACE, dry_run: bool = False) ->
         IntegrityError: The store has missing or corrupt history; run fsck first.
     """
     reg.layout.check_format()
-    reg.decoded.clear()
-    walk = _walk(reg, set())
-    if walk.problems:
-        raise IntegrityError(
-            f"gc refused: the store has {len(walk.problems)} problem(s), first: "
-            f"{walk.problems[0].path}: {walk.problems[0].message}. Run `modelreg fsck`."
-        )
+    # The cutoff is taken before anything is read: an object written or re-used (its mtime
+    # refreshed) after this instant is younger than the cutoff and is never a candidate,
+    # however long the walk takes or however long gc is paused.
     cutoff = time.time() - grace
-    objects, freed = [], 0
+    _restore_quarantines(reg)
+    reachable = _reachable(reg)
+    candidates: list[tuple[str, int]] = []
     for name, path in reg.objects.iter_objects():
-        if not is_object_id(name) or name in walk.reachable:
+        if not is_object_id(name) or name in reachable:
             continue
         try:
             st = path.stat()
         except FileNotFoundError:
             continue
-        if st.st_mtime > cutoff:
-            continue
-        objects.append(name)
-        freed += st.st_size
-        if not dry_run:
-            reg.objects.remove(name)
+        if st.st_mtime <= cutoff:
+            candidates.append((name, st.st_size))
+    if dry_run:
+        objects = [name for name, _ in candidates]
+        freed = sum(size for _, size in candidates)
+    else:
+        objects, freed = _remove(reg, candidates, cutoff)
     tmp_files = []
     if reg.layout.tmp.is_dir():
         for entry in sorted(reg.layout.tmp.iterdir()):
+            if entry.name.startswith(QUARANTINE_PREFIX):
+                continue  # an interrupted gc's: restored above, or another gc's in flight
             try:
                 if entry.lstat().st_mtime > cutoff:
                     continue

@@ -52,11 +52,21 @@ class ObjectStore:
         """Tell whether object ``oid`` is stored."""
         return self.path(oid).exists()
 
-    def _touch(self, path: Path) -> None:
-        # Re-using an existing object refreshes its mtime so that `gc`, which spares objects
-        # younger than its grace period, cannot delete it before the ref naming it lands.
-        with contextlib.suppress(OSError):
+    def _touch(self, path: Path) -> bool:
+        """Refresh an existing object's mtime; False if it is gone (``gc`` removed it).
+
+        Re-using an existing object refreshes its mtime so that ``gc``, which spares objects
+        younger than its start minus the grace period, cannot delete it before the ref naming
+        it lands. An object the file system will not let us touch (owned by another user of a
+        shared store) counts as present; the register path heals it after its commit.
+        """
+        try:
             os.utime(path)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True
+        return True
 
     def put_bytes(self, data: bytes) -> str:
         """Store ``data`` and return its id; a no-op (but for the mtime) if present.
@@ -69,8 +79,11 @@ class ObjectStore:
         """
         oid = digest_bytes(data)
         path = self.path(oid)
-        if path.exists() or not write_new(path, data, self.tmp_dir, mode=OBJECT_MODE):
-            self._touch(path)
+        # An object seen present may be removed by a concurrent gc before its mtime is
+        # refreshed: then it is written again, so it is there when the caller's ref lands.
+        while not (path.exists() and self._touch(path)):
+            if write_new(path, data, self.tmp_dir, mode=OBJECT_MODE):
+                break
         return oid
 
     def put_file(self, source: Path, progress: Progress | None = None) -> tuple[str, int]:
@@ -96,8 +109,10 @@ class ObjectStore:
         with staged(self.tmp_dir, "blob", mode=OBJECT_MODE) as tmp, open(source, "rb") as src:
             oid, size = copy_into_file(src, tmp.file, tmp.path, progress, sync=tmp.sync)
             path = self.path(oid)
-            if path.exists() or not tmp.publish(path, replace=False):
-                self._touch(path)
+            # As in put_bytes: publish unless a copy is there whose mtime could be refreshed.
+            while not (path.exists() and self._touch(path)):
+                if tmp.publish(path, replace=False):
+                    break
         return oid, size
 
     def get_bytes(self, oid: str) -> bytes:

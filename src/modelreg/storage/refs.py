@@ -23,6 +23,30 @@ if TYPE_CHECKING:  # the lock module is loaded by the first change, not by every
 __all__ = ["RefStore", "RefTransaction", "check_ref_name"]
 
 _COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+# What network file systems leave in a directory: sshfs/FUSE keeps a deleted file that is
+# still open as .fuse_hidden*, NFS as .nfs* (silly rename).
+_DEBRIS_PREFIXES = (".fuse_hidden", ".nfs")
+_DEBRIS = "left behind by a network file system (a file deleted while open); harmless"
+
+
+def _stray_kind(entry: Path, *, in_refs_root: bool = False) -> str | None:
+    """Say why ``entry`` is not a ref (or a ref's lock file), or None if it is one."""
+    if entry.name.startswith(_DEBRIS_PREFIXES):
+        return _DEBRIS
+    if in_refs_root:
+        return "not a directory of refs (refs/ holds only models/)"
+    name = entry.name[:-len(".lock")] if entry.name.endswith(".lock") else entry.name
+    try:
+        check_ref_name(name)
+    except ValueError:
+        return "not a ref: a malformed name"
+    if entry.is_symlink():
+        return "not a ref: a symbolic link"
+    if entry.is_dir():
+        return "not a ref: a directory"
+    if not entry.is_file():
+        return "not a ref: not a regular file"
+    return None
 
 
 def check_ref_name(name: str) -> None:
@@ -152,7 +176,11 @@ class RefStore:
             return True
 
     def names(self, prefix: str) -> Iterator[str]:
-        """Yield the names of refs directly under ``prefix`` (lock files excluded).
+        """Yield the names of refs directly under ``prefix``.
+
+        Only regular files with well-formed names are refs: lock files, entries a network
+        file system leaves behind (``.fuse_hidden*``, ``.nfs*``) and anything else that is
+        not a ref are skipped here and reported by :meth:`strays`.
 
         Args:
             prefix: A directory of refs such as ``models``.
@@ -161,5 +189,31 @@ class RefStore:
         if not base.is_dir():
             return
         for entry in sorted(base.iterdir()):
-            if entry.is_file() and not entry.name.endswith(".lock"):
+            if _stray_kind(entry) is None and not entry.name.endswith(".lock"):
                 yield f"{prefix}/{entry.name}"
+
+    def strays(self, prefix: str) -> Iterator[tuple[Path, bool, str]]:
+        """Yield every entry under ``refs/`` that is neither a ref nor a ref's lock file.
+
+        Args:
+            prefix: The one directory of refs (``models``); anything else under ``refs/``
+                is a stray too.
+
+        Yields:
+            The path, whether it is harmless debris a network file system leaves behind
+            (``.fuse_hidden*``, ``.nfs*``: to warn about, never an error), and what it is.
+        """
+        if not self.root.is_dir():
+            return
+        for entry in sorted(self.root.iterdir()):
+            if entry.name != prefix:
+                kind = _stray_kind(entry, in_refs_root=True)
+                yield entry, kind == _DEBRIS, kind or "not a directory of refs"
+            elif entry.is_symlink() or not entry.is_dir():
+                yield entry, False, "refs/models must be a directory"
+        base = self.root / prefix
+        if base.is_dir() and not base.is_symlink():
+            for entry in sorted(base.iterdir()):
+                kind = _stray_kind(entry)
+                if kind is not None:
+                    yield entry, kind == _DEBRIS, kind
