@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= auto
 # tests/conftest.py); all other tests are handed out one by one to whichever worker is free.
 PYTEST_ARGS ?= -n $(PYTEST_WORKERS) --dist loadgroup
 
-.PHONY: demo test lint typecheck unit bench bench-peers clean
+.PHONY: demo test lint typecheck unit system-deps bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,23 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+# The shared-mount tests (tests/test_shared_mount.py) need an SSH server and sshfs, from
+# Debian's packages: installed here when missing and when this runs as root with apt-get (as
+# CI does on a fresh machine). Where they cannot be, those tests are skipped, saying why.
+system-deps:
+	@if ! command -v sshfs >/dev/null 2>&1 || [ ! -x /usr/sbin/sshd ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing openssh-server and sshfs for the shared-mount tests"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q openssh-server sshfs >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null && apt-get install -y -q openssh-server sshfs >/dev/null; } || \
+	      echo "note: could not install openssh-server and sshfs; the shared-mount tests will be skipped"; \
+	  else \
+	    echo "note: sshfs or sshd is missing; the shared-mount tests will be skipped"; \
+	  fi; \
+	fi
+
+unit: $(STAMP) system-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck unit

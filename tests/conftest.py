@@ -17,17 +17,20 @@ from modelreg.registry import Registry
 # exports, trained models, a long history): one worker runs all the tests of each, so the
 # set-up is made once per session rather than once per worker.
 SHARED_SETUP_MODULES = (
-    "tests/test_bundle.py",
-    "tests/test_onnxio.py",
-    "tests/test_converters.py",
+    "tests/packaging/test_bundle.py",
+    "tests/packaging/test_onnxfile.py",
+    "tests/packaging/test_runtime.py",
+    "tests/packaging/test_converters.py",
     "tests/registry/test_builder.py",
+    "tests/registry/test_gc_races.py",
+    "tests/test_shared_mount.py",
 )
 # The longest tests (they wait on pip, git or child processes), queued first, longest first,
 # so that none of them starts near the end while the other workers have nothing left to do.
 LONGEST_FIRST = (
     "tests/test_precommit.py",
     "tests/test_examples.py",
-    "tests/test_export.py",
+    "tests/packaging/test_exporting.py",
     "tests/test_crash.py",
     "tests/test_lifecycle_processes.py",
     "tests/test_concurrency.py",

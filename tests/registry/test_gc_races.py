@@ -23,8 +23,6 @@ import modelreg
 from modelreg.registry import Registry
 from tests.helpers import run_cli
 
-pytestmark = pytest.mark.xdist_group("gc_races")
-
 
 @pytest.fixture(scope="module")
 def base_store(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -192,14 +192,12 @@ class Staged:
         try:
             os.link(self.path, dest)
         except FileExistsError:
-            # Over NFS a retransmitted LINK whose first reply was lost fails with EEXIST
-            # although the link was made: the temporary file's link count tells (link(2)'s
-            # own advice for lock files on NFS). Nobody else links to a temporary file.
-            try:
-                return os.stat(self.path).st_nlink == 2
-            except FileNotFoundError:
-                return False
+            return self._linked_anyway()
         except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.EACCES) and os.path.lexists(dest):
+                # sshfs (SFTP's hardlink extension) reports a target that exists as a
+                # generic failure, EPERM: an existing target means "taken", as EEXIST does.
+                return self._linked_anyway()
             if exclusive or exc.errno in (errno.ENOENT, errno.ENOTDIR):
                 raise
             # Some shared file systems (SMB/CIFS, a few FUSE mounts) refuse hard links. Fall
@@ -210,6 +208,15 @@ class Staged:
             os.replace(self.path, dest)
             self._renamed = True
         return True
+
+    def _linked_anyway(self) -> bool:
+        # Over NFS a retransmitted LINK whose first reply was lost fails with EEXIST
+        # although the link was made: the temporary file's link count tells (link(2)'s
+        # own advice for lock files on NFS). Nobody else links to a temporary file.
+        try:
+            return os.stat(self.path).st_nlink == 2
+        except FileNotFoundError:
+            return False
 
 
 @contextlib.contextmanager
