@@ -202,6 +202,12 @@ class ObjectStore:
             for entry in sorted(fan.iterdir()):
                 yield fan.name + entry.name, entry
 
+    def ids(self) -> Iterator[str]:
+        """Yield the id of every well-formed object file (fsck reports the rest)."""
+        for name, path in self.iter_objects():
+            if is_object_id(name) and path.is_file():
+                yield name
+
     def remove(self, oid: str) -> None:
         """Delete object ``oid`` (used only by ``gc`` for unreachable objects)."""
         path = self.path(oid)

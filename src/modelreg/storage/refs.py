@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelreg.errors import ConflictError, IntegrityError
-from modelreg.storage.atomic import write_atomic
+from modelreg.storage.atomic import fsync_dir, write_atomic
+from modelreg.storage.backend import Token
 from modelreg.storage.hashing import is_object_id
 
 if TYPE_CHECKING:  # the lock module is loaded by the first change, not by every read
@@ -85,13 +86,28 @@ class RefTransaction:
         """
         if not is_object_id(new):
             raise ValueError(f"not an object id: {new!r}")
+        self._check_held()
+        write_atomic(self._store.path(self.name), f"{new}\n".encode(), self._store.tmp_dir)
+        self.committed = new
+
+    def delete(self) -> None:
+        """Remove the ref (its lock stays held until the transaction ends).
+
+        Raises:
+            ConflictError: The lock was broken as stale while this transaction held it.
+        """
+        self._check_held()
+        path = self._store.path(self.name)
+        path.unlink(missing_ok=True)
+        fsync_dir(path.parent)
+        self.committed = None
+
+    def _check_held(self) -> None:
         if not self.lock.still_held():
             raise ConflictError(
                 f"lock {self.lock.path} was taken over while this command held it; "
                 "nothing was changed, run the command again"
             )
-        write_atomic(self._store.path(self.name), f"{new}\n".encode(), self._store.tmp_dir)
-        self.committed = new
 
 
 class RefStore:
@@ -173,6 +189,38 @@ class RefStore:
             if txn.old != old:
                 return False
             txn.commit(new)
+            return True
+
+    def read_versioned(self, name: str) -> tuple[str | None, Token]:
+        """Return the ref's value and its version token (on this backend, the value).
+
+        A head commit id never comes back once replaced (each commit names its parent), so
+        the value itself tells whether the ref moved.
+        """
+        value = self.read(name)
+        return value, value
+
+    def compare_and_swap(self, name: str, expected: Token, new: str) -> bool:
+        """Point ref ``name`` at ``new`` if it still holds ``expected`` (None: absent).
+
+        The comparison and the write happen under the ref's lock, so of several writers
+        holding the same token exactly one wins.
+
+        Returns:
+            False, changing nothing, if the ref holds something else.
+        """
+        with self.transaction(name) as txn:
+            if txn.old != expected:
+                return False
+            txn.commit(new)
+            return True
+
+    def delete_if(self, name: str, expected: Token) -> bool:
+        """Delete ref ``name`` if it still holds ``expected``; False if it moved."""
+        with self.transaction(name) as txn:
+            if txn.old != expected or txn.old is None:
+                return False
+            txn.delete()
             return True
 
     def names(self, prefix: str) -> Iterator[str]:
