@@ -265,7 +265,10 @@ def _remove(reg: Registry, candidates: list[tuple[str, int]],
         if not any(quarantine.iterdir()):
             quarantine.rmdir()
     shutil.rmtree(quarantine, ignore_errors=True)
-    return sorted(moved), sum(size for _, size in moved.values())
+    # A writer that re-used a candidate after the second walk stored it again: it was not
+    # removed from the store, and is not reported as removed.
+    gone = {name: size for name, (_, size) in moved.items() if not reg.objects.contains(name)}
+    return sorted(gone), sum(gone.values())
 
 
 def _put_back(reg: Registry, name: str, held: Path) -> None:
