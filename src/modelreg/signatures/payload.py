@@ -131,8 +131,9 @@ def _jsonl(text: str) -> list[Any]:
             continue
         try:
             append(_decode_json(line))
-        except ValueError as exc:
-            raise UsageError(f"JSONL line {number} is not valid JSON: {exc}") from exc
+        except (ValueError, RecursionError) as exc:
+            raise UsageError(f"JSONL line {number} is not valid JSON: {_json_problem(exc)}"
+                             ) from exc
     return records
 
 
@@ -153,6 +154,17 @@ def _json(data: bytes, container: str) -> Any:
         if exc.msg == "Extra data":
             return ("jsonl", _jsonl(text))
         raise UsageError(f"the payload is not valid JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        # An integer of more than 4300 digits (ValueError) or arrays and objects nested
+        # deeper than the parser recurses: the payload's fault, not modelreg's.
+        raise UsageError(f"the payload is not valid JSON: {_json_problem(exc)}") from exc
+
+
+def _json_problem(exc: BaseException) -> str:
+    """Word a JSON parse failure; a RecursionError says what it means for a payload."""
+    if isinstance(exc, RecursionError):
+        return "it nests arrays or objects too deeply"
+    return str(exc)
 
 
 def records_to_columns(records: list[Any], fmt: str = "records") -> ColumnPayload:
