@@ -210,6 +210,31 @@ def test_ci_staging_gate_script(registry: Registry, tmp_path: Path) -> None:
     assert again.returncode == 0
     assert "entered staging" not in again.stdout
 
+    # A pickle in staging cannot be run or benched: the gate records failed checks for it,
+    # goes on with the next version, saves its cursor and exits 1; the next run redoes
+    # nothing.
+    modelreg.promote(src.ref, "staging", registry=registry, actor="sci")
+    w = modelreg.export_onnx(src.ref, registry=registry, actor="sci", as_name="gate2",
+                             allow_pickle=True).result.version
+    modelreg.promote(w.ref, "staging", registry=registry, actor="sci")
+    third = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
+                           timeout=300, cwd=tmp_path)
+    assert third.returncode == 1, third.stdout + third.stderr
+    assert f"== {src.ref} entered staging" in third.stdout
+    assert f"== {w.ref} entered staging" in third.stdout
+    pickled = modelreg.show(src.ref, registry=registry).checks
+    assert pickled["integration"].passed is False
+    assert pickled["latency"].passed is False
+    assert "bench could not run it (exit 7)" in (pickled["latency"].details or "")
+    assert modelreg.show(w.ref, registry=registry).checks["latency"].passed is True
+    before = [len(modelreg.history(n, registry=registry)[1]) for n in ("gate", "gate2")]
+    fourth = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path)
+    assert fourth.returncode == 0, fourth.stdout + fourth.stderr
+    assert "entered staging" not in fourth.stdout
+    after = [len(modelreg.history(n, registry=registry)[1]) for n in ("gate", "gate2")]
+    assert after == before
+
 
 def test_predict_on_a_pickle_says_it_is_not_onnx(registry: Registry, tmp_path: Path) -> None:
     data = load_diabetes()
