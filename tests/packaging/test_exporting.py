@@ -236,6 +236,33 @@ def test_ci_staging_gate_script(registry: Registry, tmp_path: Path) -> None:
     assert after == before
 
 
+def test_export_messages_name_the_version_and_the_rule(registry: Registry,
+                                                      tmp_path: Path) -> None:
+    data = load_diabetes()
+    src = register_pickle(registry, tmp_path, "eta", Ridge().fit(data.data, data.target),
+                          list(data.feature_names))
+    v = modelreg.export_onnx(src.ref, registry=registry, actor="sci",
+                             allow_pickle=True).result.version
+    # An ONNX version has nothing to convert: the message names the version, not the
+    # temporary directory its files were pulled into.
+    again = run_cli("export", v.ref, registry=registry.layout.root)
+    assert again.returncode == 2, again.stderr
+    assert f"{v.ref}'s files" in again.stderr and "already holds ONNX" in again.stderr
+    assert "tmp" not in again.stderr and str(registry.layout.root) not in again.stderr
+    one = run_cli("export", src.ref, "--to", "bundle", "-o", tmp_path / "b.zip",
+                  "--allow-pickle", registry=registry.layout.root)
+    assert one.returncode == 2
+    assert "--allow-pickle applies to --to onnx only" in one.stderr
+    # A payload whose kind neither its name nor its bytes tell: say what is accepted.
+    blob = tmp_path / "model.joblib"
+    blob.write_bytes(bytes(range(256)))
+    unknown = run_cli("validate", src.ref, blob, registry=registry.layout.root)
+    assert unknown.returncode == 2
+    assert "format was not recognised (model.joblib" in unknown.stderr
+    assert ".jsonl" in unknown.stderr and "--format" in unknown.stderr
+    assert "CSV payload is not UTF-8" not in unknown.stderr
+
+
 def test_predict_on_a_pickle_says_it_is_not_onnx(registry: Registry, tmp_path: Path) -> None:
     data = load_diabetes()
     src = register_pickle(registry, tmp_path, "raw", Ridge().fit(data.data, data.target),

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.core
 
 from modelreg import api
 from modelreg.errors import NotFound, UsageError
 
 __all__ = [
+    "REFERENCE_FORMS",
     "AliasArg",
     "JsonOpt",
     "ModelArg",
@@ -32,12 +34,49 @@ __all__ = [
     "value_from",
 ]
 
+REFERENCE_FORMS = "NAME, NAME@N, NAME@vN, NAME@latest, NAME@STAGE or NAME@ALIAS"
+"""Every form a version reference takes, as each help text that mentions references says."""
+
+
+def _argument_metavar(self: typer.core.TyperArgument, ctx: Any, *,
+                      usage: bool = False) -> str:
+    """An argument's placeholder as users expect it: ``NAME``, ``[PATH]``, ``PATHS...``.
+
+    Typer's own prints ``{name}`` in usage lines and ``name:<str>`` elsewhere.
+    """
+    var = self.metavar or (self.name or "").upper()
+    if self.nargs != 1 and not var.endswith("..."):
+        var += "..."
+    return f"[{var}]" if usage and not self.required else var
+
+
+def _option_metavar(self: typer.core.TyperOption, ctx: Any) -> str:
+    """An option's placeholder: its ``metavar``, the choices of a choice, else its name.
+
+    Typer's own prints the type (``<str>``, ``<int range>``), which says nothing of what
+    to give.
+    """
+    if self.metavar is not None:
+        return self.metavar
+    choices = getattr(self.type, "choices", None)
+    if choices:
+        return "[" + "|".join(map(str, choices)) + "]"
+    var = (self.name or "").upper()
+    return var + "..." if self.nargs != 1 else var
+
+
+# Placeholders are drawn by these two methods for every command (options.py is imported by
+# each command module before Typer builds its command).
+typer.core.TyperArgument.make_metavar = _argument_metavar  # type: ignore[method-assign]
+typer.core.TyperOption.make_metavar = _option_metavar  # type: ignore[method-assign]
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout for scripts.")]
-RefArg = Annotated[str, typer.Argument(help="NAME, NAME@N, NAME@vN, NAME@latest or NAME@STAGE.",
-                                       show_default=False)]
+RefArg = Annotated[str, typer.Argument(help=f"The version: {REFERENCE_FORMS}.",
+                                       metavar="REF", show_default=False)]
 ReasonOpt = Annotated[str | None, typer.Option("--reason", "-r", help="Why (recorded).")]
-ModelArg = Annotated[str, typer.Argument(help="Model name.", show_default=False)]
-AliasArg = Annotated[str, typer.Argument(help="Alias name, e.g. champion.", show_default=False)]
+ModelArg = Annotated[str, typer.Argument(help="Model name.", metavar="NAME", show_default=False)]
+AliasArg = Annotated[str, typer.Argument(help="Alias name, e.g. champion.", metavar="ALIAS",
+                                         show_default=False)]
 
 
 def tags_from(items: list[str] | None) -> dict[str, str]:
