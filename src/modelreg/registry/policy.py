@@ -316,19 +316,17 @@ def load_config(path: Path) -> StoreConfig:
             (nesting too deep included) or not a valid configuration.
     """
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        # Looked at before it is opened: opening a FIFO would wait for a writer.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise UsageError(f"{path} is not a regular file; config.toml must be one")
+        with open(path, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):  # swapped in meanwhile
+                raise UsageError(f"{path} is not a regular file; config.toml must be one")
+            data = fh.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         return StoreConfig()
     except OSError as exc:
         raise UsageError(f"{path}: cannot be read ({exc.strerror})") from exc
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UsageError(f"{path} is not a regular file; config.toml must be one")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(MAX_CONFIG_BYTES + 1)
-    finally:
-        os.close(fd)
     if len(data) > MAX_CONFIG_BYTES:
         raise UsageError(f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; that is not "
                          "a configuration")
