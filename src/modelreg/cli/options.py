@@ -8,10 +8,12 @@ so scripts parse them the same way.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import typer
 import typer.core
@@ -27,6 +29,7 @@ __all__ = [
     "ReasonOpt",
     "RefArg",
     "metrics_from",
+    "open_payload",
     "params_from",
     "parse_duration",
     "read_payload",
@@ -117,6 +120,31 @@ def read_payload(path: str) -> tuple[bytes, str | None]:
         return p.read_bytes(), p.name
     except FileNotFoundError as exc:
         raise NotFound(f"{p} does not exist") from exc
+
+
+@contextlib.contextmanager
+def open_payload(path: str) -> Iterator[tuple[BinaryIO, str | None]]:
+    """Open a payload argument for streaming: a file, or ``-`` for stdin.
+
+    Yields:
+        The binary stream and the file name (None for stdin), which tells the format.
+
+    Raises:
+        NotFound: The file does not exist.
+        UsageError: The path is a directory.
+    """
+    if path == "-":
+        yield sys.stdin.buffer, None
+        return
+    p = Path(path)
+    try:
+        fh = open(p, "rb")  # noqa: SIM115 - closed below, after the caller is done
+    except FileNotFoundError as exc:
+        raise NotFound(f"{p} does not exist") from exc
+    except IsADirectoryError as exc:
+        raise UsageError(f"{p} is a directory, not a payload file") from exc
+    with fh:
+        yield fh, p.name
 
 
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd]?)\Z")
