@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+# `make demo` installs modelreg with the scikit-learn converters only (the `sklearn` extra),
+# not the dev extras (torch, test and lint tools): the examples need no more.
+DEMO_STAMP := $(VENV)/.installed-demo
 # pytest workers (pytest-xdist): `auto` is one per CPU; `make unit PYTEST_WORKERS=0` runs serially.
 PYTEST_WORKERS ?= auto
 # loadgroup: the tests of a module that shares an expensive set-up run on one worker (see
@@ -19,7 +22,11 @@ $(STAMP): pyproject.toml $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+$(DEMO_STAMP): pyproject.toml $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[sklearn]'
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/python examples/quickstart.py
 	$(BIN)/python examples/handshake.py
 

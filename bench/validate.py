@@ -6,6 +6,9 @@ the measured call is `validate_payload` on those bytes (parse, transpose, check)
 `time.perf_counter`, one warm-up each, then 5 rounds of both in turn; medians. The budget is
 2x the floor.
 
+`measure_stream` compares `validate_stream` (what `modelreg validate FILE` runs: blocks and
+chunks, constant memory) with `validate_payload` on the same bytes.
+
 Run: .venv/bin/python bench/validate.py [ROWS]  (`make bench` runs it as W6, through
 `measure`).
 """
@@ -74,6 +77,38 @@ def measure(rows: int) -> tuple[float, float]:
     return statistics.median(floors), statistics.median(measured)
 
 
+def measure_stream(rows: int) -> tuple[float, float]:
+    """Return the median seconds of (`validate_payload`, `validate_stream`) on the same bytes.
+
+    `validate_stream` is what `modelreg validate FILE` runs: the file is read in blocks and
+    checked in chunks, in constant memory; it must keep about `validate_payload`'s rate.
+    """
+    import io
+
+    from modelreg.signatures.stream import validate_stream
+
+    schema = parse_signature(SIGNATURE).inputs
+    data = make_payload(rows)
+
+    def whole() -> None:
+        assert validate_payload(schema, data, filename="payload.jsonl").ok
+
+    def streamed() -> None:
+        report = validate_stream(schema, io.BytesIO(data), filename="payload.jsonl")
+        assert report.ok
+        assert report.rows == rows
+
+    whole()
+    streamed()
+    wholes, streams = [], []
+    for _ in range(RUNS):
+        for fn, into in ((whole, wholes), (streamed, streams)):
+            start = time.perf_counter()
+            fn()
+            into.append(time.perf_counter() - start)
+    return statistics.median(wholes), statistics.median(streams)
+
+
 def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     print(f"machine: {platform.platform()}, {os.cpu_count()} cpus, "
@@ -84,6 +119,9 @@ def main() -> None:
     print(f"validate_payload {rows:,} lines: {measured * 1000:8.1f} ms")
     print(f"ratio: {ratio:.2f}x (budget {BUDGET:.1f}x) "
           f"{'OK' if ratio <= BUDGET else 'OVER BUDGET'}")
+    whole, streamed = measure_stream(rows)
+    print(f"validate_stream {rows:,} lines:  {streamed * 1000:8.1f} ms "
+          f"({streamed / whole:.2f}x validate_payload, {streamed / floor:.2f}x json.loads)")
 
 
 if __name__ == "__main__":

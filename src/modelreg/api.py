@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from modelreg.config import resolve_actor
 from modelreg.errors import NotFound, UsageError
@@ -231,15 +231,24 @@ def signature_diff(a: str, b: str, *, registry: RegistryLike = None) -> list[Cha
     return diff_signatures(reg.show(a).signature, reg.show(b).signature)
 
 
-def validate(ref: str, data: bytes, *, registry: RegistryLike = None,
+def validate(ref: str, data: bytes | BinaryIO, *, registry: RegistryLike = None,
              filename: str | None = None, fmt: str | None = None, outputs: bool = False,
              allow_extra: bool = False, max_errors: int = 20) -> ValidationReport:
-    """Check a payload against the signature of ``ref`` (its inputs, or ``outputs``)."""
+    """Check a payload against the signature of ``ref`` (its inputs, or ``outputs``).
+
+    ``data`` is the payload's bytes, or a binary file opened for reading: JSON Lines and
+    CSV are then checked as they are read, in constant memory, with the same report.
+    """
+    schema = signature(ref, registry=registry).schema_for(outputs=outputs, ref=ref)
+    if not isinstance(data, bytes | bytearray | memoryview):
+        from modelreg.signatures.stream import validate_stream
+
+        return validate_stream(schema, data, filename=filename, fmt=fmt,
+                               allow_extra=allow_extra, max_errors=max_errors)
     from modelreg.signatures.validate import validate_payload
 
-    schema = signature(ref, registry=registry).schema_for(outputs=outputs, ref=ref)
-    return validate_payload(schema, data, filename=filename, fmt=fmt, allow_extra=allow_extra,
-                            max_errors=max_errors)
+    return validate_payload(schema, bytes(data), filename=filename, fmt=fmt,
+                            allow_extra=allow_extra, max_errors=max_errors)
 
 
 def export_onnx(ref: str, *, registry: RegistryLike = None, as_name: str | None = None,

@@ -28,10 +28,15 @@ def user_config_path() -> Path:
 
 
 def _from_user_config() -> str | None:
+    path = user_config_path()
     try:
-        with open(user_config_path(), "rb") as fh:
+        # Only a regular file is read (a symlink to /dev/zero or a FIFO would hang every
+        # command); one that does not parse (bad UTF-8, too deep, not TOML) is ignored.
+        if not path.is_file() or path.stat().st_size > 1 << 20:
+            return None
+        with open(path, "rb") as fh:
             data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError):
+    except (OSError, ValueError, RecursionError):
         return None
     actor = data.get("actor")
     return actor.strip() or None if isinstance(actor, str) else None

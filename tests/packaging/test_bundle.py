@@ -231,7 +231,8 @@ def test_round_trip_keeps_bytes_lineage_and_signature(
     assert (got.name, got.version, got.created_by) == ("diabetes", 1, "bob@example.com")
     assert got.artifact == original.artifact
     assert got.signature == original.signature == parse_signature(BINDING_SIGNATURE)
-    assert got.lineage == replace(LINEAGE, derived_from="diabetes@1")
+    # The source manifest's digest: "diabetes@1" would name the imported version itself.
+    assert got.lineage == replace(LINEAGE, derived_from=original.manifest)
     assert got.description == original.description
     assert got.tags == {"team": "risk", SOURCE_TAG: f"diabetes@1 {original.manifest}"}
     pulling.pull(target, "diabetes@1", tmp_path / "pulled")
@@ -263,10 +264,26 @@ def test_directory_artifact_with_example_and_derived_from(
     original = source.show("diab@1")
     assert got.artifact == original.artifact and got.artifact.kind == "directory"
     assert got.example == original.example
-    assert got.lineage.derived_from == "base@3"
+    assert got.lineage.derived_from == original.manifest
+    assert got.tags["bundle.derived_from"] == "base@3"
     pulling.pull(target, "diab@1", tmp_path / "out")
     assert (tmp_path / "out" / "nested" / "notes.txt").read_text() == "preprocessing: none\n"
     assert fsck(registry=target).ok
+
+
+def test_derived_from_stays_true_in_the_importing_registry(
+        source: Registry, bundle: Path, make_registry: Callable[[], Registry],
+        onnx_model: Path) -> None:
+    """In a registry that already has diabetes@1, the import is not derived from "diabetes@1"."""
+    target = make_registry()
+    registering.register(target, "diabetes", [onnx_model], actor="c@example.com",
+                         description="another model altogether")
+    original = source.show("diabetes@1")
+    for name in (None, "diabetes-copy"):
+        got = import_bundle(target, bundle, name=name, actor="b@example.com").version
+        assert got.lineage.derived_from == original.manifest
+        assert got.lineage.derived_from.startswith("sha256:")
+        assert "bundle.derived_from" not in got.tags
 
 
 def test_import_refuses_a_bad_name(bundle: Path, make_registry: Callable[[], Registry]) -> None:
@@ -458,6 +475,18 @@ TAMPERED = {
     "bomb": (edit(MODEL_ENTRY, lambda d: bytes(8 << 20)), "zip bomb"),
     "longer-than-recorded": (edit(MODEL_ENTRY, lambda d: d + bytes(1000)), "larger than"),
     "bad-index": (edit("modelreg-bundle.json", lambda d: b"[1, 2]"), "not a bundle index"),
+    "deep-index": (edit("modelreg-bundle.json", lambda d: b"[" * 100_000 + b"]" * 100_000),
+                   "nests too deeply"),
+    # The index's values, checked as `register` checks them from a user.
+    "tag-key-dotdot": (edit_index(lambda d: d["tags"].update({"../x": "1"})), "'../x'"),
+    "tag-key-space": (edit_index(lambda d: d["tags"].update({"a b": "1"})), "bad tag key"),
+    "tag-value-type": (edit_index(lambda d: d["tags"].update(team=3)), "wrong type"),
+    "name": (edit_index(lambda d: d.update(name="../x")), "bad model name"),
+    "version": (edit_index(lambda d: d.update(version=0)), "not a version number"),
+    "description-surrogate": (edit_index(lambda d: d.update(description="a\udcffb")),
+                              "not valid UTF-8"),
+    "file-backslash": (edit_index(lambda d: d["files"][0].update(path="a\\b.onnx")),
+                       "backslash"),
 }
 
 

@@ -210,6 +210,58 @@ def test_ci_staging_gate_script(registry: Registry, tmp_path: Path) -> None:
     assert again.returncode == 0
     assert "entered staging" not in again.stdout
 
+    # A pickle in staging cannot be run or benched: the gate records failed checks for it,
+    # goes on with the next version, saves its cursor and exits 1; the next run redoes
+    # nothing.
+    modelreg.promote(src.ref, "staging", registry=registry, actor="sci")
+    w = modelreg.export_onnx(src.ref, registry=registry, actor="sci", as_name="gate2",
+                             allow_pickle=True).result.version
+    modelreg.promote(w.ref, "staging", registry=registry, actor="sci")
+    third = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
+                           timeout=300, cwd=tmp_path)
+    assert third.returncode == 1, third.stdout + third.stderr
+    assert f"== {src.ref} entered staging" in third.stdout
+    assert f"== {w.ref} entered staging" in third.stdout
+    pickled = modelreg.show(src.ref, registry=registry).checks
+    assert pickled["integration"].passed is False
+    assert pickled["latency"].passed is False
+    assert "bench could not run it (exit 7)" in (pickled["latency"].details or "")
+    assert modelreg.show(w.ref, registry=registry).checks["latency"].passed is True
+    before = [len(modelreg.history(n, registry=registry)[1]) for n in ("gate", "gate2")]
+    fourth = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path)
+    assert fourth.returncode == 0, fourth.stdout + fourth.stderr
+    assert "entered staging" not in fourth.stdout
+    after = [len(modelreg.history(n, registry=registry)[1]) for n in ("gate", "gate2")]
+    assert after == before
+
+
+def test_export_messages_name_the_version_and_the_rule(registry: Registry,
+                                                      tmp_path: Path) -> None:
+    data = load_diabetes()
+    src = register_pickle(registry, tmp_path, "eta", Ridge().fit(data.data, data.target),
+                          list(data.feature_names))
+    v = modelreg.export_onnx(src.ref, registry=registry, actor="sci",
+                             allow_pickle=True).result.version
+    # An ONNX version has nothing to convert: the message names the version, not the
+    # temporary directory its files were pulled into.
+    again = run_cli("export", v.ref, registry=registry.layout.root)
+    assert again.returncode == 2, again.stderr
+    assert f"{v.ref}'s files" in again.stderr and "already holds ONNX" in again.stderr
+    assert "tmp" not in again.stderr and str(registry.layout.root) not in again.stderr
+    one = run_cli("export", src.ref, "--to", "bundle", "-o", tmp_path / "b.zip",
+                  "--allow-pickle", registry=registry.layout.root)
+    assert one.returncode == 2
+    assert "--allow-pickle applies to --to onnx only" in one.stderr
+    # A payload whose kind neither its name nor its bytes tell: say what is accepted.
+    blob = tmp_path / "model.joblib"
+    blob.write_bytes(bytes(range(256)))
+    unknown = run_cli("validate", src.ref, blob, registry=registry.layout.root)
+    assert unknown.returncode == 2
+    assert "format was not recognised (model.joblib" in unknown.stderr
+    assert ".jsonl" in unknown.stderr and "--format" in unknown.stderr
+    assert "CSV payload is not UTF-8" not in unknown.stderr
+
 
 def test_predict_on_a_pickle_says_it_is_not_onnx(registry: Registry, tmp_path: Path) -> None:
     data = load_diabetes()

@@ -11,6 +11,7 @@ from modelreg import api
 from modelreg.cli import render
 from modelreg.cli.application import app, command, state
 from modelreg.cli.options import (
+    REFERENCE_FORMS,
     JsonOpt,
     RefArg,
     metrics_from,
@@ -51,27 +52,33 @@ def register(
     paths: Annotated[list[Path], typer.Argument(help="Files or directories to register.",
                                                 show_default=False)],
     param: Annotated[list[str] | None, typer.Option(
-        "--param", "-p", help="Hyperparameter K=V (repeatable; numbers and booleans typed).")
+        "--param", "-p",
+        metavar="K=V", help="Hyperparameter K=V (repeatable; numbers and booleans typed).")
     ] = None,
     metric: Annotated[list[str] | None, typer.Option(
-        "--metric", "-m", help="Metric K=V (repeatable; a number or boolean).")] = None,
+        "--metric", "-m",
+        metavar="K=V", help="Metric K=V (repeatable; a number or boolean).")] = None,
     params_file: Annotated[Path | None, typer.Option(
-        "--params-file", help="JSON or TOML file of hyperparameters (--param overrides).")
+        "--params-file",
+        metavar="FILE", help="JSON or TOML file of hyperparameters (--param overrides).")
     ] = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Tag K=V (repeatable).")
-                   ] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", "-t", metavar="K=V",
+                                                  help="Tag K=V (repeatable).")] = None,
     description: Annotated[str | None, typer.Option("--description", "-d",
                                                     help="Free-text description.")] = None,
     run_id: Annotated[str | None, typer.Option("--run-id", help="Training run id.")] = None,
     run_name: Annotated[str | None, typer.Option("--run-name", help="Training run name.")
                         ] = None,
     data: Annotated[list[Path] | None, typer.Option(
-        "--data", help="Training data file or directory, recorded by digest (repeatable).")
+        "--data",
+        metavar="PATH",
+        help="Training data file or directory, recorded by digest (repeatable).")
     ] = None,
     data_version: Annotated[str | None, typer.Option("--data-version",
                                                      help="Data version string.")] = None,
     derived_from: Annotated[str | None, typer.Option(
-        "--derived-from", help="Reference of the version this one was made from.")] = None,
+        "--derived-from", metavar="REF", help="The version this one was made from: "
+        f"{REFERENCE_FORMS}.")] = None,
     no_git: Annotated[bool, typer.Option("--no-git", help="Do not record git lineage.")
                       ] = False,
     stage: Annotated[str | None, typer.Option(
@@ -80,12 +87,14 @@ def register(
     reason: Annotated[str | None, typer.Option(
         "--reason", help="Why; recorded with the --stage transition.")] = None,
     signature: Annotated[Path | None, typer.Option(
-        "--signature", help="Signature file (JSON or TOML, compact or full form).")] = None,
+        "--signature",
+        metavar="FILE", help="Signature file (JSON or TOML, compact or full form).")] = None,
     infer_signature: Annotated[bool, typer.Option(
         "--infer-signature", help="Infer the signature from --sample (ONNX files always "
         "get theirs inferred).")] = False,
     sample: Annotated[Path | None, typer.Option(
-        "--sample", help="An input example (CSV, JSON, JSONL, npy, npz), stored with the "
+        "--sample",
+        metavar="FILE", help="An input example (CSV, JSON, JSONL, npy, npz), stored with the "
         "version.")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Make a new version even if an identical one exists.")] = False,
@@ -161,8 +170,10 @@ def show(ref: RefArg, as_json: JsonOpt = False) -> None:
 @app.command()
 @command
 def diff(
-    a: Annotated[str, typer.Argument(help="First version reference.", show_default=False)],
-    b: Annotated[str, typer.Argument(help="Second version reference.", show_default=False)],
+    a: Annotated[str, typer.Argument(help=f"The first version: {REFERENCE_FORMS}.",
+                                     metavar="A", show_default=False)],
+    b: Annotated[str, typer.Argument(help="The second version, in the same forms.",
+                                     metavar="B", show_default=False)],
     as_json: JsonOpt = False,
 ) -> None:
     """Compare two versions: params, metrics, lineage and files."""

@@ -51,7 +51,8 @@ def export(
                      "--atol": atol, "--allow-pickle": allow_pickle or None}
         given = [flag for flag, value in onnx_only.items() if value is not None]
         if given:
-            raise UsageError(f"{', '.join(given)} apply to --to onnx, not to a bundle")
+            verb = "applies" if len(given) == 1 else "apply"
+            raise UsageError(f"{', '.join(given)} {verb} to --to onnx only, not to a bundle")
         bundle = api.export_bundle(ref, output, registry=state.registry, force=force)
         if as_json:
             render.emit_json(bundle)

@@ -10,7 +10,7 @@ import typer
 from modelreg import api
 from modelreg.cli import render
 from modelreg.cli.application import app, command, state
-from modelreg.cli.options import JsonOpt, RefArg, read_payload
+from modelreg.cli.options import JsonOpt, RefArg, open_payload
 from modelreg.errors import (
     EXIT_CHECK_FAILED,
     EXIT_INTEGRITY,
@@ -93,9 +93,12 @@ def validate(
     as_json: JsonOpt = False,
 ) -> int:
     """Check a payload against a version's signature: exit 0 if valid, 1 if not."""
-    data, name = read_payload(path)
-    report = api.validate(ref, data, registry=state.registry, filename=name, fmt=fmt,
-                          outputs=outputs, allow_extra=allow_extra, max_errors=max_errors)
+    # The file is streamed, not read whole: a JSON Lines or CSV payload of any size is
+    # checked in constant memory.
+    with open_payload(path) as (fh, name):
+        report = api.validate(ref, fh, registry=state.registry, filename=name, fmt=fmt,
+                              outputs=outputs, allow_extra=allow_extra,
+                              max_errors=max_errors)
     if as_json:
         render.emit_json(report.to_dict())
     else:

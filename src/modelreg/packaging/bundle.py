@@ -22,8 +22,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from modelreg.errors import ConflictError, IntegrityError, NotFound, UnsupportedFormat
+from modelreg.errors import (
+    ConflictError,
+    IntegrityError,
+    NotFound,
+    UnsupportedFormat,
+    UsageError,
+)
 from modelreg.registry.core import Registry
+from modelreg.registry.lineage import check_tags
 from modelreg.registry.manifest import Manifest, decode_manifest
 from modelreg.registry.names import check_model_name
 from modelreg.registry.state import now_iso
@@ -36,7 +43,7 @@ from modelreg.storage.hashing import (
     format_digest,
     parse_digest,
 )
-from modelreg.storage.tree import FileEntry, check_relpath, encode_tree
+from modelreg.storage.tree import FileEntry, check_relpath, check_user_path, encode_tree
 from modelreg.types import FileInfo
 
 __all__ = ["BUNDLE_FORMAT", "BundleResult", "export_bundle", "import_bundle", "predict_script"]
@@ -54,6 +61,7 @@ INDEX, MANIFEST, SIGNATURE = "modelreg-bundle.json", "manifest.toml", "signature
 REQUIREMENTS, ENTRY_POINT = "requirements.txt", "predict.py"
 MODEL_DIR, EXAMPLE_DIR = "model/", "example/"
 SOURCE_TAG = "bundle.source"
+SOURCE_DERIVED_TAG = "bundle.derived_from"
 _SLACK = 1 << 20  # the zip-bomb cap is twice the recorded file sizes plus this
 _META_LIMIT = 16 << 20  # the index, manifest and signature are read whole, up to this size
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -249,8 +257,11 @@ def _parse_index(src: Path, data: bytes) -> _Index:
         index = _Index(doc["name"], doc["version"], doc["manifest"], files,
                        doc.get("description"), dict(doc.get("tags") or {}),
                        None if ex is None else FileInfo(ex["path"], ex["digest"], ex["size"]))
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError,
+            AttributeError) as exc:
         raise _refused(src, f"{INDEX} is not a bundle index ({exc!r})") from exc
+    except RecursionError as exc:
+        raise _refused(src, f"{INDEX} is not a bundle index (it nests too deeply)") from exc
     ok = (type(fmt) is int and isinstance(index.name, str) and type(index.version) is int
           and isinstance(index.manifest, str) and isinstance(index.description, str | None)
           and all(isinstance(k, str) and isinstance(v, str) for k, v in index.tags.items())
@@ -258,7 +269,30 @@ def _parse_index(src: Path, data: bytes) -> _Index:
                   and type(f.size) is int and f.size >= 0 for f in index.recorded()))
     if not ok:
         raise _refused(src, f"{INDEX} has a field of the wrong type")
+    _check_index_values(src, index)
     return index
+
+
+def _check_index_values(src: Path, index: _Index) -> None:
+    """Check the index's values as the command line checks the same values.
+
+    A bundle is input from outside the store: its name, tag keys and values, description and
+    example name must be what ``register`` would accept from a user, or nothing is imported.
+    """
+    try:
+        check_model_name(index.name)
+        check_tags(index.tags)
+        for f in index.recorded():
+            check_user_path(f.path, "file")
+        if index.example is not None and "/" in index.example.path:
+            raise UsageError(f"input example {index.example.path!r} is not a plain file name")
+        for text in (index.description, *index.tags.values()):
+            if text is not None:
+                check_user_path(text, "text")
+    except UsageError as exc:
+        raise _refused(src, f"{INDEX}: {exc.message}") from exc
+    if index.version < 1:
+        raise _refused(src, f"{INDEX}: version {index.version} is not a version number")
 
 
 def _artifact_consistent(m: Manifest) -> bool:
@@ -327,8 +361,9 @@ def import_bundle(reg: Registry, src: Path, *, name: str | None = None,
     digest the index records, the index must agree with the manifest, and every file must
     hash to the digest both record. Files are extracted into a temporary directory inside
     the store's ``tmp/``, registered from there, and the directory is removed. The version's
-    ``derived_from`` becomes the bundle's ``NAME@N`` unless it had one, and the tag
-    ``bundle.source`` records ``NAME@N sha256:<manifest digest>``.
+    ``derived_from`` becomes ``sha256:<source manifest digest>`` (true in any registry), the
+    tag ``bundle.source`` records ``NAME@N sha256:<manifest digest>``, and a ``derived_from``
+    the source version had is kept in the tag ``bundle.derived_from``.
 
     Args:
         reg: The registry to import into.
@@ -385,7 +420,7 @@ def _import(reg: Registry, src: Path, zf: zipfile.ZipFile, members: dict[str, zi
     if SIGNATURE in members:
         try:
             same = json.loads(_read_small(src, zf, members[SIGNATURE], budget)) == m.signature
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested too deeply
             same = False
         if not same:
             raise _refused(src, f"{SIGNATURE} differs from the signature in the manifest")
@@ -402,13 +437,18 @@ def _import(reg: Registry, src: Path, zf: zipfile.ZipFile, members: dict[str, zi
                                 "differ only in case?)")
         paths = ([model_dir / m.artifact.files[0].path] if m.artifact.kind == "file"
                  else [model_dir])
-        lineage = replace(m.lineage,
-                          derived_from=m.lineage.derived_from or f"{m.name}@{m.version}")
+        # NAME@N names a version of the source registry, which in this one may be another
+        # version or this very one; the source manifest's digest names it anywhere. The
+        # source's own derived_from (a NAME@N of the source registry, too) is kept as a tag.
+        lineage = replace(m.lineage, derived_from=index.manifest)
+        tags = {**index.tags, SOURCE_TAG: f"{m.name}@{m.version} {index.manifest}"}
+        if m.lineage.derived_from:
+            tags[SOURCE_DERIVED_TAG] = m.lineage.derived_from
         from modelreg.registry import registering
 
         return registering.register(
             reg, name or m.name, paths, actor=actor, lineage=lineage, description=index.description,
-            tags={**index.tags, SOURCE_TAG: f"{m.name}@{m.version} {index.manifest}"},
+            tags=tags,
             signature=m.signature,
             example=None if m.example is None else staging / EXAMPLE_DIR / m.example.path)
     finally:

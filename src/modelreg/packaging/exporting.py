@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelreg.errors import ModelError, NotFound
+from modelreg.errors import ModelError, NotFound, UsageError
 from modelreg.packaging import onnxfile
 from modelreg.packaging.converters import Conversion, convert
 from modelreg.packaging.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, check_parity
@@ -136,7 +136,13 @@ def export_onnx(reg: Registry, ref: str, *, actor: str, as_name: str | None = No
     with tempfile.TemporaryDirectory(dir=reg.layout.tmp, prefix="tmp-export-") as tmp:
         work = Path(tmp)
         pulling.pull(reg, info.ref, work / "source")
-        source = load_source(work / "source", allow_pickle=allow_pickle)
+        try:
+            source = load_source(work / "source", allow_pickle=allow_pickle)
+        except UsageError as exc:
+            # The files were pulled into a temporary directory of the store's; the user
+            # knows them as the version's files, not by that path.
+            raise UsageError(exc.message.replace(f"{work / 'source'}/", "").replace(
+                str(work / "source"), f"{info.ref}'s files")) from exc
         samples = sample_inputs(source, sample=sample_bytes, sample_name=sample_name,
                                 signature=source_sig)
         conversion = convert(source, samples, opset=opset, dynamic_batch=dynamic_batch)

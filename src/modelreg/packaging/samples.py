@@ -86,6 +86,9 @@ def _read_sample(data: bytes, name: str | None, names: list[str],
             doc = json.loads(data)
         except ValueError as exc:
             raise UsageError(f"the sample is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise UsageError("the sample is not valid JSON: it nests arrays or objects too "
+                             "deeply") from exc
         if isinstance(doc, list) and doc and not isinstance(doc[0], dict):
             doc = {(names or ["input_0"])[0]: doc}
         if isinstance(doc, dict) and names and set(doc) == set(names):

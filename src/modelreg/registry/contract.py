@@ -113,8 +113,14 @@ def load_contract(path: Path) -> tuple[str | None, dict[str, str], list[_Example
             doc = tomllib.load(fh)
     except FileNotFoundError as exc:
         raise NotFound(f"contract file {path} does not exist") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text ({exc})") from exc
+    except ValueError as exc:  # TOMLDecodeError, or an integer of more than 4300 digits
         raise UsageError(f"{path}: not valid TOML ({exc})") from exc
+    except RecursionError as exc:
+        raise UsageError(f"{path}: not valid TOML (arrays or tables nested too deeply)") from exc
+    except IsADirectoryError as exc:
+        raise UsageError(f"contract file {path} is a directory") from exc
     unknown = set(doc) - {"registry", "models", "examples"}
     if unknown:
         raise UsageError(f"{path}: unknown keys {sorted(unknown)}")

@@ -88,9 +88,16 @@ def decode_cursor(cursor: str) -> dict[str, int]:
     body = cursor[len(CURSOR_PREFIX):]
     try:
         data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        return {str(k): int(v) for k, v in data.items()}
-    except (binascii.Error, ValueError, AttributeError, TypeError) as exc:
+    except (binascii.Error, ValueError, RecursionError) as exc:
+        # ValueError covers bad JSON, bad UTF-8 and over-long integers; RecursionError a
+        # deeply nested document: all a cursor modelreg did not make.
         raise UsageError(f"bad cursor {cursor[:40]!r}: it does not decode") from exc
+    # A cursor is an object of model keys to event counts: whole numbers, never a float
+    # (1e999 is infinity), a boolean or a negative number.
+    if not isinstance(data, dict) or not all(
+            type(v) is int and v >= 0 for v in data.values()):
+        raise UsageError(f"bad cursor {cursor[:40]!r}: it does not decode")
+    return {str(k): v for k, v in data.items()}
 
 
 def feed(reg: Registry, since: str | None = None) -> tuple[list[EventRecord], str]:

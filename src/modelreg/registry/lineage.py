@@ -13,13 +13,18 @@ from urllib.parse import urlsplit, urlunsplit
 
 from modelreg.errors import NotFound, UsageError
 from modelreg.storage.hashing import format_digest
-from modelreg.storage.tree import hash_path
-from modelreg.types import DataRef, GitInfo
+from modelreg.storage.tree import check_user_path, hash_path
+from modelreg.types import DataRef, GitInfo, Lineage
 
 __all__ = [
     "capture_git",
+    "check_key",
+    "check_lineage",
+    "check_tags",
+    "check_text",
     "check_toml_value",
     "data_ref",
+    "MAX_DEPTH",
     "load_params_file",
     "parse_assignments",
     "parse_value",
@@ -82,26 +87,120 @@ def parse_assignments(items: list[str], what: str, *, numeric: bool = False) -> 
     return out
 
 
-def check_toml_value(value: Any, where: str) -> None:
+MAX_DEPTH = 32
+"""How deeply arrays and tables may nest in a params or metrics value (a manifest is read
+back by recursive parsers, and no hyperparameter needs more)."""
+
+
+def check_key(key: str, what: str) -> str:
+    """Refuse a tag, param or metric key that ``K=V`` options refuse.
+
+    Args:
+        key: The key.
+        what: What it is (``tag``), for the message.
+
+    Returns:
+        The key.
+
+    Raises:
+        UsageError: The key is not letters, digits, ``_``, ``.``, ``-`` and ``/``, starting
+            with a letter, digit or ``_``.
+    """
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise UsageError(f"bad {what} key {key!r}: use letters, digits, '_', '.', '-' or '/', "
+                         "starting with a letter, digit or '_'")
+    return key
+
+
+def check_text(text: str, where: str) -> str:
+    """Refuse text that cannot be written as UTF-8 (bytes from the command line that are not).
+
+    Args:
+        text: The text.
+        where: What it is, for the message.
+
+    Returns:
+        The text.
+
+    Raises:
+        UsageError: The text holds surrogate escapes of bytes that are not UTF-8.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(f"{where} holds bytes that are not valid UTF-8; manifests and the "
+                         "history record UTF-8 text only") from exc
+    return text
+
+
+def check_tags(tags: dict[str, str]) -> None:
+    """Refuse tags that ``--tag K=V`` would refuse (a bad key, a value that is not text).
+
+    Raises:
+        UsageError: A key is malformed or a value is not a string.
+    """
+    for key, value in tags.items():
+        check_key(key, "tag")
+        if not isinstance(value, str):
+            raise UsageError(f"tag {key!r} must be text, not {type(value).__name__}")
+        check_text(value, f"tag {key!r}")
+
+
+def check_lineage(lineage: Lineage) -> None:
+    """Refuse lineage that the command line could not have given.
+
+    Params and metrics must be storable (:func:`check_toml_value`); the run, git, data and
+    derivation fields must be of the types the command line gives them.
+
+    Raises:
+        UsageError: A field is of the wrong type or holds a value that cannot be stored.
+    """
+    check_toml_value(lineage.params, "params")
+    check_toml_value(lineage.metrics, "metrics")
+    texts = {"run.id": lineage.run.id, "run.name": lineage.run.name,
+             "data_version": lineage.data_version, "derived_from": lineage.derived_from}
+    if lineage.git is not None:
+        texts.update({"git.commit": lineage.git.commit, "git.branch": lineage.git.branch,
+                      "git.remote": lineage.git.remote})
+        if not isinstance(lineage.git.dirty, bool):
+            raise UsageError("lineage git.dirty must be true or false")
+    for where, value in texts.items():
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"lineage {where} must be text, not {type(value).__name__}")
+        if value is not None:
+            check_text(value, f"lineage {where}")
+    for ref in lineage.data:
+        if not (isinstance(ref.path, str) and isinstance(ref.digest, str)
+                and type(ref.size) is int and ref.size >= 0):
+            raise UsageError(f"lineage data entry {ref.path!r} has a field of the wrong type")
+
+
+def check_toml_value(value: Any, where: str, depth: int = 0) -> None:
     """Refuse values a TOML manifest cannot hold (null, non-finite floats, odd types).
 
     Args:
         value: A params value, possibly nested.
         where: Its location, for the message.
+        depth: How deeply ``value`` is nested already (callers leave it at 0).
 
     Raises:
         UsageError: The value cannot be stored.
     """
+    if depth > MAX_DEPTH:
+        raise UsageError(f"{where} nests arrays or tables more than {MAX_DEPTH} deep")
     if value is None:
         raise UsageError(f"{where} is null; manifests are TOML, which has no null")
     if isinstance(value, float) and not math.isfinite(value):
         raise UsageError(f"{where} is {value}; only finite numbers can be stored")
-    if isinstance(value, dict):
+    if isinstance(value, str):
+        check_text(value, where)
+    elif isinstance(value, dict):
         for k, v in value.items():
-            check_toml_value(v, f"{where}.{k}")
+            check_text(str(k), f"{where} key")
+            check_toml_value(v, f"{where}.{k}", depth + 1)
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            check_toml_value(v, f"{where}[{i}]")
+            check_toml_value(v, f"{where}[{i}]", depth + 1)
     elif not isinstance(value, str | int | float | bool):
         raise UsageError(f"{where} has unsupported type {type(value).__name__}")
 
@@ -132,8 +231,10 @@ def load_params_file(path: Path) -> dict[str, Any]:
         try:
             data = json.loads(text) if fmt == "json" else tomllib.loads(text)
             break
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        except ValueError as exc:  # a decode error, or an integer of over 4300 digits
             errors.append(f"{fmt}: {exc}")
+        except RecursionError:
+            errors.append(f"{fmt}: arrays or tables nested too deeply")
     else:
         raise UsageError(f"params file {path} is neither JSON nor TOML ({'; '.join(errors)})")
     if not isinstance(data, dict):
@@ -217,6 +318,10 @@ def data_ref(path: Path) -> DataRef:
 
     Returns:
         Its path as given, ``sha256:`` digest (a tree digest for a directory) and size.
+
+    Raises:
+        UsageError: The path's name cannot be recorded (not UTF-8, a backslash).
     """
+    text = check_user_path(path, "data path")
     digest, size, _ = hash_path(path)
-    return DataRef(path=str(path), digest=format_digest(digest), size=size)
+    return DataRef(path=text, digest=format_digest(digest), size=size)

@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
-from modelreg.errors import IntegrityError
+from modelreg.errors import IntegrityError, UsageError
 from modelreg.types import Artifact, DataRef, FileInfo, GitInfo, Lineage, RunInfo
 
 __all__ = ["MANIFEST_FORMAT", "Manifest", "decode_manifest", "encode_manifest"]
@@ -56,6 +56,9 @@ def encode_manifest(m: Manifest) -> bytes:
 
     Returns:
         UTF-8 TOML bytes (absent optional fields are omitted: TOML has no null).
+
+    Raises:
+        UsageError: A text field holds characters that cannot be written as UTF-8.
     """
     lin = m.lineage
     lineage: dict[str, Any] = _drop_none(
@@ -100,7 +103,12 @@ def encode_manifest(m: Manifest) -> bytes:
     doc["lineage"] = lineage
     import tomli_w  # writing is rarer than reading: loaded when a manifest is made
 
-    return tomli_w.dumps(doc).encode("utf-8")
+    try:
+        return tomli_w.dumps(doc).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # Text from the command line with bytes that are not UTF-8 (surrogate escapes).
+        raise UsageError("the version's description, tags, lineage or signature hold text "
+                         "that is not valid UTF-8; manifests record UTF-8 text only") from exc
 
 
 def decode_manifest(data: bytes, where: str) -> Manifest:
@@ -164,5 +172,5 @@ def decode_manifest(data: bytes, where: str) -> Manifest:
     except IntegrityError:
         raise
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError,
-            AttributeError) as exc:
+            AttributeError, RecursionError) as exc:
         raise IntegrityError(f"{where}: not a readable manifest ({exc})", where) from exc

@@ -7,7 +7,9 @@ Everything here is pure: it parses and answers questions, it writes nothing.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +20,16 @@ from modelreg.errors import UsageError
 __all__ = [
     "DEFAULT_STAGES",
     "DEFAULT_TRANSITIONS",
+    "MAX_CONFIG_BYTES",
     "Hook",
     "StagePolicy",
     "StoreConfig",
     "load_config",
     "parse_config",
 ]
+
+MAX_CONFIG_BYTES = 1 << 20
+"""The largest ``config.toml`` read; a real one is a few KiB."""
 
 DEFAULT_STAGES = ("development", "staging", "production", "archived")
 DEFAULT_TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -295,6 +301,10 @@ def parse_config(doc: dict[str, Any]) -> StoreConfig:
 def load_config(path: Path) -> StoreConfig:
     """Read and parse ``config.toml`` (defaults when the file is missing).
 
+    The file must be a regular file (a symlink to one is followed) of at most
+    :data:`MAX_CONFIG_BYTES`: a FIFO or a device (``/dev/zero``) would make every command
+    hang or read without end, so they are refused instead of read.
+
     Args:
         path: The file.
 
@@ -302,15 +312,32 @@ def load_config(path: Path) -> StoreConfig:
         The configuration.
 
     Raises:
-        UsageError: The file is not valid TOML or not a valid configuration.
+        UsageError: The file is not a regular file, too large, not UTF-8, not valid TOML
+            (nesting too deep included) or not a valid configuration.
     """
     try:
+        # Looked at before it is opened: opening a FIFO would wait for a writer.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise UsageError(f"{path} is not a regular file; config.toml must be one")
         with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):  # swapped in meanwhile
+                raise UsageError(f"{path} is not a regular file; config.toml must be one")
+            data = fh.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         return StoreConfig()
-    except tomllib.TOMLDecodeError as exc:
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot be read ({exc.strerror})") from exc
+    if len(data) > MAX_CONFIG_BYTES:
+        raise UsageError(f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; that is not "
+                         "a configuration")
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text ({exc})") from exc
+    except ValueError as exc:  # TOMLDecodeError, or an integer of more than 4300 digits
         raise UsageError(f"{path}: not valid TOML ({exc})") from exc
+    except RecursionError as exc:
+        raise UsageError(f"{path}: not valid TOML (arrays or tables nested too deeply)") from exc
     try:
         return parse_config(doc)
     except UsageError as exc:

@@ -14,14 +14,20 @@ from modelreg.errors import ConflictError, NotFound
 from modelreg.registry.builder import StateBuilder
 from modelreg.registry.core import Registry
 from modelreg.registry.lifecycle import move
-from modelreg.registry.lineage import check_toml_value
+from modelreg.registry.lineage import check_lineage, check_tags, check_text
 from modelreg.registry.manifest import Manifest, encode_manifest
 from modelreg.registry.names import check_model_name
 from modelreg.registry.state import Head, VersionEntry, now_iso
 from modelreg.registry.transaction import mutate, version_after
 from modelreg.results import RegisterResult
 from modelreg.storage.hashing import digest_bytes, format_digest, parse_digest
-from modelreg.storage.tree import FileEntry, SourceFile, collect, encode_tree
+from modelreg.storage.tree import (
+    FileEntry,
+    SourceFile,
+    check_user_path,
+    collect,
+    encode_tree,
+)
 from modelreg.types import Artifact, FileInfo, Lineage, Progress, to_json_data
 
 __all__ = ["fingerprint", "heal_blobs", "register", "store_artifact"]
@@ -128,14 +134,23 @@ def register(
         raise NotFound(f"no stage {stage!r} (stages: {', '.join(config.stages)})")
     lineage = lineage or Lineage()
     tags = dict(sorted((tags or {}).items()))
-    check_toml_value(lineage.params, "params")
-    check_toml_value(lineage.metrics, "metrics")
+    # The library's own checks, so a caller other than the command line (a bundle's
+    # index, Python code) cannot store what `--tag`, `--param` or `--metric` would refuse.
+    check_tags(tags)
+    check_lineage(lineage)
+    if description is not None:
+        check_text(description, "the description")
+    if reason is not None:
+        check_text(reason, "the reason")
+    if example is not None:
+        if not example.is_file():
+            raise NotFound(f"input example {example} does not exist")
+        check_user_path(example.name, "input example")
+    # Every check on the user's input is done; only now are bytes stored.
     kind, sources = collect(paths)
     artifact = store_artifact(reg, kind, sources, progress)
     example_info = None
     if example is not None:
-        if not example.is_file():
-            raise NotFound(f"input example {example} does not exist")
         oid, size = reg.objects.put_file(example)
         example_info = FileInfo(example.name, format_digest(oid), size)
     more = {"signature": signature,

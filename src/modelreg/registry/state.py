@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from modelreg.errors import IntegrityError, NotFound
+from modelreg.errors import IntegrityError, NotFound, UsageError
 from modelreg.types import Approval, CheckRecord
 
 __all__ = [
@@ -67,8 +67,15 @@ def labelled(model: str, stages: dict[str, Head], aliases: dict[str, Head], labe
 
 
 def _canonical(doc: dict[str, Any]) -> bytes:
-    return (json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-            + "\n").encode("utf-8")
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # Command-line text with bytes that are not UTF-8 reaches Python as surrogate
+        # escapes; the history is UTF-8, so such a reason, actor or name is refused before
+        # anything is committed.
+        raise UsageError("a reason, actor, name or other text given holds bytes that are not "
+                         "valid UTF-8; the history records UTF-8 text only") from exc
 
 
 @dataclass(frozen=True)
@@ -197,7 +204,7 @@ def encode_commit(c: Commit) -> bytes:
 def _load(data: bytes, kind: str, where: str) -> dict[str, Any]:
     try:
         doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, too deep, huge ints
         raise IntegrityError(f"{where}: not a readable {kind} ({exc})", where) from exc
     if not isinstance(doc, dict) or doc.get("type") != kind:
         raise IntegrityError(f"{where}: expected a {kind} object", where)

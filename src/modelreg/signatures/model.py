@@ -338,8 +338,11 @@ def load_signature_file(path: Path) -> Signature:
         raise UsageError(f"cannot read signature file {path}: {exc}") from exc
     try:
         doc = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, TOMLDecodeError, a 4300-digit integer
         raise UsageError(f"signature file {path} does not parse: {exc}") from exc
+    except RecursionError as exc:
+        raise UsageError(f"signature file {path} does not parse: it nests arrays or tables "
+                         "too deeply") from exc
     try:
         return parse_signature(doc)
     except UsageError as exc:

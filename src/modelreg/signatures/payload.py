@@ -19,9 +19,9 @@ from typing import Any
 from modelreg.errors import UsageError
 from modelreg.signatures.model import Schema, family
 
-__all__ = ["CONTAINER_FORMATS", "JSON_SHAPES", "MISSING", "NOT_A_RECORD", "ColumnPayload",
-           "TensorPayload", "detect_format", "load_arrays", "parse_csv_cell", "parse_payload",
-           "read_columns", "records_to_columns"]
+__all__ = ["ACCEPTED", "CONTAINER_FORMATS", "JSON_SHAPES", "MISSING", "NOT_A_RECORD",
+           "ColumnPayload", "TensorPayload", "detect_format", "load_arrays", "parse_csv_cell",
+           "parse_payload", "read_columns", "records_to_columns"]
 
 CONTAINER_FORMATS = ("json", "jsonl", "csv", "npy", "npz")
 JSON_SHAPES = ("record", "records", "columns", "dataframe_records", "dataframe_split", "inputs",
@@ -116,10 +116,26 @@ def detect_format(data: bytes, *, filename: str | None = None, fmt: str | None =
     return "json" if head in (b"{", b"[") else "csv"
 
 
-def _text(data: bytes, what: str) -> str:
+ACCEPTED = ("JSON (.json), JSON Lines (.jsonl, .ndjson), CSV (.csv) as UTF-8 text, and numpy "
+            "arrays (.npy, .npz)")
+
+
+def _by_name(filename: str | None, fmt: str | None) -> bool:
+    """Whether the format was told (``fmt``, or a known extension) rather than sniffed."""
+    return fmt is not None or (filename is not None
+                               and filename.lower().endswith(tuple(_EXTENSIONS)))
+
+
+def _text(data: bytes, what: str, sniffed_from: str | None = None) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        if sniffed_from is not None:
+            # Neither a --format nor the file's name told the format, and the bytes are
+            # neither JSON nor text: say so, rather than call it a broken CSV.
+            raise UsageError(f"the payload's format was not recognised ({sniffed_from}: "
+                             f"not JSON, and not UTF-8 text); accepted are {ACCEPTED}; "
+                             "name the file by its format or give --format") from exc
         raise UsageError(f"the {what} payload is not UTF-8 text: {exc}") from exc
 
 
@@ -131,8 +147,9 @@ def _jsonl(text: str) -> list[Any]:
             continue
         try:
             append(_decode_json(line))
-        except ValueError as exc:
-            raise UsageError(f"JSONL line {number} is not valid JSON: {exc}") from exc
+        except (ValueError, RecursionError) as exc:
+            raise UsageError(f"JSONL line {number} is not valid JSON: {_json_problem(exc)}"
+                             ) from exc
     return records
 
 
@@ -153,6 +170,17 @@ def _json(data: bytes, container: str) -> Any:
         if exc.msg == "Extra data":
             return ("jsonl", _jsonl(text))
         raise UsageError(f"the payload is not valid JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        # An integer of more than 4300 digits (ValueError) or arrays and objects nested
+        # deeper than the parser recurses: the payload's fault, not modelreg's.
+        raise UsageError(f"the payload is not valid JSON: {_json_problem(exc)}") from exc
+
+
+def _json_problem(exc: BaseException) -> str:
+    """Word a JSON parse failure; a RecursionError says what it means for a payload."""
+    if isinstance(exc, RecursionError):
+        return "it nests arrays or objects too deeply"
+    return str(exc)
 
 
 def records_to_columns(records: list[Any], fmt: str = "records") -> ColumnPayload:
@@ -270,8 +298,8 @@ def parse_csv_cell(text: str | None, column_type: str) -> Any:
     return text
 
 
-def _csv(data: bytes, schema: Schema | None) -> ColumnPayload:
-    text = _text(data, "CSV")
+def _csv(data: bytes, schema: Schema | None, sniffed_from: str | None = None) -> ColumnPayload:
+    text = _text(data, "CSV", sniffed_from)
     try:
         rows = [r for r in csv.reader(io.StringIO(text, newline=""), strict=True) if r]
     except csv.Error as exc:
@@ -318,7 +346,8 @@ def read_columns(data: bytes, *, filename: str | None = None, fmt: str | None = 
     if name in ("npy", "npz", "tensors"):
         raise UsageError(f"a {name} payload carries tensors; this signature has columns")
     if name == "csv":
-        return _csv(data, schema)
+        sniffed = None if _by_name(filename, fmt) else (filename or "stdin")
+        return _csv(data, schema, sniffed)
     kind, doc = _json(data, "jsonl" if name == "jsonl" else "json")
     if kind == "jsonl":
         if name not in ("json", "jsonl"):
@@ -356,7 +385,8 @@ def load_arrays(data: bytes, name: str) -> dict[str, Any]:
     return arrays
 
 
-def _read_tensors(schema: Schema, data: bytes, name: str) -> TensorPayload:
+def _read_tensors(schema: Schema, data: bytes, name: str, filename: str | None = None,
+                  fmt: str | None = None) -> TensorPayload:
     names = [t.name for t in schema.tensors]
     if name in ("npy", "npz"):
         arrays = load_arrays(data, name)
@@ -366,6 +396,8 @@ def _read_tensors(schema: Schema, data: bytes, name: str) -> TensorPayload:
                                  f"{len(names)} inputs ({', '.join(names)}): use .npz")
             return TensorPayload("npy", {names[0]: arrays[""]})
         return TensorPayload("npz", arrays)
+    if name == "csv" and not _by_name(filename, fmt):
+        _text(data, "CSV", filename or "stdin")  # bytes that are not text: say what is accepted
     if name in ("jsonl", "csv") or (name in JSON_SHAPES and name not in ("inputs", "tensors")):
         raise UsageError(f"a {name} payload carries columns; this signature has tensors")
     kind, doc = _json(data, "json")
@@ -403,5 +435,6 @@ def parse_payload(schema: Schema, data: bytes, *, filename: str | None = None,
             schema's kind.
     """
     if schema.kind == "tensors":
-        return _read_tensors(schema, data, detect_format(data, filename=filename, fmt=fmt))
+        return _read_tensors(schema, data, detect_format(data, filename=filename, fmt=fmt),
+                             filename, fmt)
     return read_columns(data, filename=filename, fmt=fmt, schema=schema)

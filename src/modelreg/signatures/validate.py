@@ -30,8 +30,8 @@ from modelreg.signatures.payload import (
 
 __all__ = ["INT_RANGES", "PayloadProblem", "ValidationReport", "cell_problem", "describe_value",
            "expected_for", "extra_problem", "is_base64_text", "is_datetime_text", "missing_problem",
-           "check_payload", "not_record_problem", "problem_sort_key", "tensor_family",
-           "validate_payload",
+           "check_payload", "column_problems", "not_record_problem", "problem_sort_key",
+           "tensor_family", "validate_payload",
            "validate_records"]
 
 INT_RANGES = {"int4": (-8, 7), "uint4": (0, 15), "int8": (-2**7, 2**7 - 1), "uint8": (0, 2**8 - 1),
@@ -207,6 +207,24 @@ def _column_ok(spec: ColumnSpec, values: list[Any], types: set[type]) -> bool:
     return True
 
 
+def column_problems(spec: ColumnSpec, values: list[Any],
+                    types: set[type]) -> list[tuple[int, str]] | None:
+    """The bad values of one column: None when the whole-column check passes.
+
+    Args:
+        spec: The column.
+        values: Its values, one per record (sentinels where a record lacks it).
+        types: ``set(map(type, values))``, already computed by the caller.
+
+    Returns:
+        None, or the 0-based index and the expected word of every bad value.
+    """
+    if _column_ok(spec, values, types):
+        return None
+    return [(i, e) for i, v in enumerate(values) if type(v) is not _SENTINEL
+            and (e := expected_for(spec, v)) is not None]
+
+
 _Item = tuple[int, int, int, Any]
 
 
@@ -239,10 +257,9 @@ def _check_columns(schema: Schema, payload: ColumnPayload, allow_extra: bool,
             if gone:
                 structural.append((gone[0], pos, 1, partial(missing_problem, spec.name,
                                                             gone[0], len(gone))))
-        if _column_ok(spec, values, types):
+        bad = column_problems(spec, values, types)
+        if bad is None:
             continue
-        bad = [(i, e) for i, v in enumerate(values) if type(v) is not _SENTINEL
-               and (e := expected_for(spec, v)) is not None]
         total += len(bad)
         streams.append(_cell_stream(pos, spec.name, values, bad))
     if not allow_extra:

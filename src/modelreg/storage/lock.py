@@ -127,7 +127,7 @@ def read_info(lock: Path) -> LockInfo | None:
         host = str(data["host"])
         created = float(data["time"])
         token = str(data["token"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         pass
     return LockInfo(pid, host, created, token, st.st_mtime, st.st_ino)
 

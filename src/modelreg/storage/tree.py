@@ -22,6 +22,7 @@ __all__ = [
     "FileEntry",
     "SourceFile",
     "check_relpath",
+    "check_user_path",
     "collect",
     "encode_tree",
     "hash_path",
@@ -67,6 +68,37 @@ def check_relpath(relpath: str) -> str:
     ):
         raise IntegrityError(f"unsafe path {relpath!r} in artifact tree")
     return relpath
+
+
+def check_user_path(path: str | Path, what: str = "path") -> str:
+    """Refuse a path a user gave whose name the store cannot record.
+
+    Manifests, trees and events are UTF-8 text, and stored paths use ``/`` alone as the
+    separator, so a name with bytes that are not UTF-8 (which Python carries as surrogate
+    escapes) or with a backslash is the user's to rename, refused before anything is stored.
+
+    Args:
+        path: The path as given (or a stored name built from it).
+        what: What it is, for the message (``file``, ``example``, ``data path``).
+
+    Returns:
+        The path as text.
+
+    Raises:
+        UsageError: The name is not valid UTF-8, or holds a backslash or a NUL.
+    """
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # Show the bytes as they are on disk (f\xff.bin), not Python's surrogate escape.
+        shown = repr(os.fsencode(text))[2:-1]
+        raise UsageError(f"{what} '{shown}' has a name that is not valid UTF-8; rename it"
+                         ) from exc
+    if "\\" in text or "\x00" in text:
+        raise UsageError(f"{what} {text!r} has a backslash or NUL in its name, which the store "
+                         "cannot record (it separates paths with '/' only); rename it")
+    return text
 
 
 def _walk_dir(root: Path, prefix: str) -> list[SourceFile]:
@@ -152,6 +184,8 @@ def collect(paths: Iterable[Path]) -> tuple[str, list[SourceFile]]:
     if len(names) != len(files):
         raise UsageError("two paths would be stored under the same name")
     for f in files:
+        # Checked as the user's input first (exit 2), then as a stored path.
+        check_user_path(f.relpath, "file")
         check_relpath(f.relpath)
         PurePosixPath(f.relpath)
     kind = "file" if len(paths) == 1 and paths[0].is_file() else "directory"
