@@ -129,6 +129,7 @@ def register(
     reg = open_registry(registry)
     final_signature = _resolve_signature([Path(p) for p in paths], signature, infer_signature,
                                          None if sample is None else Path(sample))
+    _check_onnx_data([Path(p) for p in paths])
     derived = reg.show(derived_from).ref if derived_from else None
     lineage = Lineage(
         params=dict(params or {}),
@@ -154,6 +155,22 @@ def register(
         example=None if sample is None else Path(sample),
         progress=progress,
     )
+
+
+def _check_onnx_data(paths: list[Path]) -> None:
+    """Refuse ONNX files whose external data is not among the files being registered.
+
+    Raises:
+        ModelError: An ONNX file names an external data location outside the version.
+    """
+    from modelreg.storage.tree import collect
+
+    _, files = collect(paths)
+    if any(f.relpath.lower().endswith(".onnx") for f in files):
+        from modelreg.packaging import onnxfile
+
+        onnxfile.check_external_files(((f.relpath, f.source) for f in files),
+                                      "the model to register:")
 
 
 def _resolve_signature(paths: list[Path], given: Any, infer: bool,
