@@ -202,3 +202,48 @@ def test_hook_code_is_loaded_only_by_a_store_with_hooks(registry: Registry,
     configure(registry, f'[[hooks]]\non = ["register"]\ncommand = "touch {marker}"\n')
     assert probe("b.bin") == {"hooks": [True], "loaded": True}
     assert marker.exists()
+
+
+def test_webhook_credentials_are_never_printed_or_recorded(registry: Registry, tmp_path: Path,
+                                                           receiver) -> None:
+    state, url = receiver
+    secret_url = url.replace("http://", "http://alice:hunter2@") + "?token=tok3n&x=1#frag"
+    reg = configure(registry, f'[[hooks]]\non = ["promote"]\nurl = "{secret_url}"\n')
+    register(reg, tmp_path)
+    cli = run_cli("promote", "eta@1", "--to", "staging", "--json", registry=reg.layout.root)
+    assert cli.returncode == 0, cli.stderr
+    events = run_cli("events", "--json", registry=reg.layout.root)
+    history = run_cli("history", "eta", registry=reg.layout.root)
+    for text in (cli.stdout, cli.stderr, events.stdout, history.stdout):
+        assert "hunter2" not in text and "tok3n" not in text and "frag" not in text
+    hook_events = [e for e in json.loads(events.stdout)["events"] if e["action"] == "hook"]
+    redacted = hook_events[0]["details"]["url"]
+    assert redacted.startswith("http://REDACTED@127.0.0.1:")
+    assert redacted.endswith("/hook?token=REDACTED&x=REDACTED#REDACTED")
+    assert json.loads(cli.stdout)["hooks"][0]["target"] == redacted
+    assert all(b"hunter2" not in obj.read_bytes()
+               for obj in (reg.layout.root / "objects").rglob("*") if obj.is_file())
+
+
+@pytest.mark.parametrize(("line", "key"), [
+    ('command = "true"\ntimeout = nan', "timeout"),
+    ('command = "true"\ntimeout = inf', "timeout"),
+    ('command = "true"\ntimeout = 1e308', "timeout"),
+    ('url = "http://127.0.0.1:9/x"\ntimeout = -inf', "timeout"),
+    ('url = "file:///etc/passwd"', "url"),
+    ('url = "not a url"', "url"),
+    ('url = "http://"', "url"),
+    ('url = "http://host:port/x"', "url"),
+    ('url = "http://host/a b"', "url"),
+    ('command = "true\\u0000rm"', "command"),
+])
+def test_hooks_that_cannot_be_delivered_are_refused_when_config_is_read(
+        registry: Registry, tmp_path: Path, line: str, key: str) -> None:
+    registry.layout.config_file.write_text(f'[[hooks]]\non = ["promote"]\n{line}\n')
+    f = tmp_path / "m.bin"
+    f.write_bytes(b"w")
+    before = snapshot(registry.layout.root / "refs")
+    cli = run_cli("register", "eta", f, "--no-git", registry=registry.layout.root)
+    assert cli.returncode == 2, cli.stderr
+    assert f"hooks[0].{key}" in cli.stderr
+    assert snapshot(registry.layout.root / "refs") == before

@@ -38,6 +38,10 @@ ALLOWED: dict[tuple[str, str], str] = {
         "work files (the converted model, the sample) in a TemporaryDirectory under the "
         "store's tmp/; they enter the store only through Registry.register"
     ),
+    ("packaging/runtime.py", "_runner"): (
+        "copies a version's external data files, verified, into a private TemporaryDirectory "
+        "outside the store, for ONNX Runtime to read while it loads the model"
+    ),
     ("registry/pulling.py", "pull"): (
         "writes into the user's destination directory, outside the store: 'xb' files in a "
         "staging directory under dest, fsynced, then os.replace'd into place"

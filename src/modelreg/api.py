@@ -129,6 +129,7 @@ def register(
     reg = open_registry(registry)
     final_signature = _resolve_signature([Path(p) for p in paths], signature, infer_signature,
                                          None if sample is None else Path(sample))
+    _check_onnx_data([Path(p) for p in paths])
     derived = reg.show(derived_from).ref if derived_from else None
     lineage = Lineage(
         params=dict(params or {}),
@@ -154,6 +155,22 @@ def register(
         example=None if sample is None else Path(sample),
         progress=progress,
     )
+
+
+def _check_onnx_data(paths: list[Path]) -> None:
+    """Refuse ONNX files whose external data is not among the files being registered.
+
+    Raises:
+        ModelError: An ONNX file names an external data location outside the version.
+    """
+    from modelreg.storage.tree import collect
+
+    _, files = collect(paths)
+    if any(f.relpath.lower().endswith(".onnx") for f in files):
+        from modelreg.packaging import onnxfile
+
+        onnxfile.check_external_files(((f.relpath, f.source) for f in files),
+                                      "the model to register:")
 
 
 def _resolve_signature(paths: list[Path], given: Any, infer: bool,
@@ -472,8 +489,12 @@ def gc(
 ) -> GcReport:
     """Remove unreferenced objects, temp files and stale locks older than ``grace`` seconds."""
     from modelreg.registry.maintenance import gc as _gc
+    from modelreg.storage.layout import check_owner
 
-    return _gc(open_registry(registry), grace=grace, dry_run=dry_run)
+    reg = open_registry(registry)
+    if not dry_run:
+        check_owner(reg.layout)  # removing files is a change: not in someone else's store
+    return _gc(reg, grace=grace, dry_run=dry_run)
 
 
 # -- for the command line and scripts

@@ -1,7 +1,10 @@
-"""User-level settings: who the actor is, read from the environment and the user config.
+"""User-level settings: who the actor is, and which stores of other users are trusted.
 
 The user config file lives where platformdirs says (``modelreg/config.toml`` under the user
-config directory) and may set ``actor = "name@example.com"``. Nothing here touches a store.
+config directory) and may set ``actor = "name@example.com"``, ``safe_stores`` (stores owned
+by someone else whose hooks may run and that may be changed: paths, or ``"*"``) and
+``trusted_groups`` (group names or ids: a store owned by one of them counts as one's own).
+Nothing here touches a store.
 """
 
 from __future__ import annotations
@@ -11,10 +14,13 @@ import os
 import tomllib
 from pathlib import Path
 
-__all__ = ["ENV_ACTOR", "resolve_actor", "user_config_path"]
+__all__ = ["ENV_ACTOR", "SAFE_STORES_KEY", "TRUSTED_GROUPS_KEY", "resolve_actor",
+           "store_listed_as_safe", "trusted_groups", "user_config_path"]
 
 ENV_ACTOR = "MODELREG_ACTOR"
 ENV_USER_CONFIG = "MODELREG_USER_CONFIG"
+SAFE_STORES_KEY = "safe_stores"
+TRUSTED_GROUPS_KEY = "trusted_groups"
 
 
 def user_config_path() -> Path:
@@ -27,18 +33,55 @@ def user_config_path() -> Path:
     return Path(platformdirs.user_config_dir("modelreg")) / "config.toml"
 
 
-def _from_user_config() -> str | None:
+def _user_config() -> dict[str, object]:
     path = user_config_path()
     try:
         # Only a regular file is read (a symlink to /dev/zero or a FIFO would hang every
         # command); one that does not parse (bad UTF-8, too deep, not TOML) is ignored.
         if not path.is_file() or path.stat().st_size > 1 << 20:
-            return None
+            return {}
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except (OSError, ValueError, RecursionError):
-        return None
-    actor = data.get("actor")
+        return {}
+
+
+def _string_list(key: str) -> list[str]:
+    value = _user_config().get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    return [v for v in value if isinstance(v, str) and v] if isinstance(value, list) else []
+
+
+def store_listed_as_safe(store: Path) -> bool:
+    """Tell whether the user config's ``safe_stores`` lists ``store`` (or holds ``"*"``).
+
+    An entry may name the ``.modelreg`` directory or the project directory holding it; both
+    are compared after resolving symlinks.
+
+    Args:
+        store: The ``.modelreg`` directory.
+
+    Returns:
+        True when the user trusts this store.
+    """
+    target = store.resolve()
+    for entry in _string_list(SAFE_STORES_KEY):
+        if entry == "*":
+            return True
+        path = Path(entry).expanduser().resolve()
+        if target in (path, path / ".modelreg"):
+            return True
+    return False
+
+
+def trusted_groups() -> list[str]:
+    """The group names or numeric ids of ``trusted_groups`` in the user config."""
+    return _string_list(TRUSTED_GROUPS_KEY)
+
+
+def _from_user_config() -> str | None:
+    actor = _user_config().get("actor")
     return actor.strip() or None if isinstance(actor, str) else None
 
 

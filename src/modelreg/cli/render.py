@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,10 +64,28 @@ __all__ = [
 ]
 
 
+def _json_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code > 0xFFFF:  # a surrogate pair, as JSON spells characters beyond the BMP
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
+
+
+# What json.dumps(ensure_ascii=False) leaves raw but a terminal could act on: DEL, the C1
+# controls (0x9b is CSI on some terminals), and format characters such as bidi overrides.
+_JSON_UNSAFE = re.compile("[^\n\t\x20-\x7e]")
+
+
 def emit_json(data: Any) -> None:
-    """Print data as JSON on stdout (sorted keys, two-space indent)."""
-    sys.stdout.write(json.dumps(to_json_data(data), indent=2, sort_keys=True,
-                                ensure_ascii=False) + "\n")
+    r"""Print data as JSON on stdout (sorted keys, two-space indent).
+
+    Non-printable characters inside strings are written as ``\uXXXX`` escapes (the same
+    JSON value), so JSON shown on a terminal cannot drive it either.
+    """
+    text = json.dumps(to_json_data(data), indent=2, sort_keys=True, ensure_ascii=False)
+    sys.stdout.write(_JSON_UNSAFE.sub(lambda m: m.group() if m.group().isprintable()
+                                      else _json_escape(m), text) + "\n")
 
 
 def compact_json(data: Any) -> bytes:
@@ -74,21 +93,43 @@ def compact_json(data: Any) -> bytes:
     return (json.dumps(data, sort_keys=True) + "\n").encode()
 
 
-def line(text: str) -> None:
-    """Print a line of data on stdout."""
-    sys.stdout.write(text + "\n")
-
-
-def message(text: str) -> None:
-    """Print a diagnostic line on stderr."""
-    sys.stderr.write(text + "\n")
+def _escape(c: str) -> str:
+    return repr(c)[1:-1]
 
 
 def _plain(text: str) -> str:
-    """``text`` with control characters escaped, so stored values cannot drive the terminal."""
+    r"""One value with every non-printable character escaped (newlines and tabs too).
+
+    Escape sequences (ESC, BEL, OSC), other control and format characters (bidirectional
+    overrides, zero-width ones) and line breaks become visible escapes (``\x1b``,
+    ``\u202e``, ``\n``), so a stored or given value can neither drive the terminal nor
+    forge an output line.
+    """
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _safe(text: str) -> str:
+    """Whole output text: like :func:`_plain`, but its own newlines and tabs are kept."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in "\n\t" else _escape(c) for c in text)
+
+
+def line(text: str) -> None:
+    """Print a line of data on stdout, control characters escaped (:func:`_safe`).
+
+    Every human-readable line goes through here or :func:`message`, so no stored or given
+    text reaches the terminal raw; values that must stay on one line are also passed
+    through :func:`_plain` by the renderers.
+    """
+    sys.stdout.write(_safe(text) + "\n")
+
+
+def message(text: str) -> None:
+    """Print a diagnostic line on stderr, control characters escaped as :func:`line` does."""
+    sys.stderr.write(_safe(text) + "\n")
 
 
 def _print_columns(rows: Sequence[Sequence[str]], *, header: bool = True) -> None:
@@ -230,23 +271,26 @@ def render_versions(rows: list[VersionSummary]) -> None:
 def render_diff(d: DiffResult) -> None:
     """Show a diff as sections of changed keys."""
     if d.same:
-        line(f"{d.a} and {d.b} have the same files, params, metrics and lineage")
+        line(f"{_plain(d.a)} and {_plain(d.b)} have the same files, params, metrics and "
+             "lineage")
         return
-    line(f"--- {d.a}\n+++ {d.b}")
+    line(f"--- {_plain(d.a)}\n+++ {_plain(d.b)}")
     for title, section in (("params", d.params), ("metrics", d.metrics),
                            ("lineage", d.lineage), ("metadata", d.meta)):
         if section:
             line(f"{title}:")
             for key, change in section.items():
-                line(f"  {key}: {_value(change['a'])} -> {_value(change['b'])}")
+                line(f"  {_plain(key)}: {_plain(_value(change['a']))} -> "
+                     f"{_plain(_value(change['b']))}")
     if any(d.files.values()):
         line("files:")
         for f in d.files["added"]:
-            line(f"  + {f['path']}  {_short(f['digest'])}")
+            line(f"  + {_plain(f['path'])}  {_short(f['digest'])}")
         for f in d.files["removed"]:
-            line(f"  - {f['path']}  {_short(f['digest'])}")
+            line(f"  - {_plain(f['path'])}  {_short(f['digest'])}")
         for f in d.files["changed"]:
-            line(f"  ~ {f['path']}  {_short(f['a']['digest'])} -> {_short(f['b']['digest'])}")
+            line(f"  ~ {_plain(f['path'])}  {_short(f['a']['digest'])} -> "
+                 f"{_short(f['b']['digest'])}")
 
 
 def render_change(result: ChangeResult, headline: str) -> None:
@@ -255,39 +299,42 @@ def render_change(result: ChangeResult, headline: str) -> None:
         line(headline)
     for e in result.events:
         if e.action in ("promote", "archive", "rollback"):
-            why = f" ({e.reason})" if e.reason else ""
-            line(f"  v{e.version}: {e.from_stage} -> {e.to_stage}{why}")
+            why = f" ({_plain(e.reason)})" if e.reason else ""
+            line(f"  v{e.version}: {_plain(str(e.from_stage))} -> {_plain(str(e.to_stage))}"
+                 f"{why}")
 
 
 def warn_failed_hooks(hooks: list[HookResult]) -> None:
     """Report failed post hooks on stderr (the change itself stands)."""
     for h in hooks:
         if not h.ok:
-            message(f"warning: {h.when} hook {h.target} failed: {h.detail}")
+            message(f"warning: {h.when} hook {_plain(h.target)} failed: {_plain(h.detail)}")
 
 
 def render_events(events: list[EventRecord], cursor: str) -> None:
     """Print events one per line, then the cursor for the next call (on stderr)."""
     for e in events:
         version = "" if e.version is None else f"@{e.version}"
-        move = f" {e.from_stage or '-'} -> {e.to_stage}" if e.to_stage else ""
-        why = f"  ({e.reason})" if e.reason else ""
-        line(f"{e.time[:19]}  {e.model}{version}  {e.action}{move}  by {e.actor}{why}")
-    message(f"cursor: {cursor}")
+        move = (f" {_plain(e.from_stage or '-')} -> {_plain(e.to_stage)}" if e.to_stage
+                else "")
+        why = f"  ({_plain(e.reason)})" if e.reason else ""
+        line(f"{_plain(e.time[:19])}  {_plain(e.model)}{version}  {_plain(e.action)}{move}  "
+             f"by {_plain(e.actor)}{why}")
+    message(f"cursor: {_plain(cursor)}")
 
 
 def render_pull(r: PullResult) -> None:
     """Say what ``pull`` wrote."""
-    line(f"Pulled {r.ref} into {r.dest}: {r.written} file(s) written, "
+    line(f"Pulled {_plain(r.ref)} into {_plain(str(r.dest))}: {r.written} file(s) written, "
           f"{r.unchanged} already up to date")
 
 
 def render_fsck(r: FsckReport) -> None:
     """Print one line per problem (stdout) and the verdict."""
     for p in r.problems:
-        line(f"{p.path}: {p.message}")
+        line(f"{_plain(p.path)}: {_plain(p.message)}")
     for n in r.notes:
-        message(f"note: {n.path}: {n.message}")
+        message(f"note: {_plain(n.path)}: {_plain(n.message)}")
     summary = (f"{r.objects} objects, {r.models} models, {r.versions} versions, "
                f"{r.events} events")
     if r.ok:
@@ -322,13 +369,15 @@ class RichProgress:
     """A rich progress bar on stderr, implementing :class:`modelreg.types.Progress`."""
 
     def __init__(self, description: str) -> None:
-        self.description = description
+        # Shown on a terminal: control characters escaped, as every line is.
+        self.description = _plain(description)
         self._bar: RichProgressBar | None = None
         self._task: Any = None
 
     def start(self, total: int) -> None:
         """Draw the bar for ``total`` bytes."""
         from rich.console import Console
+        from rich.markup import escape
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -343,7 +392,8 @@ class RichProgress:
             console=Console(stderr=True), transient=True,
         )
         self._bar.start()
-        self._task = self._bar.add_task(self.description, total=total)
+        # The description is rendered as rich markup: a name like "[red]x" stays text.
+        self._task = self._bar.add_task(escape(self.description), total=total)
 
     def advance(self, n: int) -> None:
         """Move the bar by ``n`` bytes."""
@@ -365,9 +415,9 @@ def progress_for_stderr(description: str) -> RichProgress | None:
 def render_aliases(model: str, aliases: dict[str, int]) -> None:
     """List a model's aliases, one ``ALIAS<TAB>NAME@N`` per line (or say there are none)."""
     if not aliases:
-        message(f"{model} has no aliases")
+        message(f"{_plain(model)} has no aliases")
     for alias, version in aliases.items():
-        line(f"{alias}\t{model}@{version}")
+        line(f"{_plain(alias)}\t{_plain(model)}@{version}")
 
 
 def render_bundle_written(path: Path) -> None:
@@ -419,4 +469,5 @@ def render_validation(report: Any) -> None:
 def render_contract(report: ContractReport) -> None:
     """One line per pinned reference and per example: ``ok  `` or ``FAIL``."""
     for r in report.results:
-        line(f"{'ok  ' if r.ok else 'FAIL'} {r.kind} {r.subject} ({r.ref}): {r.message}")
+        line(f"{'ok  ' if r.ok else 'FAIL'} {r.kind} {_plain(r.subject)} ({_plain(r.ref)}): "
+             f"{_plain(r.message)}")

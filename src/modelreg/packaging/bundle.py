@@ -25,10 +25,12 @@ from typing import Any, BinaryIO, cast
 from modelreg.errors import (
     ConflictError,
     IntegrityError,
+    ModelError,
     NotFound,
     UnsupportedFormat,
     UsageError,
 )
+from modelreg.packaging import onnxfile
 from modelreg.registry.core import Registry
 from modelreg.registry.lineage import check_tags
 from modelreg.registry.manifest import Manifest, decode_manifest
@@ -43,8 +45,14 @@ from modelreg.storage.hashing import (
     format_digest,
     parse_digest,
 )
-from modelreg.storage.tree import FileEntry, check_relpath, check_user_path, encode_tree
-from modelreg.types import FileInfo
+from modelreg.storage.tree import (
+    FileEntry,
+    check_relpath,
+    check_user_path,
+    collect,
+    encode_tree,
+)
+from modelreg.types import FileInfo, VersionInfo
 
 __all__ = ["BUNDLE_FORMAT", "BundleResult", "export_bundle", "import_bundle", "predict_script"]
 
@@ -106,6 +114,23 @@ def _json_bytes(doc: Any) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
+def _check_version_data(reg: Registry, info: VersionInfo) -> None:
+    """Refuse to carry a version whose ONNX model names external data outside it.
+
+    Raises:
+        ModelError: An ONNX file's external data location is not a file of the version.
+    """
+    sizes = {f.path: f.size for f in info.artifact.files}
+    for f in info.artifact.files:
+        if f.path.lower().endswith(".onnx"):
+            try:
+                model = onnxfile.parse_model(reg.objects.get_bytes(parse_digest(f.digest)
+                                                                   or f.digest))
+            except ModelError:
+                continue  # not a model: nothing can load data through it
+            onnxfile.resolve_external_data(model, f.path, sizes, f"{info.ref} {f.path}")
+
+
 def export_bundle(reg: Registry, ref: str, dest: Path, *, force: bool = False) -> BundleResult:
     """Write one version as a self-describing zip (docs/bundles.md lists its entries).
 
@@ -126,8 +151,10 @@ def export_bundle(reg: Registry, ref: str, dest: Path, *, force: bool = False) -
         NotFound: The version does not exist.
         ConflictError: ``dest`` exists and ``force`` is off, or is a directory.
         IntegrityError: A stored object does not match its digest (nothing is written).
+        ModelError: An ONNX model of the version names external data outside it.
     """
     info = reg.show(ref)
+    _check_version_data(reg, info)
     manifest_bytes = reg.objects.get_bytes(parse_digest(info.manifest) or info.manifest)
     if dest.is_dir():
         raise ConflictError(f"{dest} is a directory; give the bundle's file name (FILE.zip)")
@@ -381,6 +408,7 @@ def import_bundle(reg: Registry, src: Path, *, name: str | None = None,
             registered then.
         UnsupportedFormat: The bundle's format is newer than this modelreg.
         UsageError: ``name`` is not a valid model name.
+        ModelError: An ONNX model in the bundle names external data outside it.
     """
     if name is not None:
         check_model_name(name)
@@ -437,6 +465,10 @@ def _import(reg: Registry, src: Path, zf: zipfile.ZipFile, members: dict[str, zi
                                 "differ only in case?)")
         paths = ([model_dir / m.artifact.files[0].path] if m.artifact.kind == "file"
                  else [model_dir])
+        # The index and manifest agree with the files, but a model inside could still
+        # name external data outside them; refuse that before anything is registered.
+        onnxfile.check_external_files(((f.relpath, f.source) for f in collect(paths)[1]),
+                                      f"bundle {src}:")
         # NAME@N names a version of the source registry, which in this one may be another
         # version or this very one; the source manifest's digest names it anywhere. The
         # source's own derived_from (a NAME@N of the source registry, too) is kept as a tag.

@@ -31,7 +31,9 @@ How a graph becomes a :class:`~modelreg.signatures.model.Signature`:
 
 from __future__ import annotations
 
+import posixpath
 import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,8 +44,9 @@ from modelreg.signatures.model import TENSOR_DTYPES, Schema, Signature, TensorSp
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["GraphSummary", "check_and_infer", "infer_signature", "is_onnx_file", "load_model",
-           "summarize"]
+__all__ = ["ExternalData", "GraphSummary", "check_and_infer", "check_external_files",
+           "external_data", "infer_signature", "is_onnx_file", "load_model", "parse_model",
+           "resolve_external_data", "summarize"]
 
 # The same rule signatures.model applies to symbolic dimensions, so inferred shapes re-parse.
 _SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*\Z")
@@ -235,6 +238,15 @@ class GraphSummary:
     outputs: list[str]
 
 
+def parse_model(onnx_bytes: bytes) -> onnx.ModelProto:
+    """Parse a serialized model (what :func:`summarize` and the runtime read).
+
+    Raises:
+        ModelError: The bytes are not an ONNX model.
+    """
+    return _parse_bytes(onnx_bytes)
+
+
 def _parse_bytes(onnx_bytes: bytes) -> onnx.ModelProto:
     import onnx
 
@@ -270,6 +282,8 @@ def check_and_infer(onnx_bytes: bytes) -> bytes:
     import onnx
 
     model = _parse_bytes(onnx_bytes)
+    # A converted graph is one file: it has no files beside it to keep weights in.
+    resolve_external_data(model, "model.onnx", {}, "the converted graph")
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # ValidationError, InferenceError, or a C++ error
@@ -279,3 +293,186 @@ def check_and_infer(onnx_bytes: bytes) -> bytes:
     except Exception as exc:
         raise ModelError(f"ONNX shape inference fails on the graph: {exc}") from exc
     return bytes(inferred.SerializeToString())
+
+
+# --- external data ------------------------------------------------------------------------
+#
+# A tensor may keep its bytes in another file (``data_location = EXTERNAL`` with
+# ``external_data`` entries ``location``, ``offset``, ``length``). ONNX Runtime resolves the
+# location against the model's directory, or against the working directory when the model
+# is given as bytes, and reads whatever it names. A registered model may only use files of
+# its own version: each location must name, relative to the ONNX file, another file stored
+# in the same version (no ``..``, no absolute path, no ONNX Runtime in-memory address).
+
+# ONNX Runtime reads this location as "the offset is a memory address in this process".
+_ORT_MEMORY_TAG = "*/_ORT_MEM_ADDR_/*"
+
+
+@dataclass(frozen=True)
+class ExternalData:
+    """One tensor whose bytes live in another file.
+
+    Attributes:
+        where: The tensor, for messages (``initializer 'W'``, ``node 'n' attribute 'value'``).
+        location: The ``location`` entry as written in the model ("" when missing).
+        offset: The ``offset`` entry ("" when missing).
+        length: The ``length`` entry ("" when missing).
+    """
+
+    where: str
+    location: str
+    offset: str
+    length: str
+
+
+def _tensor_external(tensor: onnx.TensorProto, where: str) -> Iterator[ExternalData]:
+    from onnx import TensorProto
+
+    # ONNX Runtime acts on data_location; an entry list without it is refused too, since
+    # another reader could take it for external data.
+    if tensor.data_location != TensorProto.EXTERNAL and not tensor.external_data:
+        return
+    entries = {e.key: e.value for e in tensor.external_data}
+    yield ExternalData(f"{where} {tensor.name!r}", entries.get("location", ""),
+                       entries.get("offset", ""), entries.get("length", ""))
+
+
+def _sparse_external(sparse: onnx.SparseTensorProto, where: str) -> Iterator[ExternalData]:
+    yield from _tensor_external(sparse.values, f"{where} values")
+    yield from _tensor_external(sparse.indices, f"{where} indices")
+
+
+def _nodes_external(nodes: Iterable[onnx.NodeProto], where: str) -> Iterator[ExternalData]:
+    for node in nodes:
+        for attr in node.attribute:
+            at = f"{where}node {node.name or node.op_type!r} attribute {attr.name!r}"
+            if attr.HasField("t"):
+                yield from _tensor_external(attr.t, at)
+            for t in attr.tensors:
+                yield from _tensor_external(t, at)
+            if attr.HasField("sparse_tensor"):
+                yield from _sparse_external(attr.sparse_tensor, at)
+            for st in attr.sparse_tensors:
+                yield from _sparse_external(st, at)
+            if attr.HasField("g"):
+                yield from _graph_external(attr.g, f"{at} subgraph: ")
+            for g in attr.graphs:
+                yield from _graph_external(g, f"{at} subgraph: ")
+
+
+def _graph_external(graph: onnx.GraphProto, where: str) -> Iterator[ExternalData]:
+    for t in graph.initializer:
+        yield from _tensor_external(t, f"{where}initializer")
+    for st in graph.sparse_initializer:
+        yield from _sparse_external(st, f"{where}sparse initializer")
+    yield from _nodes_external(graph.node, where)
+
+
+def external_data(model: onnx.ModelProto) -> list[ExternalData]:
+    """Every tensor of a model that keeps its bytes in another file.
+
+    Looks everywhere a tensor can be: initializers and sparse initializers, tensors held in
+    node attributes, subgraphs (``If``/``Loop``/``Scan`` bodies, at any depth), local
+    functions and training graphs.
+
+    Args:
+        model: The parsed model.
+
+    Returns:
+        One record per external tensor, in graph order.
+    """
+    found = list(_graph_external(model.graph, ""))
+    for fn in model.functions:
+        found.extend(_nodes_external(fn.node, f"function {fn.name!r} "))
+    for i, info in enumerate(model.training_info):
+        found.extend(_graph_external(info.initialization, f"training_info[{i}] "))
+        found.extend(_graph_external(info.algorithm, f"training_info[{i}] "))
+    return found
+
+
+def _location_problem(location: str) -> str | None:
+    if not location:
+        return "has no location"
+    if location == _ORT_MEMORY_TAG:
+        return "points into process memory"
+    if "\0" in location or "\\" in location:
+        return "is not a plain relative path"
+    if location.startswith("/") or re.match(r"^[A-Za-z]:", location):
+        return "is an absolute path"
+    if ".." in location.split("/"):
+        return "climbs out with '..'"
+    return None
+
+
+def _offset(value: str, name: str, where: str) -> int:
+    if value == "":
+        return 0
+    if not value.isdigit():
+        raise ModelError(f"{where}: external data {name} {value!r} is not a number")
+    return int(value)
+
+
+def resolve_external_data(model: onnx.ModelProto, onnx_path: str, sizes: Mapping[str, int],
+                          what: str) -> dict[str, str]:
+    """Check that every external tensor uses a file of the model's own version.
+
+    Args:
+        model: The parsed model.
+        onnx_path: The model file's path within its version (``model.onnx``, ``sub/m.onnx``).
+        sizes: Every file of the version, by its path within the version, with its size.
+        what: The model, for messages (``eta@3``, a file path).
+
+    Returns:
+        Each location as written in the model, mapped to the version file it names.
+
+    Raises:
+        ModelError: A location is missing, absolute, climbs out with ``..``, points into
+            process memory, names no file of the version (or the model file itself), or
+            its offset and length do not lie within that file. The message names it.
+    """
+    resolved: dict[str, str] = {}
+    base = posixpath.dirname(onnx_path)
+    for ref in external_data(model):
+        where = f"{what}: {ref.where}"
+        problem = _location_problem(ref.location)
+        target = posixpath.normpath(posixpath.join(base, ref.location)) if not problem else ""
+        if not problem and (target not in sizes or target == onnx_path):
+            problem = "is not a file of this version"
+        if problem:
+            raise ModelError(
+                f"{where} keeps its data in external file {ref.location!r}, which {problem}; "
+                "an ONNX model may only use data files registered with it (register the "
+                "directory that holds the model and its data files)")
+        offset = _offset(ref.offset, "offset", where)
+        length = _offset(ref.length, "length", where) if ref.length else None
+        end = offset + (length or 0)
+        if end > sizes[target]:
+            raise ModelError(f"{where}: external data {ref.location!r} offset {offset} "
+                             f"length {length} lies beyond the end of the file "
+                             f"({sizes[target]} bytes)")
+        resolved[ref.location] = target
+    return resolved
+
+
+def check_external_files(files: Iterable[tuple[str, Path]], what: str) -> None:
+    """Check every ONNX file among a version's files before it is registered.
+
+    Args:
+        files: Each file's path within the version and its path on disk.
+        what: What is being registered, for messages.
+
+    Raises:
+        ModelError: An ONNX file uses external data that is not among ``files`` (see
+            :func:`resolve_external_data`), or does not parse.
+    """
+    listed = list(files)
+    onnx_files = [(rel, path) for rel, path in listed if rel.lower().endswith(".onnx")]
+    if not onnx_files:
+        return
+    sizes = {rel: path.stat().st_size for rel, path in listed}
+    for rel, path in onnx_files:
+        try:
+            model = load_model(path)
+        except ModelError:
+            continue  # not a model: nothing can load data through it (and it cannot run)
+        resolve_external_data(model, rel, sizes, f"{what} {rel}")

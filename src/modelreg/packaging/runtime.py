@@ -25,7 +25,7 @@ from modelreg.signatures.model import Signature
 if TYPE_CHECKING:
     from modelreg.registry.core import Registry
     from modelreg.signatures.validate import ValidationReport
-    from modelreg.types import VersionInfo
+    from modelreg.types import FileInfo, VersionInfo
 
 __all__ = ["BenchResult", "BenchRow", "InferenceRunner", "PredictResult", "bench",
            "load_session", "predict"]
@@ -33,12 +33,27 @@ __all__ = ["BenchResult", "BenchRow", "InferenceRunner", "PredictResult", "bench
 
 # --- sessions ----------------------------------------------------------------------------
 
-def load_session(path_or_bytes: Path | str | bytes) -> Any:
+# The session option naming the directory ONNX Runtime resolves external data against when
+# the model is given as bytes (else it uses the process's working directory).
+_EXTERNAL_FOLDER = "session.model_external_initializers_file_folder_path"
+
+
+def load_session(path_or_bytes: Path | str | bytes, data_dir: Path | None = None) -> Any:
     """Build an ``onnxruntime.InferenceSession`` on the CPU provider, logging errors only.
+
+    A model given as bytes has its external data resolved in ``data_dir`` only; with no
+    ``data_dir`` it is resolved in a new empty directory, so a model that names external
+    files can read nothing (never the working directory, where ONNX Runtime would look).
+
+    Args:
+        path_or_bytes: The model file, or the serialized model.
+        data_dir: The directory holding the model's own external data files (bytes only).
 
     Raises:
         ModelError: The file is missing, or ONNX Runtime cannot load the model.
     """
+    import tempfile
+
     import onnxruntime as ort  # type: ignore[import-untyped]
 
     source = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
@@ -46,11 +61,14 @@ def load_session(path_or_bytes: Path | str | bytes) -> Any:
         raise ModelError(f"{source}: no such model file")
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    try:
-        return ort.InferenceSession(source, sess_options=options,
-                                    providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime's pybind errors (Fail, InvalidGraph, ...)
-        raise ModelError(f"ONNX Runtime cannot load the model: {exc}") from exc
+    with tempfile.TemporaryDirectory(prefix="modelreg-nodata-") as empty:
+        if isinstance(source, bytes):
+            options.add_session_config_entry(_EXTERNAL_FOLDER, str(data_dir or empty))
+        try:
+            return ort.InferenceSession(source, sess_options=options,
+                                        providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's pybind errors (Fail, InvalidGraph, ...)
+            raise ModelError(f"ONNX Runtime cannot load the model: {exc}") from exc
 
 
 # ONNX Runtime's tensor element type names -> numpy dtype names.
@@ -82,8 +100,8 @@ class InferenceRunner:
         output_names: The graph's outputs, in order.
     """
 
-    def __init__(self, model: Path | str | bytes) -> None:
-        self.session = load_session(model)
+    def __init__(self, model: Path | str | bytes, data_dir: Path | None = None) -> None:
+        self.session = load_session(model, data_dir)
         self.input_types = {i.name: str(i.type) for i in self.session.get_inputs()}
         self.input_shapes = {i.name: list(i.shape) for i in self.session.get_inputs()}
         self.input_names = list(self.input_types)
@@ -175,22 +193,55 @@ class BenchResult:
         return {"ref": self.ref, "results": [r.to_dict() for r in self.results]}
 
 
-def _onnx_object(info: VersionInfo) -> str:
-    """Return the object id of the version's single ONNX file."""
+def _onnx_file(info: VersionInfo) -> FileInfo:
+    """Return the version's single ONNX file."""
     onnx_files = [f for f in info.artifact.files if f.path.lower().endswith(".onnx")]
     if len(onnx_files) != 1:
         raise ModelError(f"{info.ref} is not an ONNX model (its files: "
                          f"{', '.join(f.path for f in info.artifact.files)}); export it with "
                          f"`modelreg export {info.ref} --to onnx`")
-    return onnx_files[0].digest.split(":")[1]
+    return onnx_files[0]
+
+
+def _oid(f: FileInfo) -> str:
+    return f.digest.split(":")[1]
 
 
 def _runner(reg: Registry, info: VersionInfo) -> InferenceRunner:
-    oid = _onnx_object(info)
-    if oid not in _RUNNERS:
-        # Loaded from verified bytes: no copy on disk that someone else could swap.
-        _RUNNERS[oid] = InferenceRunner(reg.objects.get_bytes(oid))
-    return _RUNNERS[oid]
+    """The session of the version's ONNX model, with the version's own data files only.
+
+    The model is loaded from its verified bytes (no copy on disk that someone else could
+    swap). When it keeps tensors in external files, each location must name a file of the
+    same version (:func:`~modelreg.packaging.onnxfile.resolve_external_data`); those files
+    are copied, verified, into a private temporary directory, and ONNX Runtime resolves
+    external data there and nowhere else.
+    """
+    import posixpath
+    import tempfile
+
+    from modelreg.packaging import onnxfile
+
+    model_file = _onnx_file(info)
+    model_bytes = reg.objects.get_bytes(_oid(model_file))
+    files = {f.path: f for f in info.artifact.files}
+    needed = onnxfile.resolve_external_data(
+        onnxfile.parse_model(model_bytes), model_file.path,
+        {path: f.size for path, f in files.items()}, info.ref)
+    # The same graph bytes in another version may name other data files: both are the key.
+    key = " ".join([_oid(model_file), *sorted(f"{loc}={files[t].digest}"
+                                               for loc, t in needed.items())])
+    if key not in _RUNNERS:
+        with tempfile.TemporaryDirectory(prefix="modelreg-data-") as tmp:
+            # Spellings of one location ("w.bin", "./w.bin") name one file.
+            copies = {posixpath.normpath(loc): target for loc, target in needed.items()}
+            for location, target in copies.items():
+                dest = Path(tmp, *location.split("/"))
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with dest.open("xb") as fh:
+                    reg.objects.copy_to(_oid(files[target]), fh)
+            # ONNX Runtime has read (or mapped) the data once the session exists.
+            _RUNNERS[key] = InferenceRunner(model_bytes, Path(tmp))
+    return _RUNNERS[key]
 
 
 def _signature(info: VersionInfo) -> Signature:
@@ -249,7 +300,7 @@ def predict(reg: Registry, ref: str, data: bytes, *, filename: str | None = None
         ModelError: The version is not an ONNX model, or ONNX Runtime failed.
     """
     info = reg.show(ref)
-    _onnx_object(info)
+    _onnx_file(info)
     sig = _signature(info)
     inputs, rows = _inputs(sig, data, filename, fmt)
     outputs = _runner(reg, info).run(inputs)

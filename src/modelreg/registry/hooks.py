@@ -3,7 +3,9 @@
 A command hook runs with ``/bin/sh -c`` in the project directory, gets the event as JSON on
 stdin and as ``MODELREG_*`` environment variables. A URL hook receives the event as a JSON
 POST, signed with HMAC-SHA256 (header ``X-Modelreg-Signature-256: sha256=<hex>``) when its
-``secret_env`` names a set environment variable; it is retried once. A ``pre-`` hook that
+``secret_env`` names a set environment variable; it is retried once. A URL is reported
+(``HookResult.target``, messages, the ``hook`` event) only with its user info and query
+values redacted. A ``pre-`` hook that
 fails (non-zero exit, non-2xx answer, time-out) vetoes the change.
 """
 
@@ -72,14 +74,16 @@ def _post(hook: Hook, body: bytes, headers: dict[str, str]) -> tuple[int | None,
     import urllib.request
 
     assert hook.url is not None  # noqa: S101 - guaranteed by the config parser
-    request = urllib.request.Request(hook.url, data=body, headers=headers, method="POST")  # noqa: S310
     try:
+        request = urllib.request.Request(hook.url, data=body, headers=headers, method="POST")  # noqa: S310
         with urllib.request.urlopen(request, timeout=hook.timeout) as response:  # noqa: S310
             return int(response.status), "delivered"
     except urllib.error.HTTPError as exc:
         return int(exc.code), f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        return None, str(getattr(exc, "reason", exc))
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
+        # ValueError: http.client refuses a URL it cannot send (config.toml checks the
+        # usual ones). The detail is printed and recorded: never with the URL's secrets.
+        return None, str(getattr(exc, "reason", exc)).replace(hook.url, hook.target)
 
 
 def _run_url(hook: Hook, event: dict[str, Any]) -> HookResult:
@@ -91,7 +95,7 @@ def _run_url(hook: Hook, event: dict[str, Any]) -> HookResult:
     if hook.secret_env and not secret:
         # The receiver expects signed deliveries; sending one unsigned would teach it to
         # accept them. Report the misconfiguration instead.
-        return HookResult(hook.url, hook.when, False, 0, None,
+        return HookResult(hook.target, hook.when, False, 0, None,
                           f"not sent: ${hook.secret_env} (the signing secret) is not set")
     if secret:
         headers[SIGNATURE_HEADER] = sign(secret.encode(), body)
@@ -99,12 +103,12 @@ def _run_url(hook: Hook, event: dict[str, Any]) -> HookResult:
     for attempt in (1, 2):
         status, detail = _post(hook, body, headers)
         if status is not None and 200 <= status < 300:
-            return HookResult(hook.url, hook.when, True, attempt, status, detail)
+            return HookResult(hook.target, hook.when, True, attempt, status, detail)
         if status is not None and 400 <= status < 500:
             break  # the receiver understood and said no: repeating will not change that
         if attempt == 1:
             time.sleep(RETRY_DELAY)
-    return HookResult(hook.url, hook.when, False, attempt, status, detail)
+    return HookResult(hook.target, hook.when, False, attempt, status, detail)
 
 
 def run_hook(hook: Hook, event: dict[str, Any], store: Path) -> HookResult:

@@ -26,6 +26,7 @@ __all__ = [
     "StoreConfig",
     "load_config",
     "parse_config",
+    "redact_url",
 ]
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -40,6 +41,10 @@ DEFAULT_TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 HOOK_ACTIONS = ("register", "promote", "archive", "rollback", "approve", "check", "alias",
                 "edit")
+# A hook may wait at most this long: a longer time-out is a typo (1e308, inf) that would
+# overflow the timers below, or hang the command.
+MAX_HOOK_TIMEOUT = 3600.0
+_REDACTED = "REDACTED"
 _HOOK_KEYS = {"on", "stages", "models", "command", "url", "secret_env", "timeout"}
 _TOP_KEYS = {"lifecycle", "stages", "transitions", "groups", "hooks", "allow_pickle"}
 _LIFECYCLE_KEYS = {"stages", "initial", "archive"}
@@ -76,8 +81,10 @@ class Hook:
 
     @property
     def target(self) -> str:
-        """The command or URL, for messages."""
-        return self.command or self.url or "?"
+        """The command or URL, for messages and records (a URL's credentials redacted)."""
+        if self.url is not None:
+            return redact_url(self.url)
+        return self.command or "?"
 
     def matches(self, action: str, model: str, to_stage: str | None) -> bool:
         """Tell whether this hook fires for an event."""
@@ -86,6 +93,57 @@ class Hook:
         if self.stages and to_stage not in self.stages:
             return False
         return not self.models or model.lower() in self.models
+
+
+def redact_url(url: str) -> str:
+    """``url`` without secrets: user info, every query value and the fragment replaced.
+
+    ``http://alice:hunter2@host/hook?token=abc&x#f`` becomes
+    ``http://REDACTED@host/hook?token=REDACTED&x=REDACTED#REDACTED``. A URL that does not parse is
+    replaced whole, so nothing of it is shown.
+
+    Args:
+        url: The URL as configured.
+
+    Returns:
+        The URL fit to print and to record.
+    """
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return f"<{_REDACTED} URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = (f"{_REDACTED}@" if "@" in parts.netloc else "") + host + port
+
+    def values(text: str) -> str:
+        if not text:
+            return ""
+        pairs = parse_qsl(text, keep_blank_values=True)
+        return urlencode([(k, _REDACTED) for k, _ in pairs], safe="") if pairs else _REDACTED
+
+    return urlunsplit((parts.scheme, netloc, parts.path, values(parts.query),
+                       _REDACTED if parts.fragment else ""))
+
+
+def _check_url(url: str, where: str) -> None:
+    """Refuse a hook URL that could not be delivered (or would be read from disk)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise UsageError(f"config.toml: {where}.url is not a valid URL ({exc})") from exc
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"config.toml: {where}.url must be an http:// or https:// URL with a "
+                         f"host, not {redact_url(url)!r}")
+    if any(not c.isprintable() or c.isspace() for c in url):
+        raise UsageError(f"config.toml: {where}.url holds a space or control character")
 
 
 @dataclass(frozen=True)
@@ -194,9 +252,15 @@ def _hook(i: int, table: Any, stages: tuple[str, ...]) -> Hook:
     for s in hook_stages:
         if s not in stages:
             raise UsageError(f"config.toml: {where}.stages names unknown stage {s!r}")
+    if isinstance(url, str) and url:
+        _check_url(url, where)
+    if isinstance(command, str) and "\0" in command:
+        raise UsageError(f"config.toml: {where}.command holds a NUL character")
     timeout = table.get("timeout", 30.0 if command else 5.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-        raise UsageError(f"config.toml: {where}.timeout must be a positive number of seconds")
+    if (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+            or not 0 < timeout <= MAX_HOOK_TIMEOUT):  # also refuses nan (no comparison holds)
+        raise UsageError(f"config.toml: {where}.timeout must be a number of seconds above 0 "
+                         f"and at most {MAX_HOOK_TIMEOUT:g}")
     return Hook(
         on=actions,
         when="pre" if whens == {True} else "post",

@@ -21,6 +21,7 @@ from modelreg.registry.state import Head, VersionEntry, now_iso
 from modelreg.registry.transaction import mutate, version_after
 from modelreg.results import RegisterResult
 from modelreg.storage.hashing import digest_bytes, format_digest, parse_digest
+from modelreg.storage.layout import check_owner
 from modelreg.storage.tree import (
     FileEntry,
     SourceFile,
@@ -126,9 +127,11 @@ def register(
         UsageError: The name or a path is refused.
         ConflictError: A model of the same name in another case exists, or the lock
             stayed held too long.
-        PolicyDenied: ``stage`` may not be entered (nothing is registered then).
+        PolicyDenied: ``stage`` may not be entered (nothing is registered then), or the store
+            is owned by someone else and not listed as safe in the user config.
     """
     check_model_name(name)
+    check_owner(reg.layout)  # before any object is stored: someone else's store is not changed
     config = reg.config
     if stage is not None and stage not in config.stages:
         raise NotFound(f"no stage {stage!r} (stages: {', '.join(config.stages)})")

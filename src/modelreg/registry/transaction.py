@@ -20,6 +20,7 @@ from modelreg.registry.builder import StateBuilder
 from modelreg.registry.core import Registry
 from modelreg.registry.events import event_record
 from modelreg.registry.state import bucket_of, no_such_version, now_iso
+from modelreg.storage.layout import check_owner
 from modelreg.types import EventRecord, VersionInfo
 
 if TYPE_CHECKING:
@@ -64,8 +65,12 @@ def mutate(reg: Registry, name: str, plan: Callable[[StateBuilder], T]) -> Outco
     Raises:
         ConflictError: The lock stayed held too long, or the state moved while a pre-
             hook ran.
-        PolicyDenied: A pre- hook vetoed the change (or the plan refused it).
+        PolicyDenied: A pre- hook vetoed the change (or the plan refused it), or the store
+            is owned by someone else and the user config does not list it as safe.
     """
+    # Before config.toml's hooks or anything else: a store owned by someone else is
+    # changed only when the user has said they trust it (docs/layout.md, ownership).
+    check_owner(reg.layout)
     config = reg.config
     ref_name = reg.ref_name(name)
     planned: list[tuple[str, int | None, str | None, str | None]] | None = None
@@ -122,6 +127,7 @@ def run_hooks(reg: Registry, config: StoreConfig, b: StateBuilder,
     """
     if not config.hooks:
         return []
+    check_owner(reg.layout)  # hooks of a store owned by someone else would run as the user
     from modelreg.registry.hooks import run_hook  # loaded only by a store that has hooks
 
     results: list[HookResult] = []

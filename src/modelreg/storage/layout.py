@@ -9,7 +9,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelreg.errors import IntegrityError, NotARegistry, UnsupportedFormat, UsageError
+from modelreg.errors import (
+    Denial,
+    IntegrityError,
+    NotARegistry,
+    PolicyDenied,
+    UnsupportedFormat,
+    UsageError,
+)
 from modelreg.storage.atomic import ensure_dir, write_new
 
 __all__ = [
@@ -18,6 +25,7 @@ __all__ = [
     "ENV_DIR",
     "FORMAT_VERSION",
     "Layout",
+    "check_owner",
     "discover",
     "init",
     "project_dir",
@@ -174,3 +182,90 @@ def discover(explicit: str | os.PathLike[str] | None = None, start: Path | None 
         f"no modelreg store in {here} or any parent; run `modelreg init`, "
         f"pass --registry PATH or set {ENV_DIR}"
     )
+
+
+# --- whose store is it ------------------------------------------------------------------
+#
+# A store's config.toml holds hooks: commands that run as whoever runs modelreg. Like git's
+# safe.directory, a store owned by someone else (found by walking up into a shared parent
+# directory, or given explicitly) is read freely but is not changed and runs no hooks until
+# the user says, in their own config, that they trust it.
+
+def _name_of_uid(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def _group_names(gid: int) -> set[str]:
+    names = {str(gid)}
+    try:
+        import grp
+
+        names.add(grp.getgrgid(gid).gr_name)
+    except (ImportError, KeyError):
+        pass
+    return names
+
+
+def _foreign(layout: Layout) -> tuple[Path, int, int] | None:
+    """The first of the store's directory and config.toml not owned by the user, if any."""
+    from modelreg.config import trusted_groups
+
+    if not hasattr(os, "geteuid"):
+        return None  # no POSIX owners to compare (Windows): nothing to check
+    me = os.geteuid()
+    trusted = set(trusted_groups())
+    for path in (layout.root, layout.config_file):
+        try:
+            # The directory itself (a symlink to it counts as its target), and the file
+            # config.toml reads (a symlink's target: that is what holds the hooks).
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        if st.st_uid == me or (trusted and _group_names(st.st_gid) & trusted):
+            continue
+        return path, st.st_uid, st.st_gid
+    return None
+
+
+def check_owner(layout: Layout) -> None:
+    """Refuse to change (or run the hooks of) a store owned by someone else.
+
+    A store counts as the user's own when its ``.modelreg`` directory and its
+    ``config.toml`` are owned by the user's effective uid, or by a group the user config
+    lists in ``trusted_groups``; or when the user config lists it in ``safe_stores``.
+
+    Args:
+        layout: The store.
+
+    Raises:
+        PolicyDenied: The store is someone else's and not listed as safe (exit 5); the
+            message gives the line to add to the user config.
+    """
+    from modelreg.config import SAFE_STORES_KEY, store_listed_as_safe, user_config_path
+
+    found = _foreign(layout)
+    if found is None or store_listed_as_safe(layout.root):
+        return
+    path, uid, gid = found
+    store = str(layout.root.resolve())
+    group = sorted(_group_names(gid), key=str.isdigit)[0]
+    message = (
+        f"{path} is owned by {_name_of_uid(uid)}, not by you (uid {os.geteuid()}): the "
+        "hooks of a store owned by someone else would run as you, so it runs none and "
+        "nothing was changed (reading it still works). If you trust this store, add it to "
+        f"your user config {user_config_path()}:\n"
+        f"    {SAFE_STORES_KEY} = [{_toml_string(store)}]\n"
+        f"or trust the group that owns it: trusted_groups = [{_toml_string(group)}]"
+    )
+    raise PolicyDenied(message, (Denial("owner", message),))
+
+
+def _toml_string(text: str) -> str:
+    import json
+
+    return json.dumps(text)  # a JSON string is a valid TOML basic string
