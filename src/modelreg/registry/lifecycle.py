@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from modelreg.config import actor_key
 from modelreg.errors import Denial, NotFound, PolicyDenied, UsageError
 from modelreg.registry.builder import StateBuilder
 from modelreg.registry.policy import StoreConfig
@@ -63,10 +64,12 @@ def missing_requirements(config: StoreConfig, entry: VersionEntry, to_stage: str
             value = "" if record.value is None else f" (value {record.value})"
             missing.append(Denial("check", f"check {name!r} failed{value}"))
     if policy.require_approvals:
-        approvers = {a.actor for a in entry.approvals if a.stage == to_stage}
+        # Identities compared normalised: one person's approvals count once however each
+        # was spelled, and a record of an older version, stored un-normalised, matches too.
+        approvers = {actor_key(a.actor) for a in entry.approvals if a.stage == to_stage}
         excluded = set()
         if policy.four_eyes:
-            excluded = approvers & {actor, entry.created_by}
+            excluded = approvers & {actor_key(actor), actor_key(entry.created_by)}
             approvers -= excluded
         if len(approvers) < policy.require_approvals:
             note = ""
@@ -224,11 +227,12 @@ def add_approval(b: StateBuilder, config: StoreConfig, version: int, stage: str,
     if stage not in config.stages:
         raise NotFound(f"no stage {stage!r} (stages: {', '.join(config.stages)})")
     entry = b.entry(version)
-    if config.policy(stage).four_eyes and actor == entry.created_by:
+    key = actor_key(actor)
+    if config.policy(stage).four_eyes and key == actor_key(entry.created_by):
         message = (f"{actor} registered {b.name}@{version} and cannot approve it for {stage}: "
                    "four_eyes requires a second person")
         raise PolicyDenied(message, (Denial("four_eyes", message),))
-    if any(a.actor == actor and a.stage == stage for a in entry.approvals):
+    if any(actor_key(a.actor) == key and a.stage == stage for a in entry.approvals):
         return False
     approval = Approval(actor=actor, time=time, stage=stage, comment=comment or None)
     b.set_entry(version, entry.evolve(approvals=(*entry.approvals, approval)))

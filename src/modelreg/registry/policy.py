@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelreg.config import actor_key, normalize_actor
 from modelreg.errors import UsageError
 
 __all__ = [
@@ -107,15 +108,21 @@ class StoreConfig:
         return to_stage in self.transitions.get(from_stage, ())
 
     def actor_allowed(self, stage: str, actor: str) -> bool:
-        """Tell whether ``actor`` may move versions into ``stage``."""
+        """Tell whether ``actor`` may move versions into ``stage``.
+
+        Names are compared normalised (:func:`modelreg.config.actor_key`), so
+        ``Alice@Example.com`` is the ``alice@example.com`` a list names.
+        """
         allowed = self.policy(stage).allowed_actors
         if not allowed:
             return True
+        key = actor_key(actor)
         for entry in allowed:
             if entry.startswith("group:"):
-                if actor in self.groups.get(entry[len("group:"):], ()):
+                members = self.groups.get(entry[len("group:"):], ())
+                if key in {actor_key(m) for m in members}:
                     return True
-            elif entry == actor:
+            elif actor_key(entry) == key:
                 return True
         return False
 
@@ -133,6 +140,12 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise UsageError(f"config.toml: {where} must be a list of strings")
     return tuple(value)
+
+
+def _actors(value: Any, where: str) -> tuple[str, ...]:
+    """Read a list of actor names (``group:NAME`` kept as written), normalised."""
+    return tuple(entry if entry.startswith("group:") else normalize_actor(entry, where)
+                 for entry in _strings(value, where))
 
 
 def _stage_policy(name: str, table: Any) -> StagePolicy:
@@ -154,7 +167,7 @@ def _stage_policy(name: str, table: Any) -> StagePolicy:
         require_approvals=approvals,
         four_eyes=table.get("four_eyes", False),
         require_checks=_strings(table.get("require_checks", []), f"stages.{name}.require_checks"),
-        allowed_actors=_strings(table.get("allowed_actors", []), f"stages.{name}.allowed_actors"),
+        allowed_actors=_actors(table.get("allowed_actors", []), f"stages.{name}.allowed_actors"),
         check_signature=table.get("check_signature", False),
     )
 
@@ -274,7 +287,8 @@ def parse_config(doc: dict[str, Any]) -> StoreConfig:
     groups_raw = doc.get("groups", {})
     if not isinstance(groups_raw, dict):
         raise UsageError("config.toml: [groups] must map a group name to a list of actors")
-    groups = {g: _strings(members, f"groups.{g}") for g, members in groups_raw.items()}
+    groups = {g: tuple(normalize_actor(m, f"groups.{g}") for m in _strings(members, f"groups.{g}"))
+              for g, members in groups_raw.items()}
     for p in policies.values():
         for entry in p.allowed_actors:
             if entry.startswith("group:") and entry[len("group:"):] not in groups:
