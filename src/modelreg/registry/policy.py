@@ -216,6 +216,54 @@ def _hook(i: int, table: Any, stages: tuple[str, ...]) -> Hook:
     )
 
 
+def _gates(policy: StagePolicy, table: dict[str, Any]) -> list[str]:
+    """Name the settings that make ``policy``'s stage gated, as ``stages.NAME.KEY = value``."""
+    found = []
+    for key in ("require_approvals", "four_eyes", "require_checks", "allowed_actors",
+                "check_signature", "exclusive"):
+        value = getattr(policy, key)
+        if value:
+            written = table.get(key, value)
+            shown = ("true" if written is True else
+                     "[" + ", ".join(f'"{v}"' for v in written) + "]"
+                     if isinstance(written, list | tuple) else str(written))
+            default = "" if key in table else f" (the default for {policy.name})"
+            found.append(f"stages.{policy.name}.{key} = {shown}{default}")
+    return found
+
+
+def _refuse_gated(policies: dict[str, StagePolicy], tables: dict[str, Any],
+                  lifecycle: dict[str, Any], initial: str, archive: str) -> None:
+    """Refuse a configuration whose initial or archive stage has requirements.
+
+    A version enters the initial stage by being registered and the archive stage by being
+    archived or displaced; neither move checks a stage's requirements, so a gated stage
+    there would be entered by anyone, and an exclusive one would hold many versions.
+
+    Raises:
+        UsageError: Naming the key that chose the stage and the settings that gate it.
+    """
+    for role, stage in (("initial", initial), ("archive", archive)):
+        policy = policies.get(stage)
+        gates = [] if policy is None else _gates(policy, tables.get(stage, {}))
+        if not gates:
+            continue
+        if role in lifecycle:
+            key = f"lifecycle.{role} = {stage!r}"
+        elif role == "initial":
+            key = f"lifecycle.stages (its first stage, {stage!r}, is the initial one)"
+        else:
+            key = (f"lifecycle.archive (not set: the archive stage is {stage!r}, "
+                   f"{'the stage named archived' if stage == 'archived' else 'the last stage'})")
+        enters = ("register puts every new version there" if role == "initial"
+                  else "archive and displacement move versions there")
+        raise UsageError(
+            f"config.toml: {key}: the {role} stage cannot have requirements, since {enters} "
+            f"without checking them; {stage!r} has {', '.join(gates)}. Make another stage "
+            f"the {role} one (lifecycle.{role}, or the order of lifecycle.stages) or drop "
+            "these settings")
+
+
 def parse_config(doc: dict[str, Any]) -> StoreConfig:
     """Build the policy from a parsed ``config.toml``.
 
@@ -226,7 +274,8 @@ def parse_config(doc: dict[str, Any]) -> StoreConfig:
         The configuration, defaults filled in.
 
     Raises:
-        UsageError: The configuration is inconsistent (unknown stage, bad value).
+        UsageError: The configuration is inconsistent (unknown stage, bad value, an initial
+            or archive stage with requirements).
     """
     unknown = set(doc) - _TOP_KEYS
     if unknown:
@@ -284,6 +333,7 @@ def parse_config(doc: dict[str, Any]) -> StoreConfig:
         merged = {"exclusive": name == "production", "check_signature": name == "production",
                   **table}
         policies[name] = _stage_policy(name, merged)
+    _refuse_gated(policies, stage_tables, lifecycle, initial, archive)
     groups_raw = doc.get("groups", {})
     if not isinstance(groups_raw, dict):
         raise UsageError("config.toml: [groups] must map a group name to a list of actors")
