@@ -25,6 +25,7 @@ __all__ = [
     "add_approval",
     "check_alias_name",
     "edit_metadata",
+    "last_holder",
     "missing_requirements",
     "move",
     "previous_holder",
@@ -103,15 +104,18 @@ def signature_breaks(b: StateBuilder, holder: int, candidate: int) -> list[str]:
 
 
 def _check_signature(b: StateBuilder, holder: int, candidate: int,
-                     allow_breaking: bool) -> dict[str, Any]:
+                     allow_breaking: bool, subject: str | None = None) -> dict[str, Any]:
     """Apply the signature rule; return the fields to record with the move."""
     breaking = signature_breaks(b, holder, candidate)
     if not breaking:
         return {}
     if not allow_breaking:
-        message = (f"{b.name}@{candidate} breaks the signature of {b.name}@{holder}, which "
-                   f"callers use now: {'; '.join(breaking)}. Pass --allow-breaking to promote "
-                   "anyway (the override is recorded)")
+        # `register --stage` has no override: the version must be registered first.
+        override = ("Register it without --stage, then promote it with --allow-breaking"
+                    if subject is not None else "Pass --allow-breaking to promote anyway")
+        message = (f"{subject or f'{b.name}@{candidate}'} breaks the signature of "
+                   f"{b.name}@{holder}, which callers use now: {'; '.join(breaking)}. "
+                   f"{override} (the override is recorded)")
         raise PolicyDenied(message, (Denial("signature", message),))
     return {"allow_breaking": True, "breaking_changes": breaking}
 
@@ -119,7 +123,7 @@ def _check_signature(b: StateBuilder, holder: int, candidate: int,
 def move(b: StateBuilder, config: StoreConfig, version: int, to_stage: str, *, actor: str,
          time: str, reason: str | None = None, action: str | None = None,
          enforce: bool = True, extra: dict[str, Any] | None = None,
-         allow_breaking: bool = False) -> bool:
+         allow_breaking: bool = False, subject: str | None = None) -> bool:
     """Move ``version`` into ``to_stage``, displacing the holder of an exclusive stage.
 
     Args:
@@ -137,6 +141,8 @@ def move(b: StateBuilder, config: StoreConfig, version: int, to_stage: str, *, a
         extra: More fields for the event.
         allow_breaking: Into a stage whose policy has ``check_signature``, allow a
             signature that breaks the current holder's (the override is recorded).
+        subject: How messages name the version (default ``NAME@N``; ``register --stage``
+            names the version it would have made, which does not exist if refused).
 
     Returns:
         False if the version already was in ``to_stage`` (nothing recorded).
@@ -152,20 +158,21 @@ def move(b: StateBuilder, config: StoreConfig, version: int, to_stage: str, *, a
     if from_stage == to_stage:
         return False
     ref = f"{b.name}@{version}"
+    named = subject or ref
     if enforce and not config.allowed(from_stage, to_stage):
         allowed = ", ".join(config.transitions.get(from_stage, ())) or "nowhere"
-        message = (f"cannot move {ref} from {from_stage} to {to_stage}: the transition is not "
+        message = (f"cannot move {named} from {from_stage} to {to_stage}: the transition is not "
                    f"allowed (from {from_stage} a version may go to {allowed})")
         raise PolicyDenied(message, (Denial("transition", message),))
     missing = [d for d in missing_requirements(config, entry, to_stage, actor)
                if enforce or d.rule == "actor"]
     if missing:
-        raise PolicyDenied(f"cannot move {ref} to {to_stage}: "
+        raise PolicyDenied(f"cannot move {named} to {to_stage}: "
                            + "; ".join(d.message for d in missing), tuple(missing))
     holder = b.stages.get(to_stage)
     if (enforce and config.policy(to_stage).check_signature
             and holder is not None and holder.version != version):
-        recorded = _check_signature(b, holder.version, version, allow_breaking)
+        recorded = _check_signature(b, holder.version, version, allow_breaking, subject)
         if recorded:
             extra = {**(extra or {}), **recorded}
     if config.policy(to_stage).exclusive and holder is not None and holder.version != version:
@@ -209,6 +216,29 @@ def previous_holder(b: StateBuilder, stage: str, current: int) -> int | None:
         e = commit.event
         if e.to_stage == stage and e.version is not None and e.version != current:
             return e.version
+        oid = commit.parent
+    return None
+
+
+def last_holder(b: StateBuilder, stage: str) -> tuple[int, str, str] | None:
+    """Find the version that left ``stage`` last, from the history.
+
+    For an exclusive stage that is empty now (its holder was archived), that version is
+    the one that held it last.
+
+    Args:
+        b: The model's working state (its history is walked from the base commit).
+        stage: The stage.
+
+    Returns:
+        The version, the action that moved it out and when, or None if none ever left.
+    """
+    oid = b.base_oid
+    while oid is not None:
+        commit = b.reg.load_commit(oid)
+        e = commit.event
+        if e.from_stage == stage and e.version is not None and e.to_stage != stage:
+            return e.version, e.action, e.time
         oid = commit.parent
     return None
 
