@@ -128,13 +128,15 @@ def edit(
 @app.command()
 @command
 def rollback(
-    name: Annotated[str, typer.Argument(help="Model name.", show_default=False)],
+    name: Annotated[str, typer.Argument(
+        help="Model name (not NAME@N: the stage says which version comes back).",
+        show_default=False)],
     stage: Annotated[str, typer.Option("--stage", help="The stage to roll back.")
                      ] = "production",
     reason: ReasonOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Put back the version that held a stage before the current one."""
+    """Put back the version that held a stage before the current one (or the archived one)."""
     result = api.rollback(name, registry=state.registry, stage=stage, reason=reason)
     v = result.version
     _show(result, as_json, f"{v.ref} is back in {v.stage}", "")
