@@ -5,17 +5,27 @@ config directory) and may set ``actor = "name@example.com"``, ``safe_stores`` (s
 by someone else whose hooks may run and that may be changed: paths, or ``"*"``) and
 ``trusted_groups`` (group names or ids: a store owned by one of them counts as one's own).
 Nothing here touches a store.
+
+Actors are compared and recorded in one normalised form (:func:`normalize_actor`): Unicode
+NFKC, case-folded, runs of white space made one space, surrounding white space stripped.
+``Alice@Example.com`` and ``alice@example.com`` are the same person, so four-eyes and
+``allowed_actors`` cannot be passed by spelling a name differently; names holding control or
+invisible characters are refused, since two of them can look the same and differ.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 import tomllib
+import unicodedata
 from pathlib import Path
 
-__all__ = ["ENV_ACTOR", "SAFE_STORES_KEY", "TRUSTED_GROUPS_KEY", "resolve_actor",
-           "store_listed_as_safe", "trusted_groups", "user_config_path"]
+from modelreg.errors import UsageError
+
+__all__ = ["ENV_ACTOR", "SAFE_STORES_KEY", "TRUSTED_GROUPS_KEY", "actor_key", "normalize_actor",
+           "resolve_actor", "store_listed_as_safe", "trusted_groups", "user_config_path"]
 
 ENV_ACTOR = "MODELREG_ACTOR"
 ENV_USER_CONFIG = "MODELREG_USER_CONFIG"
@@ -31,6 +41,74 @@ def user_config_path() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_config_dir("modelreg")) / "config.toml"
+
+
+# Characters refused in an actor name: control (Cc), format (Cf: zero-width space and
+# joiners, bidirectional controls, soft hyphen, tag characters), surrogates (Cs), private
+# use (Co) and unassigned (Cn) code points, line and paragraph separators (Zl, Zp); and
+# characters of other categories that render as nothing (fillers, blank Braille, variation
+# selectors, the combining grapheme joiner). Any of them lets two names that look the
+# same differ.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_INVISIBLE = frozenset({
+    0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180E, 0x180F, 0x2800,
+    0x3164, 0xFFA0, *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0),
+})
+_SPACES = re.compile(r"\s+")
+
+
+def _refused(ch: str) -> bool:
+    return ord(ch) in _INVISIBLE or unicodedata.category(ch) in _REFUSED_CATEGORIES
+
+
+def _fold(text: str) -> str:
+    # NFKC, then case folding, then NFKC again: folding can leave a string that is not
+    # normalised (the pair is Unicode's NFKC_Casefold, less the ignorable characters).
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    return _SPACES.sub(" ", folded).strip()
+
+
+def actor_key(name: str) -> str:
+    """Return the form in which ``name`` is compared with other actors; never raises.
+
+    For names already stored (records of older versions were not normalised): refused
+    characters are dropped rather than refused, so a stored ``alice`` followed by a zero-width
+    space is the same person as ``alice``.
+
+    Args:
+        name: An actor name, as given or as stored.
+
+    Returns:
+        The normalised name (may be empty).
+    """
+    return _fold("".join(ch for ch in unicodedata.normalize("NFKC", name) if not _refused(ch)))
+
+
+def normalize_actor(name: str, source: str = "the actor name") -> str:
+    """Check an actor name and return its normalised form (the one recorded).
+
+    Args:
+        name: The name as given.
+        source: Where it came from, for the message (``$MODELREG_ACTOR``, ...).
+
+    Returns:
+        The name NFKC-normalised, case-folded, with white space runs made one space and
+        surrounding white space stripped.
+
+    Raises:
+        UsageError: The name holds a control or invisible character, or nothing else.
+    """
+    stripped = name.strip()
+    for ch in unicodedata.normalize("NFKC", stripped):
+        if _refused(ch):
+            label = unicodedata.name(ch, "a control character")
+            raise UsageError(f"bad actor name {stripped!r} from {source}: it holds "
+                             f"U+{ord(ch):04X} ({label}); control and invisible characters "
+                             "are refused in actor names")
+    key = actor_key(stripped)
+    if not key:
+        raise UsageError(f"bad actor name {stripped!r} from {source}: it is empty")
+    return key
 
 
 def _user_config() -> dict[str, object]:
@@ -129,17 +207,25 @@ def resolve_actor(explicit: str | None = None) -> str:
         explicit: An actor given by the caller.
 
     Returns:
-        A non-empty actor name.
+        The actor's normalised name (:func:`normalize_actor`), never empty.
+
+    Raises:
+        UsageError: The name found holds a control or invisible character.
     """
-    for candidate in (explicit, os.environ.get(ENV_ACTOR)):
+    candidates = ((explicit, "the actor given"), (os.environ.get(ENV_ACTOR), f"${ENV_ACTOR}"))
+    for candidate, source in candidates:
         if candidate and candidate.strip():
-            return candidate.strip()
-    found = _from_user_config() or _from_git()
+            return normalize_actor(candidate, source)
+    found = _from_user_config()
     if found:
-        return found
+        return normalize_actor(found, f"actor in {user_config_path()}")
+    found = _from_git()
+    if found:
+        return normalize_actor(found, "git config user.email")
     import getpass
 
     try:
-        return getpass.getuser()
+        login = getpass.getuser()
     except (KeyError, OSError):
         return f"uid:{os.getuid()}"
+    return normalize_actor(login, "the OS login name")

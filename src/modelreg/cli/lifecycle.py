@@ -84,8 +84,10 @@ def approve(
 def check(
     ref: RefArg,
     name: Annotated[str, typer.Argument(help="Check name, e.g. latency.", show_default=False)],
-    passed: Annotated[bool | None, typer.Option(
-        "--pass/--fail", help="The check's verdict.", show_default=False)] = None,
+    passed: Annotated[bool, typer.Option(
+        "--pass", help="The check passed (give --pass or --fail).")] = False,
+    failed: Annotated[bool, typer.Option(
+        "--fail", help="The check failed.")] = False,
     value: Annotated[str | None, typer.Option(
         "--value", help="A measured value (numbers typed), e.g. 12.5.")] = None,
     details: Annotated[str | None, typer.Option("--details", help="Free text (recorded).")
@@ -93,8 +95,10 @@ def check(
     as_json: JsonOpt = False,
 ) -> None:
     """Record a CI check result on a version (the latest result per name counts)."""
-    if passed is None:
-        raise UsageError("say --pass or --fail")
+    # Two flags, not one --pass/--fail switch: with a switch the last one given wins, so
+    # `--pass --fail` would record a verdict the caller contradicted.
+    if passed == failed:
+        raise UsageError("say --pass or --fail, not both" if passed else "say --pass or --fail")
     result = api.check(ref, name, passed=passed, registry=state.registry,
                        value=value_from(value), details=details)
     verdict = "passed" if passed else "failed"
@@ -124,13 +128,15 @@ def edit(
 @app.command()
 @command
 def rollback(
-    name: Annotated[str, typer.Argument(help="Model name.", show_default=False)],
+    name: Annotated[str, typer.Argument(
+        help="Model name (not NAME@N: the stage says which version comes back).",
+        show_default=False)],
     stage: Annotated[str, typer.Option("--stage", help="The stage to roll back.")
                      ] = "production",
     reason: ReasonOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Put back the version that held a stage before the current one."""
+    """Put back the version that held a stage before the current one (or the archived one)."""
     result = api.rollback(name, registry=state.registry, stage=stage, reason=reason)
     v = result.version
     _show(result, as_json, f"{v.ref} is back in {v.stage}", "")

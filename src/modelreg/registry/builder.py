@@ -136,7 +136,8 @@ class StateBuilder:
             return ref.version
         if ref.label is None:
             return self.latest.version
-        return labelled(self.name, self.stages, self.aliases, ref.label).version
+        return labelled(self.name, self.stages, self.aliases, ref.label,
+                        lambda: self.reg.config.stages).version
 
     def load_manifest(self, oid: str) -> Manifest:
         """Read a manifest, including one this builder has queued or written."""

@@ -171,7 +171,8 @@ class Registry:
             return commit, parsed.version, self.entry(commit, parsed.version).manifest
         if parsed.label is None:
             return commit, commit.latest.version, commit.latest.manifest
-        head = labelled(commit.model, commit.stages, commit.aliases, parsed.label)
+        head = labelled(commit.model, commit.stages, commit.aliases, parsed.label,
+                        lambda: self.config.stages)
         return commit, head.version, head.manifest
 
     def describe(self, commit: Commit, version: int, manifest_oid: str, *,

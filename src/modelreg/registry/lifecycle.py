@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from modelreg.config import actor_key
 from modelreg.errors import Denial, NotFound, PolicyDenied, UsageError
 from modelreg.registry.builder import StateBuilder
 from modelreg.registry.policy import StoreConfig
@@ -24,6 +25,7 @@ __all__ = [
     "add_approval",
     "check_alias_name",
     "edit_metadata",
+    "last_holder",
     "missing_requirements",
     "move",
     "previous_holder",
@@ -63,10 +65,12 @@ def missing_requirements(config: StoreConfig, entry: VersionEntry, to_stage: str
             value = "" if record.value is None else f" (value {record.value})"
             missing.append(Denial("check", f"check {name!r} failed{value}"))
     if policy.require_approvals:
-        approvers = {a.actor for a in entry.approvals if a.stage == to_stage}
+        # Identities compared normalised: one person's approvals count once however each
+        # was spelled, and a record of an older version, stored un-normalised, matches too.
+        approvers = {actor_key(a.actor) for a in entry.approvals if a.stage == to_stage}
         excluded = set()
         if policy.four_eyes:
-            excluded = approvers & {actor, entry.created_by}
+            excluded = approvers & {actor_key(actor), actor_key(entry.created_by)}
             approvers -= excluded
         if len(approvers) < policy.require_approvals:
             note = ""
@@ -100,15 +104,18 @@ def signature_breaks(b: StateBuilder, holder: int, candidate: int) -> list[str]:
 
 
 def _check_signature(b: StateBuilder, holder: int, candidate: int,
-                     allow_breaking: bool) -> dict[str, Any]:
+                     allow_breaking: bool, subject: str | None = None) -> dict[str, Any]:
     """Apply the signature rule; return the fields to record with the move."""
     breaking = signature_breaks(b, holder, candidate)
     if not breaking:
         return {}
     if not allow_breaking:
-        message = (f"{b.name}@{candidate} breaks the signature of {b.name}@{holder}, which "
-                   f"callers use now: {'; '.join(breaking)}. Pass --allow-breaking to promote "
-                   "anyway (the override is recorded)")
+        # `register --stage` has no override: the version must be registered first.
+        override = ("Register it without --stage, then promote it with --allow-breaking"
+                    if subject is not None else "Pass --allow-breaking to promote anyway")
+        message = (f"{subject or f'{b.name}@{candidate}'} breaks the signature of "
+                   f"{b.name}@{holder}, which callers use now: {'; '.join(breaking)}. "
+                   f"{override} (the override is recorded)")
         raise PolicyDenied(message, (Denial("signature", message),))
     return {"allow_breaking": True, "breaking_changes": breaking}
 
@@ -116,7 +123,7 @@ def _check_signature(b: StateBuilder, holder: int, candidate: int,
 def move(b: StateBuilder, config: StoreConfig, version: int, to_stage: str, *, actor: str,
          time: str, reason: str | None = None, action: str | None = None,
          enforce: bool = True, extra: dict[str, Any] | None = None,
-         allow_breaking: bool = False) -> bool:
+         allow_breaking: bool = False, subject: str | None = None) -> bool:
     """Move ``version`` into ``to_stage``, displacing the holder of an exclusive stage.
 
     Args:
@@ -134,6 +141,8 @@ def move(b: StateBuilder, config: StoreConfig, version: int, to_stage: str, *, a
         extra: More fields for the event.
         allow_breaking: Into a stage whose policy has ``check_signature``, allow a
             signature that breaks the current holder's (the override is recorded).
+        subject: How messages name the version (default ``NAME@N``; ``register --stage``
+            names the version it would have made, which does not exist if refused).
 
     Returns:
         False if the version already was in ``to_stage`` (nothing recorded).
@@ -149,20 +158,21 @@ def move(b: StateBuilder, config: StoreConfig, version: int, to_stage: str, *, a
     if from_stage == to_stage:
         return False
     ref = f"{b.name}@{version}"
+    named = subject or ref
     if enforce and not config.allowed(from_stage, to_stage):
         allowed = ", ".join(config.transitions.get(from_stage, ())) or "nowhere"
-        message = (f"cannot move {ref} from {from_stage} to {to_stage}: the transition is not "
+        message = (f"cannot move {named} from {from_stage} to {to_stage}: the transition is not "
                    f"allowed (from {from_stage} a version may go to {allowed})")
         raise PolicyDenied(message, (Denial("transition", message),))
     missing = [d for d in missing_requirements(config, entry, to_stage, actor)
                if enforce or d.rule == "actor"]
     if missing:
-        raise PolicyDenied(f"cannot move {ref} to {to_stage}: "
+        raise PolicyDenied(f"cannot move {named} to {to_stage}: "
                            + "; ".join(d.message for d in missing), tuple(missing))
     holder = b.stages.get(to_stage)
     if (enforce and config.policy(to_stage).check_signature
             and holder is not None and holder.version != version):
-        recorded = _check_signature(b, holder.version, version, allow_breaking)
+        recorded = _check_signature(b, holder.version, version, allow_breaking, subject)
         if recorded:
             extra = {**(extra or {}), **recorded}
     if config.policy(to_stage).exclusive and holder is not None and holder.version != version:
@@ -210,6 +220,29 @@ def previous_holder(b: StateBuilder, stage: str, current: int) -> int | None:
     return None
 
 
+def last_holder(b: StateBuilder, stage: str) -> tuple[int, str, str] | None:
+    """Find the version that left ``stage`` last, from the history.
+
+    For an exclusive stage that is empty now (its holder was archived), that version is
+    the one that held it last.
+
+    Args:
+        b: The model's working state (its history is walked from the base commit).
+        stage: The stage.
+
+    Returns:
+        The version, the action that moved it out and when, or None if none ever left.
+    """
+    oid = b.base_oid
+    while oid is not None:
+        commit = b.reg.load_commit(oid)
+        e = commit.event
+        if e.from_stage == stage and e.version is not None and e.to_stage != stage:
+            return e.version, e.action, e.time
+        oid = commit.parent
+    return None
+
+
 def add_approval(b: StateBuilder, config: StoreConfig, version: int, stage: str, *,
                  actor: str, time: str, comment: str | None) -> bool:
     """Record ``actor``'s approval of ``version`` for ``stage``.
@@ -224,11 +257,12 @@ def add_approval(b: StateBuilder, config: StoreConfig, version: int, stage: str,
     if stage not in config.stages:
         raise NotFound(f"no stage {stage!r} (stages: {', '.join(config.stages)})")
     entry = b.entry(version)
-    if config.policy(stage).four_eyes and actor == entry.created_by:
+    key = actor_key(actor)
+    if config.policy(stage).four_eyes and key == actor_key(entry.created_by):
         message = (f"{actor} registered {b.name}@{version} and cannot approve it for {stage}: "
                    "four_eyes requires a second person")
         raise PolicyDenied(message, (Denial("four_eyes", message),))
-    if any(a.actor == actor and a.stage == stage for a in entry.approvals):
+    if any(actor_key(a.actor) == key and a.stage == stage for a in entry.approvals):
         return False
     approval = Approval(actor=actor, time=time, stage=stage, comment=comment or None)
     b.set_entry(version, entry.evolve(approvals=(*entry.approvals, approval)))

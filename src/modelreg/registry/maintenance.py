@@ -11,6 +11,7 @@ from pathlib import Path
 
 from modelreg.errors import IntegrityError, ModelregError, ObjectMissing
 from modelreg.registry.core import MODELS_PREFIX, Registry
+from modelreg.registry.policy import StoreConfig
 from modelreg.registry.state import Commit
 from modelreg.results import FsckReport, GcReport, Problem
 from modelreg.storage.hashing import is_object_id, parse_digest
@@ -30,6 +31,7 @@ class _Walk:
 
     reachable: set[str] = field(default_factory=set)
     problems: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)
     corrupt_named: set[str] = field(default_factory=set)
     models: int = 0
     versions: int = 0
@@ -106,7 +108,33 @@ def _check_head(reg: Registry, walk: _Walk, c: Commit, buckets: dict[int, dict[i
                                          " with a manifest the index does not list"))
 
 
-def _walk(reg: Registry, corrupt: set[str]) -> _Walk:
+def _check_policy(config: StoreConfig, walk: _Walk, c: Commit, held: dict[str, list[int]],
+                  ref_path: str) -> None:
+    """Check the model's state against the store's policy as it is configured now.
+
+    An exclusive stage holding more than one version is a problem (the state the policy
+    forbids, reached under an older configuration or by a bug); an alias named like a
+    stage is a note (references resolve the stage; the alias is unreachable by name).
+    """
+    for stage, versions in sorted(held.items()):
+        if len(versions) > 1 and stage in config.stages and config.policy(stage).exclusive:
+            listed = ", ".join(f"v{v}" for v in sorted(versions))
+            walk.problems.append(Problem(ref_path, (
+                f"model {c.model}: stage {stage} is exclusive (holds one version at a time) "
+                f"but holds {len(versions)}: {listed}; archive all but one "
+                f"(`modelreg archive {c.model}@N`)")))
+    stages = {s.lower(): s for s in config.stages}
+    for alias, h in sorted(c.aliases.items()):
+        clash = stages.get(alias.lower())
+        if clash is not None:
+            walk.notes.append(Problem(ref_path, (
+                f"model {c.model}: alias {alias} (v{h.version}) clashes with stage {clash}, "
+                f"configured after the alias was made; {c.model}@{clash} means the stage "
+                f"only. Remove the alias (`modelreg alias rm {c.model} {alias}`) and set it "
+                "again under another name")))
+
+
+def _walk(reg: Registry, corrupt: set[str], config: StoreConfig | None = None) -> _Walk:
     walk = _Walk()
     seen_buckets: set[str] = set()
     for ref_name in reg.model_names():
@@ -147,6 +175,7 @@ def _walk(reg: Registry, corrupt: set[str]) -> _Walk:
                 walk.problems.append(Problem(where, f"{label}: history starts at event {c.seq}, "
                                              "not 1 (earlier events were removed)"))
             buckets: dict[int, dict[int, str]] = {}
+            held: dict[str, list[int]] = {}
             for bucket_no, bucket_oid in c.index.items():
                 if bucket_oid in seen_buckets and not is_head:
                     continue
@@ -160,11 +189,15 @@ def _walk(reg: Registry, corrupt: set[str]) -> _Walk:
                     continue
                 buckets[bucket_no] = {v: e.manifest for v, e in entries.items()}
                 for v, e in entries.items():
+                    if is_head:
+                        held.setdefault(e.stage, []).append(v)
                     if e.manifest not in walk.reachable:
                         _check_manifest(reg, walk, c.model, v, e.manifest, corrupt)
             if is_head:
                 walk.versions += c.latest.version
                 _check_head(reg, walk, c, buckets, where)
+                if config is not None:
+                    _check_policy(config, walk, c, held, ref_path)
                 is_head = False
             child = c
             current = c.parent
@@ -178,9 +211,15 @@ def fsck(reg: Registry) -> FsckReport:
         reg: The registry.
 
     Returns:
-        The report; ``ok`` is False when anything is corrupt, missing or inconsistent.
+        The report; ``ok`` is False when anything is corrupt, missing or inconsistent,
+        or a model's state breaks the policy as configured (an exclusive stage holding
+        more than one version).
+
+    Raises:
+        UsageError: ``config.toml`` is not a valid configuration.
     """
     reg.layout.check_format()
+    config = reg.config
     reg.decoded.clear()
     problems: list[Problem] = []
     corrupt: set[str] = set()
@@ -192,7 +231,7 @@ def fsck(reg: Registry) -> FsckReport:
         count += 1
         if not reg.objects.verify(name):
             corrupt.add(name)
-    walk = _walk(reg, corrupt)
+    walk = _walk(reg, corrupt, config)
     problems.extend(walk.problems)
     debris: list[Problem] = []
     for path, harmless, what in reg.refs.strays(MODELS_PREFIX):
@@ -200,8 +239,10 @@ def fsck(reg: Registry) -> FsckReport:
     for oid in sorted(corrupt - walk.corrupt_named):
         problems.append(Problem(str(reg.objects.path(oid)),
                                 "unreferenced object is corrupt (digest mismatch)"))
-    notes = [Problem(str(p), "leftover temporary file (`modelreg gc` removes it)")
-             for p in sorted(reg.layout.tmp.iterdir())] if reg.layout.tmp.is_dir() else []
+    notes = list(walk.notes)
+    if reg.layout.tmp.is_dir():
+        notes += [Problem(str(p), "leftover temporary file (`modelreg gc` removes it)")
+                  for p in sorted(reg.layout.tmp.iterdir())]
     notes.extend(debris)
     for lock in sorted(reg.layout.refs.rglob("*.lock")):
         notes.append(Problem(str(lock), "lock file present (a command is running, or one "

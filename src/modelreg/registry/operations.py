@@ -18,6 +18,7 @@ from modelreg.registry.lifecycle import (
     add_approval,
     check_alias_name,
     edit_metadata,
+    last_holder,
     move,
     previous_holder,
     record_check,
@@ -31,6 +32,15 @@ from modelreg.results import ChangeResult
 
 __all__ = ["alias_list", "alias_remove", "alias_set", "approve", "archive", "check", "edit",
            "promote", "rollback"]
+
+
+def _model_name(name: str, command: str, does: str) -> str:
+    """Refuse a reference where a model name is due, saying what the command takes."""
+    if "@" in name:
+        model = name.split("@", 1)[0]
+        raise UsageError(f"{command} takes a model name, not a version: {name!r} names one. "
+                         f"{command} {does} (`modelreg {command} {model or 'NAME'} ...`)")
+    return name
 
 
 def _result(reg: Registry, outcome: Outcome[Any], version: int, changed: bool) -> ChangeResult:
@@ -112,9 +122,28 @@ def rollback(reg: Registry, name: str, *, actor: str, stage: str = "production",
     """Put back the version that held ``stage`` before the current one.
 
     The current holder goes to the archive stage; the previous holder comes back, as new
-    recorded transitions. Transition rules and approvals are not re-checked (a rollback
-    restores a state that was approved once), but ``allowed_actors`` is.
+    recorded transitions. When ``stage`` is empty (its holder was archived), the version
+    that left it last comes back, as one ``rollback`` event whose details name what it
+    restores. Transition rules and approvals are not re-checked (a rollback restores a
+    state that was approved once), but ``allowed_actors`` is.
+
+    Args:
+        reg: The registry.
+        name: The model name (not a reference: the stage says which version goes).
+        actor: Who does it.
+        stage: The exclusive stage to roll back.
+        reason: Why (recorded; a default names the versions).
+
+    Returns:
+        The restored version's state and the recorded events.
+
+    Raises:
+        UsageError: ``name`` is a reference, or the stage is not exclusive.
+        NotFound: No such stage or model, or no version to put back.
     """
+    _model_name(name, "rollback", f"puts back the version that held {stage} before the "
+                "current one, or the one archived from it if it is empty now; the stage is "
+                "given with --stage")
     config = reg.config
     if stage not in config.stages:
         raise NotFound(f"no stage {stage!r} (stages: {', '.join(config.stages)})")
@@ -124,13 +153,22 @@ def rollback(reg: Registry, name: str, *, actor: str, stage: str = "production",
 
     def plan(b: StateBuilder) -> int:
         b.resolve(Ref(name))
+        when = now_iso()
         current = b.stages.get(stage)
         if current is None:
-            raise NotFound(f"no version of {b.name} is in {stage}; nothing to roll back")
+            left = last_holder(b, stage)
+            if left is None:
+                raise NotFound(f"no version of {b.name} is in {stage} or ever left it; "
+                               "nothing to roll back")
+            version, how, at = left
+            why = reason or (f"rollback of {stage}: restore v{version}, which left it "
+                             f"({how}) at {at}")
+            move(b, config, version, stage, actor=actor, time=when, reason=why, enforce=False,
+                 action="rollback", extra={"restored": {"action": how, "time": at}})
+            return version
         previous = previous_holder(b, stage, current.version)
         if previous is None:
             raise NotFound(f"no version of {b.name} held {stage} before v{current.version}")
-        when = now_iso()
         why = reason or f"rollback of {stage} from v{current.version} to v{previous}"
         if stage != config.archive:
             move(b, config, current.version, config.archive, actor=actor, time=when,
@@ -148,6 +186,9 @@ def edit(reg: Registry, ref: str, *, actor: str, description: str | None = None,
          remove_tags: list[str] | None = None) -> ChangeResult:
     """Change a version's description and tags, as a recorded ``edit`` event."""
     parsed = parse_ref(ref)
+    both = sorted(set(set_tags or {}) & set(remove_tags or []))
+    if both:
+        raise UsageError(f"tag {both[0]!r} is both set and removed; say one")
 
     def plan(b: StateBuilder) -> tuple[int, bool]:
         version = b.resolve(parsed)
@@ -164,6 +205,7 @@ def edit(reg: Registry, ref: str, *, actor: str, description: str | None = None,
 def alias_set(reg: Registry, name: str, alias: str, version: int, *,
               actor: str) -> ChangeResult:
     """Point ``alias`` at ``version`` of model ``name`` (moving it if it pointed elsewhere)."""
+    _model_name(name, "alias set", "points an alias of a model at one of its versions")
     check_alias_name(reg.config, alias)
     if version < 1:
         raise UsageError("versions start at 1")
@@ -178,6 +220,7 @@ def alias_set(reg: Registry, name: str, alias: str, version: int, *,
 
 def alias_remove(reg: Registry, name: str, alias: str, *, actor: str) -> ChangeResult:
     """Remove ``alias`` from model ``name``."""
+    _model_name(name, "alias rm", "removes an alias of a model")
 
     def plan(b: StateBuilder) -> int:
         b.resolve(Ref(name))
@@ -189,6 +232,7 @@ def alias_remove(reg: Registry, name: str, alias: str, *, actor: str) -> ChangeR
 
 def alias_list(reg: Registry, name: str) -> tuple[str, dict[str, int]]:
     """Return the model's canonical name and its aliases with their versions."""
+    _model_name(name, "alias list", "lists the aliases of a model")
     found = reg.head(name)
     if found is None:
         raise NotFound(f"model {name!r} not found")

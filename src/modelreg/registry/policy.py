@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelreg.config import actor_key, normalize_actor
 from modelreg.errors import UsageError
 
 __all__ = [
@@ -171,15 +172,21 @@ class StoreConfig:
         return to_stage in self.transitions.get(from_stage, ())
 
     def actor_allowed(self, stage: str, actor: str) -> bool:
-        """Tell whether ``actor`` may move versions into ``stage``."""
+        """Tell whether ``actor`` may move versions into ``stage``.
+
+        Names are compared normalised (:func:`modelreg.config.actor_key`), so
+        ``Alice@Example.com`` is the ``alice@example.com`` a list names.
+        """
         allowed = self.policy(stage).allowed_actors
         if not allowed:
             return True
+        key = actor_key(actor)
         for entry in allowed:
             if entry.startswith("group:"):
-                if actor in self.groups.get(entry[len("group:"):], ()):
+                members = self.groups.get(entry[len("group:"):], ())
+                if key in {actor_key(m) for m in members}:
                     return True
-            elif entry == actor:
+            elif actor_key(entry) == key:
                 return True
         return False
 
@@ -197,6 +204,12 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise UsageError(f"config.toml: {where} must be a list of strings")
     return tuple(value)
+
+
+def _actors(value: Any, where: str) -> tuple[str, ...]:
+    """Read a list of actor names (``group:NAME`` kept as written), normalised."""
+    return tuple(entry if entry.startswith("group:") else normalize_actor(entry, where)
+                 for entry in _strings(value, where))
 
 
 def _stage_policy(name: str, table: Any) -> StagePolicy:
@@ -218,7 +231,7 @@ def _stage_policy(name: str, table: Any) -> StagePolicy:
         require_approvals=approvals,
         four_eyes=table.get("four_eyes", False),
         require_checks=_strings(table.get("require_checks", []), f"stages.{name}.require_checks"),
-        allowed_actors=_strings(table.get("allowed_actors", []), f"stages.{name}.allowed_actors"),
+        allowed_actors=_actors(table.get("allowed_actors", []), f"stages.{name}.allowed_actors"),
         check_signature=table.get("check_signature", False),
     )
 
@@ -273,6 +286,54 @@ def _hook(i: int, table: Any, stages: tuple[str, ...]) -> Hook:
     )
 
 
+def _gates(policy: StagePolicy, table: dict[str, Any]) -> list[str]:
+    """Name the settings that make ``policy``'s stage gated, as ``stages.NAME.KEY = value``."""
+    found = []
+    for key in ("require_approvals", "four_eyes", "require_checks", "allowed_actors",
+                "check_signature", "exclusive"):
+        value = getattr(policy, key)
+        if value:
+            written = table.get(key, value)
+            shown = ("true" if written is True else
+                     "[" + ", ".join(f'"{v}"' for v in written) + "]"
+                     if isinstance(written, list | tuple) else str(written))
+            default = "" if key in table else f" (the default for {policy.name})"
+            found.append(f"stages.{policy.name}.{key} = {shown}{default}")
+    return found
+
+
+def _refuse_gated(policies: dict[str, StagePolicy], tables: dict[str, Any],
+                  lifecycle: dict[str, Any], initial: str, archive: str) -> None:
+    """Refuse a configuration whose initial or archive stage has requirements.
+
+    A version enters the initial stage by being registered and the archive stage by being
+    archived or displaced; neither move checks a stage's requirements, so a gated stage
+    there would be entered by anyone, and an exclusive one would hold many versions.
+
+    Raises:
+        UsageError: Naming the key that chose the stage and the settings that gate it.
+    """
+    for role, stage in (("initial", initial), ("archive", archive)):
+        policy = policies.get(stage)
+        gates = [] if policy is None else _gates(policy, tables.get(stage, {}))
+        if not gates:
+            continue
+        if role in lifecycle:
+            key = f"lifecycle.{role} = {stage!r}"
+        elif role == "initial":
+            key = f"lifecycle.stages (its first stage, {stage!r}, is the initial one)"
+        else:
+            key = (f"lifecycle.archive (not set: the archive stage is {stage!r}, "
+                   f"{'the stage named archived' if stage == 'archived' else 'the last stage'})")
+        enters = ("register puts every new version there" if role == "initial"
+                  else "archive and displacement move versions there")
+        raise UsageError(
+            f"config.toml: {key}: the {role} stage cannot have requirements, since {enters} "
+            f"without checking them; {stage!r} has {', '.join(gates)}. Make another stage "
+            f"the {role} one (lifecycle.{role}, or the order of lifecycle.stages) or drop "
+            "these settings")
+
+
 def parse_config(doc: dict[str, Any]) -> StoreConfig:
     """Build the policy from a parsed ``config.toml``.
 
@@ -283,7 +344,8 @@ def parse_config(doc: dict[str, Any]) -> StoreConfig:
         The configuration, defaults filled in.
 
     Raises:
-        UsageError: The configuration is inconsistent (unknown stage, bad value).
+        UsageError: The configuration is inconsistent (unknown stage, bad value, an initial
+            or archive stage with requirements).
     """
     unknown = set(doc) - _TOP_KEYS
     if unknown:
@@ -341,10 +403,12 @@ def parse_config(doc: dict[str, Any]) -> StoreConfig:
         merged = {"exclusive": name == "production", "check_signature": name == "production",
                   **table}
         policies[name] = _stage_policy(name, merged)
+    _refuse_gated(policies, stage_tables, lifecycle, initial, archive)
     groups_raw = doc.get("groups", {})
     if not isinstance(groups_raw, dict):
         raise UsageError("config.toml: [groups] must map a group name to a list of actors")
-    groups = {g: _strings(members, f"groups.{g}") for g, members in groups_raw.items()}
+    groups = {g: tuple(normalize_actor(m, f"groups.{g}") for m in _strings(members, f"groups.{g}"))
+              for g, members in groups_raw.items()}
     for p in policies.values():
         for entry in p.allowed_actors:
             if entry.startswith("group:") and entry[len("group:"):] not in groups:

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from modelreg.errors import ConflictError, NotFound
+from modelreg.errors import ConflictError, NotFound, PolicyDenied
 from modelreg.registry.builder import StateBuilder
 from modelreg.registry.core import Registry
 from modelreg.registry.lifecycle import move
@@ -187,7 +187,14 @@ def register(
         b.record(action="register", actor=actor, time=when, version=version,
                  to_stage=config.initial, extra={"manifest": format_digest(manifest_oid)})
         if stage is not None and stage != config.initial:
-            move(b, config, version, stage, actor=actor, time=when, reason=reason)
+            # A refusal leaves nothing registered, so the message may not name the version
+            # number it would have had as if it existed.
+            try:
+                move(b, config, version, stage, actor=actor, time=when, reason=reason,
+                     subject=f"the new version of {name}")
+            except PolicyDenied as exc:
+                raise PolicyDenied(f"{name} was not registered: {exc.message}",
+                                   exc.reasons) from exc
         return version, True
 
     outcome = mutate(reg, name, plan)

@@ -11,6 +11,7 @@ stage reads the ref and the commit only. Moving the ref commits state and histor
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -54,15 +55,34 @@ def no_such_version(model: str, version: int, latest: int) -> NotFound:
     return NotFound(f"{model} has no version {version} (latest is {latest})")
 
 
-def labelled(model: str, stages: dict[str, Head], aliases: dict[str, Head], label: str) -> Head:
+def labelled(model: str, stages: dict[str, Head], aliases: dict[str, Head], label: str,
+             configured: Callable[[], Collection[str]] | None = None) -> Head:
     """Return the version in stage ``label``, else the one alias ``label`` names.
+
+    Stages come first, configured ones included even when empty: an alias made before a
+    stage of its name was added to ``config.toml`` does not answer for the stage.
+
+    Args:
+        model: The model's name, for messages.
+        stages: The stage heads.
+        aliases: The alias heads.
+        label: The stage or alias.
+        configured: Gives the configured stage names; asked only when ``label`` is an
+            alias and no stage of that name holds a version.
 
     Raises:
         NotFound: No stage holds a version of that name and no alias has it.
     """
-    for table in (stages, aliases):
-        if label in table:
-            return table[label]
+    if label in stages:
+        return stages[label]
+    if label in aliases:
+        names = {s.lower(): s for s in (configured() if configured is not None else ())}
+        stage = names.get(label.lower())
+        if stage is None:
+            return aliases[label]
+        raise NotFound(f"no version of {model} is in stage {stage}; its alias {label!r}, made "
+                       "before the stage was configured, does not answer for the stage (remove "
+                       f"it with `modelreg alias rm {model} {label}` and set another name)")
     raise NotFound(f"{model} has no version in stage or alias {label!r}")
 
 
