@@ -194,10 +194,14 @@ class Staged:
         except FileExistsError:
             return self._linked_anyway()
         except OSError as exc:
-            if exc.errno in (errno.EPERM, errno.EACCES) and os.path.lexists(dest):
+            if exc.errno in (errno.EPERM, errno.EACCES) and (
+                    os.path.lexists(dest) or self._links_work()):
                 # sshfs (SFTP's hardlink extension) reports a target that exists as a
                 # generic failure, EPERM: an existing target means "taken", as EEXIST does.
-                return self._linked_anyway()
+                # Its name cache may not yet show a target another client just made, so
+                # where hard links work at all (a link to a fresh name succeeds), the
+                # refusal means the same. Never a lost NFS reply: the link was not made.
+                return False
             if exclusive or exc.errno in (errno.ENOENT, errno.ENOTDIR):
                 raise
             # Some shared file systems (SMB/CIFS, a few FUSE mounts) refuse hard links. Fall
@@ -207,6 +211,16 @@ class Staged:
                 return False
             os.replace(self.path, dest)
             self._renamed = True
+        return True
+
+    def _links_work(self) -> bool:
+        probe = self.path.with_name(self.path.name + "-probe")
+        try:
+            os.link(self.path, probe)
+        except OSError:
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(probe)
         return True
 
     def _linked_anyway(self) -> bool:

@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_STALE_AFTER",
     "DEFAULT_TIMEOUT",
     "LOCK_MODE",
+    "RECORD_SIZE",
     "UNREADABLE_STALE_AFTER",
     "Lock",
     "LockInfo",
@@ -56,7 +57,17 @@ garbled lock is what a power loss or an interrupted older writer leaves, not a l
 LOCK_MODE = 0o644
 """A lock file's mode, whatever the umask: every user of a shared store may read its owner."""
 
-_HOST = os.uname().nodename  # what socket.gethostname() returns, without importing socket
+RECORD_SIZE = 512
+"""Every lock file is exactly this many bytes: its JSON record padded with spaces.
+
+Network file systems cache a file's size apart from its data (sshfs keeps a path's attributes
+for up to 20 s, and does not see another client replace the file), so a reader that takes the
+size of an earlier lock at the same name would read a new, longer record cut short. With
+one size for every record, a stale size is still the right size."""
+
+# What socket.gethostname() returns, without importing socket; a host name is at most 64
+# bytes (HOST_NAME_MAX), so even escaped as JSON the owner record fits in RECORD_SIZE.
+_HOST = os.uname().nodename[:64]
 
 
 def _env_float(name: str, default: float) -> float:
@@ -130,6 +141,13 @@ def read_info(lock: Path) -> LockInfo | None:
     except (ValueError, KeyError, TypeError, RecursionError):
         pass
     return LockInfo(pid, host, created, token, st.st_mtime, st.st_ino)
+
+
+def _record(token: str) -> bytes:
+    fields = {"host": _HOST, "pid": os.getpid(), "time": round(time.time(), 3),
+              "token": token}
+    raw = json.dumps(fields, ensure_ascii=True, separators=(", ", ": ")).encode()
+    return raw.ljust(RECORD_SIZE)[:RECORD_SIZE]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -239,9 +257,7 @@ def acquire(
     if stale_after is None:
         stale_after = stale_after_setting()
     token = os.urandom(16).hex()
-    record = json.dumps(
-        {"host": _HOST, "pid": os.getpid(), "time": time.time(), "token": token}
-    ).encode()
+    record = _record(token)
     # The record goes into a temp file first and is linked onto the lock name (the write
     # path's create-if-absent, which also applies link(2)'s NFS rule: an EEXIST while the
     # temp file has two links means the link was made), so a lock never exists without its
@@ -262,6 +278,15 @@ def acquire(
                     continue  # the lock's directory went away meanwhile: publish makes it
                 info = read_info(lock)
                 if info is None:
+                    # Gone between the link and the look (released meanwhile, or a network
+                    # file system's name cache still showed a removed lock): try again soon.
+                    if time.monotonic() >= deadline:
+                        raise LockHeld(
+                            f"lock {lock} could not be taken in {timeout:.0f}s: the file "
+                            "system kept refusing to create it, yet it does not appear to "
+                            "exist", str(lock))
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.05)
                     continue
                 if is_stale(info, stale_after):
                     break_lock(lock, info, tmp_dir)
