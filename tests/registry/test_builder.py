@@ -1,4 +1,4 @@
-"""StateBuilder: what a change writes, and what the registry keeps of it in memory."""
+"""StateBuilder: what a change writes (files, fsyncs), and what the registry keeps in memory."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 import modelreg
 from modelreg.errors import IntegrityError, NotFound
 from modelreg.registry import Registry
-from modelreg.registry.manifest import decode_manifest
-from modelreg.registry.state import BUCKET_SIZE, decode_bucket, decode_commit
+from modelreg.registry.core import manifest_of
+from modelreg.registry.state import LEAF_SIZE, decode_commit, decode_leaf
 from modelreg.storage.objects import OBJECT_MODE, ObjectStore
 
 _needs_proc = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(),
@@ -32,7 +32,7 @@ def _assert_cache_is_what_disk_says(reg: Registry) -> int:
     """Every decoded object the registry keeps equals a fresh decode of the file (repr)."""
     fresh = Registry.open(reg.layout.root)
     for (oid, decode), value in reg.decoded.items():
-        path = reg.objects.path(oid)
+        path = reg.objects.path(oid)  # type: ignore[attr-defined]
         assert path.stat().st_mode & 0o777 == OBJECT_MODE
         assert repr(value) == repr(decode(fresh.objects.get_bytes(oid), str(path))), oid
     return len(reg.decoded)
@@ -50,12 +50,10 @@ def test_cache_holds_what_was_written_and_equals_a_fresh_decode(registry: Regist
     modelreg.edit("m@3", registry=registry, description="x", set_tags={"b": "1", "a": "2"})
     modelreg.alias_set("m", "champ", 2, registry=registry)
     _register(registry, tmp_path, 9, stage="staging")
-    head_oid, head = registry.head("m") or ("", None)
-    assert head is not None
+    head = registry.require("m")
     kinds = {decode for _oid, decode in registry.decoded}
-    assert {decode_bucket, decode_commit, decode_manifest} <= kinds
-    assert (head_oid, decode_commit) in registry.decoded
-    assert (head.index[0], decode_bucket) in registry.decoded
+    assert {decode_commit, manifest_of} <= kinds
+    assert (head.oid, decode_commit) in registry.decoded
     assert _assert_cache_is_what_disk_says(registry) > 10
     fresh = Registry.open(registry.layout.root)
     for v in range(1, 6):
@@ -65,17 +63,19 @@ def test_cache_holds_what_was_written_and_equals_a_fresh_decode(registry: Regist
         modelreg.history("m", registry=fresh))
 
 
-def test_cache_across_bucket_boundary(registry: Registry, tmp_path: Path,
+def test_cache_across_leaf_boundaries(registry: Registry, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "fsync", lambda fd: None)  # only the bytes matter here
-    for i in range(BUCKET_SIZE + 3):
+    for i in range(2 * LEAF_SIZE + 3):
         _register(registry, tmp_path, i)
-    head = registry.head("m")
-    assert head is not None and sorted(head[1].index) == [0, 1]
+    state = registry.require_state("m")
+    assert sorted(state.leaves) == [0, 1]
+    assert sorted(state.tail) == [2 * LEAF_SIZE + 1, 2 * LEAF_SIZE + 2, 2 * LEAF_SIZE + 3]
+    assert (state.leaves[1], decode_leaf) in registry.decoded
     _assert_cache_is_what_disk_says(registry)
     fresh = Registry.open(registry.layout.root)
     assert repr(registry.versions("m")) == repr(fresh.versions("m"))
-    for v in (1, 10, 100, BUCKET_SIZE, BUCKET_SIZE + 1, BUCKET_SIZE + 3):
+    for v in (1, 10, 100, LEAF_SIZE, LEAF_SIZE + 1, 2 * LEAF_SIZE + 3):
         assert repr(registry.show(f"m@{v}")) == repr(fresh.show(f"m@{v}"))
 
 
@@ -94,7 +94,7 @@ def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_next_register_reads_nothing_back(registry: Registry, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    # The bucket, commit and manifest a register wrote are not read from disk again: neither
+    # The commit (with its manifest) a register wrote is not read from disk again: neither
     # for its own result nor for the next register's duplicate check.
     _register(registry, tmp_path, 0)
     reads = _count_reads(monkeypatch)
@@ -121,7 +121,7 @@ def _fail_fsync_of(monkeypatch: pytest.MonkeyPatch, marker: bytes) -> list[str]:
 
 
 @_needs_proc
-@pytest.mark.parametrize("marker", [b'"type":"commit"', b'"type":"index"', b"format = 1"])
+@pytest.mark.parametrize("marker", [b'"type":"commit"', b"model 1"])
 def test_failed_write_leaves_no_cache_entry_and_no_ref_move(registry: Registry,
                                                             tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch,
@@ -149,27 +149,29 @@ def test_failed_write_leaves_no_cache_entry_and_no_ref_move(registry: Registry,
 def test_objects_named_by_the_commit_are_stored_read_only(registry: Registry,
                                                           tmp_path: Path) -> None:
     r = _register(registry, tmp_path, 0, stage="staging")
-    head = registry.head("m")
-    assert head is not None
-    oid, commit = head
-    named = [oid, commit.index[0], commit.latest.manifest]
-    while commit.parent is not None:  # the register's commit before the promotion's
-        oid = commit.parent
-        commit = decode_commit(registry.objects.path(oid).read_bytes(), oid)
-        named += [oid, commit.index[0]]
-    assert r.version.manifest == "sha256:" + head[1].latest.manifest
+    head = registry.require("m")
+    store = registry.objects
+    assert isinstance(store, ObjectStore)
+    # The promotion's commit, then the register's, which holds the manifest.
+    named = [head.oid]
+    register = decode_commit(store.path(head.oid).read_bytes(), head.oid).parent
+    assert register is not None and head.state.latest.manifest == register
+    named.append(register)
+    commit = decode_commit(store.path(register).read_bytes(), register)
+    assert commit.manifest is not None and commit.event.action == "register"
+    text = commit.manifest.encode()
+    assert r.version.manifest == "sha256:" + hashlib.sha256(text).hexdigest()
     for oid in named:
-        path = registry.objects.path(oid)
+        path = store.path(oid)
+        assert path.parent == store.root  # one flat directory
         assert hashlib.sha256(path.read_bytes()).hexdigest() == oid
         assert path.stat().st_mode & 0o777 == OBJECT_MODE
         assert path.stat().st_nlink == 1
     assert list(registry.layout.tmp.iterdir()) == []
 
 
-@_needs_proc
-def test_ref_moves_after_every_object_is_durable(registry: Registry, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    _register(registry, tmp_path, 0)
+def _trace(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Log every fsync (by path), link and replace from now on."""
     log: list[tuple[str, str]] = []
     real_fsync, real_link, real_replace = os.fsync, os.link, os.replace
 
@@ -188,19 +190,58 @@ def test_ref_moves_after_every_object_is_durable(registry: Registry, tmp_path: P
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "link", link)
     monkeypatch.setattr(os, "replace", replace)
+    return log
+
+
+@_needs_proc
+def test_ref_moves_after_every_object_is_durable(registry: Registry, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    _register(registry, tmp_path, 0)
+    log = _trace(monkeypatch)
     _register(registry, tmp_path, 1)
     monkeypatch.undo()
     ref = str(registry.layout.refs / "models" / "m")
     moved = log.index(("replace", ref))
-    head = registry.head("m")
-    assert head is not None
-    oid, commit = head
-    for obj in (oid, commit.index[0], commit.latest.manifest):
-        path = str(registry.objects.path(obj))
-        assert log.index(("link", path)) < moved
-        # The object's directory entry was fsynced after its link, before the ref moved.
-        fan_out = str(Path(path).parent)
-        assert any(e == ("fsync", fan_out) for e in log[log.index(("link", path)):moved])
+    head = registry.require("m")
+    objects = str(registry.layout.objects)
+    path = str(Path(objects) / head.oid)  # the commit, holding the manifest
+    assert log.index(("link", path)) < moved
+    # The objects directory was fsynced after the link, before the ref moved.
+    assert ("fsync", objects) in log[log.index(("link", path)):moved]
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+@_needs_proc
+def test_a_small_register_creates_three_files_and_makes_five_fsyncs(
+        registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The budget of format 2: the blob, the commit (holding the manifest) and the ref; one
+    # fsync for each of the two objects, one for the objects directory, two for the ref
+    # (its temporary file, then its directory). Every version is durable when it returns.
+    root = registry.layout.root
+    for i in range(3):
+        _register(registry, tmp_path, i)
+    for i in range(3, 3 + LEAF_SIZE):
+        before = _files(root)
+        log = _trace(monkeypatch)
+        r = _register(registry, tmp_path, i)
+        monkeypatch.undo()
+        fsyncs = [e for e in log if e[0] == "fsync"]
+        new = _files(root) - before
+        assert r.created
+        if r.version.version % LEAF_SIZE == 1 and r.version.version > 1:
+            # The group the version before completed is written as a leaf by this one.
+            assert (len(new), len(fsyncs)) == (3, 6), (new, fsyncs)
+        else:
+            assert (len(new), len(fsyncs)) == (2, 5), (new, fsyncs)
+    # The very first register creates the ref as well: blob, commit, ref.
+    other = tmp_path / "o.bin"
+    other.write_bytes(b"other")
+    before = _files(root)
+    modelreg.register("other", [other], registry=registry, git=False)
+    assert len(_files(root) - before) == 3
 
 
 # -- searches over the whole history read only the buckets they need ------------------------
@@ -208,7 +249,7 @@ def test_ref_moves_after_every_object_is_durable(registry: Registry, tmp_path: P
 
 @pytest.fixture(scope="module")
 def _long_history_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store with model "m" at BUCKET_SIZE + 3 versions, made once and copied per test."""
+    """A store with model "m" at 2 * LEAF_SIZE + 3 versions, made once and copied per test."""
     tmp_path = tmp_path_factory.mktemp("long-history")
     registry, _ = Registry.init(tmp_path / "project")
     with pytest.MonkeyPatch.context() as m:
@@ -218,54 +259,52 @@ def _long_history_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         m.delenv("MODELREG_TRACEBACK", raising=False)
         m.setenv("MODELREG_ACTOR", "tester@example.com")
         m.setenv("MODELREG_USER_CONFIG", str(tmp_path / "no-user-config.toml"))
-        for i in range(BUCKET_SIZE + 3):
+        for i in range(2 * LEAF_SIZE + 3):
             _register(registry, tmp_path, i)
     return registry.layout.root
 
 
 @pytest.fixture
 def long_history(_long_history_store: Path, tmp_path: Path) -> Registry:
-    """Model "m" with BUCKET_SIZE + 3 versions: two index buckets."""
+    """Model "m" with 2 * LEAF_SIZE + 3 versions: two index leaves and a tail of three."""
     project = tmp_path / "project"
     shutil.copytree(_long_history_store.parent, project, symlinks=True)
     return Registry.open(project / _long_history_store.name)
 
 
-def _decoded_buckets(reg: Registry) -> set[str]:
-    return {oid for oid, decode in reg.decoded if decode is decode_bucket}
+def _decoded_leaves(reg: Registry) -> set[str]:
+    return {oid for oid, decode in reg.decoded if decode is decode_leaf}
 
 
-def test_duplicate_in_an_old_bucket_is_found_without_decoding_the_others(
+def test_duplicate_in_an_old_leaf_is_found_without_decoding_the_others(
     long_history: Registry, tmp_path: Path
 ) -> None:
-    head = long_history.head("m")
-    assert head is not None
-    first, second = head[1].index[0], head[1].index[1]
+    first = long_history.require_state("m").leaves[0]
     fresh = Registry.open(long_history.layout.root)
     again = _register(fresh, tmp_path, 4)  # the same bytes and params as version 5
     assert (again.created, again.version.version) == (False, 5)
-    assert _decoded_buckets(fresh) == {first}
-    # A new version decodes only the bucket it goes into.
+    assert _decoded_leaves(fresh) == {first}
+    # A new version goes into the tail, in the ref: no leaf is decoded.
     fresh = Registry.open(long_history.layout.root)
     new = _register(fresh, tmp_path, 10_000)
-    assert (new.created, new.version.version) == (True, BUCKET_SIZE + 4)
-    assert first not in _decoded_buckets(fresh) and second in _decoded_buckets(fresh)
+    assert (new.created, new.version.version) == (True, 2 * LEAF_SIZE + 4)
+    assert _decoded_leaves(fresh) == set()
 
 
-def test_duplicate_check_still_verifies_every_bucket(long_history: Registry,
-                                                     tmp_path: Path) -> None:
-    head = long_history.head("m")
-    assert head is not None
-    path = long_history.objects.path(head[1].index[0])
+def test_duplicate_check_still_verifies_every_leaf(long_history: Registry,
+                                                   tmp_path: Path) -> None:
+    store = long_history.objects
+    assert isinstance(store, ObjectStore)
+    path = store.path(long_history.require_state("m").leaves[0])
     path.chmod(0o644)
-    path.write_bytes(path.read_bytes().replace(b'"size":', b'"size": ', 1))
+    path.write_bytes(path.read_bytes().replace(b'"n":', b'"n": ', 1))
     with pytest.raises(IntegrityError):
         _register(Registry.open(long_history.layout.root), tmp_path, 10_000)
 
 
-def test_stage_head_falls_back_to_a_version_in_an_older_bucket(long_history: Registry) -> None:
+def test_stage_head_falls_back_to_a_version_in_an_older_leaf(long_history: Registry) -> None:
     root = long_history.layout.root
-    newest = BUCKET_SIZE + 2
+    newest = LEAF_SIZE + 2
     for v in (3, 7, newest):
         modelreg.promote(f"m@{v}", "staging", registry=root)
     assert modelreg.show("m@staging", registry=root).version == newest
@@ -279,22 +318,20 @@ def test_stage_head_falls_back_to_a_version_in_an_older_bucket(long_history: Reg
     assert modelreg.show("m@production", registry=root).version == newest
 
 
-def test_a_loop_of_registers_reads_each_full_bucket_once(long_history: Registry,
+def test_a_loop_of_registers_reads_each_full_leaf_once(long_history: Registry,
                                                          tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    # The duplicate check searches a bucket it does not decode as bytes; a process that
+    # The duplicate check searches a leaf it does not decode as bytes; a process that
     # registers again searches the bytes it kept instead of reading the file again.
     reg = Registry.open(long_history.layout.root)
     reads = _count_reads(monkeypatch)
     _register(reg, tmp_path, 20_000)
-    head = reg.head("m")
-    assert head is not None
-    first = head[1].index[0]
+    first = reg.require_state("m").leaves[0]
     assert reads.count(first) == 1
     for i in range(20_001, 20_004):
         assert _register(reg, tmp_path, i).created
     assert reads.count(first) == 1
-    assert first not in _decoded_buckets(reg)
-    again = _register(reg, tmp_path, 4)  # a duplicate of version 5, in the first bucket
+    assert first not in _decoded_leaves(reg)
+    again = _register(reg, tmp_path, 4)  # a duplicate of version 5, in the first leaf
     assert (again.created, again.version.version) == (False, 5)
     assert reads.count(first) == 1

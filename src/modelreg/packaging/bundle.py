@@ -153,9 +153,11 @@ def export_bundle(reg: Registry, ref: str, dest: Path, *, force: bool = False) -
         IntegrityError: A stored object does not match its digest (nothing is written).
         ModelError: An ONNX model of the version names external data outside it.
     """
-    info = reg.show(ref)
+    state, version, commit_oid = reg.resolve(ref)
+    info = reg.describe(state, version, commit_oid)
     _check_version_data(reg, info)
-    manifest_bytes = reg.objects.get_bytes(parse_digest(info.manifest) or info.manifest)
+    # The manifest's TOML text as registered (its sha256 is info.manifest).
+    manifest_bytes = reg.manifest_text(commit_oid)
     if dest.is_dir():
         raise ConflictError(f"{dest} is a directory; give the bundle's file name (FILE.zip)")
     if (dest.exists() or dest.is_symlink()) and not force:

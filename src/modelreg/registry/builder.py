@@ -1,32 +1,43 @@
 """A working copy of one model's state, turned into chained commits by one ref update.
 
-A ``StateBuilder`` starts from the model's head commit, lets the caller change versions,
-stages and aliases, and turns each recorded event into a commit whose parent is the one
-before. Nothing is written until :meth:`StateBuilder.flush`: then the new objects are stored
-and the caller moves the ref from the old head to the last commit in one compare-and-swap,
-so a crash or a lost race leaves state and history exactly as they were.
+A ``StateBuilder`` starts from the model's current state (its ref), lets the caller change
+versions, stages and aliases, and turns each recorded event into a commit whose parent is
+the one before and which records the digest of the state it produced. Nothing is written
+until :meth:`StateBuilder.flush`: then the new commits and index leaves are stored and made
+durable, and the caller gives the ref its new body (:meth:`StateBuilder.ref_body`) in one
+compare-and-swap, so a crash or a lost race leaves state and history exactly as they were.
+
+A state never names the commit that produced it (that commit records the state's digest):
+a version registered by a commit is written with no manifest id (``null``) in that
+commit's state, and gets the commit's id in every later one; readers fill it in from the
+ref's head. So an index group completed by a register becomes a leaf one event later.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from modelreg.errors import NotFound
-from modelreg.registry.core import Registry
-from modelreg.registry.manifest import Manifest, decode_manifest
+from modelreg.registry.core import Current, Registry, manifest_of
+from modelreg.registry.manifest import Manifest
 from modelreg.registry.names import Ref
 from modelreg.registry.state import (
+    LEAF_SIZE,
+    THIS_COMMIT,
     Commit,
     Event,
     Head,
+    ModelState,
     VersionEntry,
-    bucket_of,
-    decode_bucket,
+    canonical,
     decode_commit,
-    encode_bucket,
+    decode_leaf,
     encode_commit,
+    encode_leaf,
+    encode_ref,
+    encode_state,
+    group_of,
     labelled,
     no_such_version,
 )
@@ -38,38 +49,45 @@ __all__ = ["StateBuilder"]
 class StateBuilder:
     """Pending changes to one model, recorded as events."""
 
-    def __init__(self, reg: Registry, name: str, head_oid: str | None,
-                 head: Commit | None) -> None:
+    def __init__(self, reg: Registry, name: str, current: Current | None) -> None:
         self.reg = reg
-        self.name = head.model if head is not None else name
-        self.base_oid = head_oid
-        self.tip_oid = head_oid
-        self.seq = head.seq if head is not None else 0
-        self.latest: Head | None = head.latest if head is not None else None
-        self.index: dict[int, str] = dict(head.index) if head is not None else {}
-        self.stages: dict[str, Head] = dict(head.stages) if head is not None else {}
-        self.aliases: dict[str, Head] = dict(head.aliases) if head is not None else {}
+        state = None if current is None else current.state
+        self.name = state.model if state is not None else name
+        self.base_oid = None if current is None else current.oid
+        self.tip_oid = self.base_oid
+        self.seq = state.seq if state is not None else 0
+        self.latest: Head | None = state.latest if state is not None else None
+        self.stages: dict[str, Head] = dict(state.stages) if state is not None else {}
+        self.aliases: dict[str, Head] = dict(state.aliases) if state is not None else {}
+        self.leaves: dict[int, str] = dict(state.leaves) if state is not None else {}
         self.events: list[Event] = []
         self.commits: list[tuple[str, Commit]] = []
-        self._buckets: dict[int, dict[int, VersionEntry]] = {}
+        self.state: ModelState | None = state
+        """The state the last recorded event produced (the base state before any)."""
+        self._state_bytes: bytes | None = None
+        base_tail = dict(state.tail) if state is not None else {}
+        self._tail_groups = {group_of(v) for v in base_tail}
+        self._groups: dict[int, dict[int, VersionEntry]] = {}
+        for v, e in base_tail.items():
+            self._groups.setdefault(group_of(v), {})[v] = e
         self._dirty: set[int] = set()
         self._pending: dict[str, bytes] = {}
+        self._leaf_bytes: dict[int, tuple[str, bytes]] = {}
         # What this builder made, kept after flush so the caller can describe the result
-        # without reading it back: the bytes of every object, and each index bucket as a
-        # decoded copy (decoding 256 entries costs about 1 ms).
+        # without reading it back: the bytes of every object, and each leaf decoded.
         self._written: dict[str, bytes] = {}
-        self._made_buckets: dict[str, dict[int, VersionEntry]] = {}
+        self._made_leaves: dict[str, dict[int, VersionEntry]] = {}
 
     @property
     def exists(self) -> bool:
         """Whether the model has any version (in the base state or pending)."""
         return self.latest is not None
 
-    def _bucket(self, number: int) -> dict[int, VersionEntry]:
-        if number not in self._buckets:
-            oid = self.index.get(number)
-            self._buckets[number] = dict(self.reg.load_bucket(oid)) if oid else {}
-        return self._buckets[number]
+    def _group(self, number: int) -> dict[int, VersionEntry]:
+        if number not in self._groups:
+            oid = self.leaves.get(number)
+            self._groups[number] = self.reg.load_leaf(oid) if oid else {}
+        return self._groups[number]
 
     def entry(self, version: int) -> VersionEntry:
         """Return a version's index entry.
@@ -77,20 +95,21 @@ class StateBuilder:
         Raises:
             NotFound: The model has no such version.
         """
-        found = self._bucket(bucket_of(version)).get(version)
+        found = self._group(group_of(version)).get(version) if version >= 1 else None
         if found is None:
             raise no_such_version(self.name, version, self.latest.version if self.latest else 0)
         return found
 
     def set_entry(self, version: int, entry: VersionEntry) -> None:
         """Replace (or add) a version's index entry."""
-        number = bucket_of(version)
+        number = group_of(version)
         if entry.approvals or entry.checks or entry.meta:
-            # Hold the entry as it reads back from its bucket (JSON types, sorted keys, no
-            # link to the caller's dicts), so what this builder made equals what a read of
-            # the stored bucket returns.
-            entry = decode_bucket(encode_bucket({version: entry}), "pending index entry")[version]
-        self._bucket(number)[version] = entry
+            # Hold the entry as it reads back from a leaf (JSON types, sorted keys, no link
+            # to the caller's dicts), so what this builder made equals what a read returns.
+            entry = decode_leaf(encode_leaf({version: entry}), "pending index entry")[version]
+        self._group(number)[version] = entry
+        if number not in self.leaves:
+            self._tail_groups.add(number)
         self._dirty.add(number)
 
     def find_fingerprint(self, fingerprint: str) -> tuple[int, VersionEntry] | None:
@@ -101,18 +120,17 @@ class StateBuilder:
                 ) -> tuple[int, VersionEntry] | None:
         """Return the oldest (or newest) version whose entry ``match``es, or None.
 
-        ``match`` must hold only for entries that contain the string ``value``. A bucket
-        not yet read is searched as verified bytes for ``value`` (as canonical JSON spells
-        it) and decoded only if it occurs there: decoding a full 256-entry bucket costs about
-        1 ms, and at 10,000 versions a whole scan would decode 40 of them.
+        ``match`` must hold only for entries that contain the string ``value``. A leaf not
+        yet read is searched as verified bytes for ``value`` (as canonical JSON spells it)
+        and decoded only if it occurs there: at 10,000 versions a scan meets 156 leaves.
         """
-        needle = json.dumps(value, ensure_ascii=False).encode()
-        for number in sorted(set(self.index) | set(self._buckets), reverse=newest):
-            if number not in self._buckets and not self.reg.decoded.may_hold(
-                self.index[number], needle, decode_bucket
+        needle = canonical({"": value})[4:-2]  # the JSON string, as a leaf spells it
+        for number in sorted(set(self.leaves) | set(self._groups), reverse=newest):
+            if number not in self._groups and not self.reg.decoded.may_hold(
+                self.leaves[number], needle, decode_leaf
             ):
                 continue
-            for version, entry in sorted(self._bucket(number).items(), reverse=newest):
+            for version, entry in sorted(self._group(number).items(), reverse=newest):
                 if match(entry):
                     return version, entry
         return None
@@ -140,19 +158,19 @@ class StateBuilder:
                         lambda: self.reg.config.stages).version
 
     def load_manifest(self, oid: str) -> Manifest:
-        """Read a manifest, including one this builder has queued or written."""
+        """Read a manifest (``oid``: its register commit), one this builder made included."""
         data = self._pending.get(oid)
         if data is not None:
-            return decode_manifest(data, f"pending manifest {oid}")
+            return manifest_of(data, f"pending commit {oid}")[0]
         data = self._written.get(oid)
         if data is not None:
-            return self.reg.decoded.remember(oid, decode_manifest, data)
+            return self.reg.decoded.remember(oid, manifest_of, data)[0]
         return self.reg.load_manifest(oid)
 
-    def load_bucket(self, oid: str) -> dict[int, VersionEntry]:
-        """Read an index bucket, including one this builder made (a copy the caller may change)."""
-        made = self._made_buckets.get(oid)
-        return dict(made) if made is not None else self.reg.load_bucket(oid)
+    def load_leaf(self, oid: str) -> dict[int, VersionEntry]:
+        """Read an index leaf, one this builder made included (a copy the caller may change)."""
+        made = self._made_leaves.get(oid)
+        return dict(made) if made is not None else self.reg.load_leaf(oid)
 
     def head_for(self, version: int) -> Head:
         """Return a pointer to ``version`` (its manifest id)."""
@@ -166,50 +184,121 @@ class StateBuilder:
         else:
             self.stages[stage] = self.head_for(found[0])
 
+    def _fold(self) -> dict[int, VersionEntry]:
+        """Write changed full groups as leaves; return the entries that stay in the tail."""
+        for number in sorted(self._tail_groups):
+            group = self._group(number)
+            if len(group) == LEAF_SIZE and all(e.manifest != THIS_COMMIT
+                                               for e in group.values()):
+                self._tail_groups.discard(number)
+                self._dirty.add(number)
+        for number in sorted(self._dirty - self._tail_groups):
+            group = self._groups[number]
+            data = encode_leaf(group)
+            oid = digest_bytes(data)
+            self.leaves[number] = oid
+            self._leaf_bytes[number] = (oid, data)
+            self._made_leaves[oid] = dict(sorted(group.items(), key=lambda kv: str(kv[0])))
+        self._dirty.clear()
+        return self._tail_view()
+
+    def _fill(self, oid: str) -> None:
+        """Give the version(s) the commit ``oid`` registered their manifest id."""
+        def fill(h: Head) -> Head:
+            return Head(h.version, oid) if h.manifest == THIS_COMMIT else h
+
+        if self.latest is not None:
+            self.latest = fill(self.latest)
+        self.stages = {k: fill(h) for k, h in self.stages.items()}
+        self.aliases = {k: fill(h) for k, h in self.aliases.items()}
+        for number in self._tail_groups:
+            group = self._group(number)
+            for v, e in group.items():
+                if e.manifest == THIS_COMMIT:
+                    group[v] = e.evolve(manifest=oid)
+
     def record(self, *, action: str, actor: str, time: str, version: int | None = None,
                from_stage: str | None = None, to_stage: str | None = None,
-               reason: str | None = None, extra: dict[str, Any] | None = None) -> Event:
-        """Record an event: a new commit holding the current state, chained to the last.
+               reason: str | None = None, extra: dict[str, Any] | None = None,
+               manifest: str | None = None) -> Event:
+        """Record an event: a new commit chained to the last, with the state it produced.
+
+        Args:
+            action: What happened (``register``, ``promote``, ...).
+            actor: Who did it.
+            time: When (ISO 8601).
+            version: The version it concerns.
+            from_stage: The stage the version left.
+            to_stage: The stage it entered.
+            reason: Why.
+            extra: More fields.
+            manifest: On a ``register`` event, the new version's manifest (TOML text); its
+                entry and heads name :data:`THIS_COMMIT` until this call gives them the
+                commit's id.
 
         Returns:
             The event recorded.
+
+        Raises:
+            NotFound: The model has no versions.
         """
         if self.latest is None:
             raise NotFound(f"model {self.name!r} has no versions")
-        for number in sorted(self._dirty):
-            bucket = self._buckets[number]
-            self.index[number] = oid = self.put(encode_bucket(bucket))
-            # In the order decode_bucket returns (the encoding sorts versions as strings).
-            self._made_buckets[oid] = dict(sorted(bucket.items(), key=lambda kv: str(kv[0])))
-        self._dirty.clear()
+        tail = self._fold()
         self.seq += 1
         event = Event(seq=self.seq, time=time, actor=actor, action=action, version=version,
                       from_stage=from_stage, to_stage=to_stage, reason=reason,
                       extra=dict(extra or {}))
-        commit = Commit(model=self.name, parent=self.tip_oid, event=event, latest=self.latest,
-                        index=dict(self.index), stages=dict(self.stages),
-                        aliases=dict(self.aliases))
+        state = ModelState(model=self.name, seq=self.seq, latest=self.latest,
+                           stages=dict(self.stages), aliases=dict(self.aliases),
+                           leaves=dict(self.leaves), tail=tail)
+        data = encode_state(state)
+        commit = Commit(model=self.name, parent=self.tip_oid, event=event,
+                        state=digest_bytes(data), manifest=manifest)
         self.tip_oid = self.put(encode_commit(commit))
+        self._state_bytes = data
         self.events.append(event)
         self.commits.append((self.tip_oid, commit))
+        self._fill(self.tip_oid)
+        self.state = ModelState(model=self.name, seq=self.seq, latest=self.latest,
+                                stages=dict(self.stages), aliases=dict(self.aliases),
+                                leaves=dict(self.leaves), tail=self._tail_view())
         return event
 
+    def _tail_view(self) -> dict[int, VersionEntry]:
+        return {v: e for n in self._tail_groups for v, e in self._group(n).items()}
+
     def flush(self) -> str | None:
-        """Store every queued object; return the new tip (None if nothing was recorded)."""
+        """Store every queued object and make them durable; return the new tip.
+
+        Returns:
+            The new head commit's id, or None if nothing was recorded.
+        """
+        if not self.events:
+            return None
+        for oid, data in self._leaf_bytes.values():
+            self._pending[oid] = data
         for data in self._pending.values():
             self.reg.objects.put_bytes(data)
+        self.reg.objects.sync()
         written, self._pending = self._pending, {}
         self._written.update(written)
         # Only now that every object is stored may the registry serve them from memory (the
-        # next change's duplicate check reads the new bucket, its transaction the commit).
-        for oid, bucket in self._made_buckets.items():
+        # next change's duplicate check reads the new leaves, its transaction the commit).
+        for oid, leaf in self._made_leaves.items():
             if oid in written:
-                self.reg.decoded.remember(oid, decode_bucket, written[oid], bucket)
+                self.reg.decoded.remember(oid, decode_leaf, written[oid], leaf)
         for oid, _ in self.commits:
             if oid in written:
                 self.reg.decoded.remember(oid, decode_commit, written[oid])
-        return self.tip_oid if self.events else None
+        return self.tip_oid
+
+    def ref_body(self) -> bytes:
+        """The ref's new body: the new head commit and the state it produced."""
+        if self.tip_oid is None or self._state_bytes is None:
+            raise ValueError("nothing was recorded")
+        return encode_ref(self.tip_oid, self._state_bytes)
 
     def signature(self) -> list[tuple[str, int | None, str | None, str | None]]:
-        """The recorded transitions, to compare a plan with its re-run under the lock."""
+        """The recorded transitions, to compare a plan with its re-run on a newer state."""
         return [(e.action, e.version, e.from_stage, e.to_stage) for e in self.events]

@@ -1,23 +1,28 @@
-"""The registry: one opened store, composed of its object store, refs and policy, and read.
+"""The registry: one opened store, composed of its objects, refs and policy, and read.
 
-``Registry`` composes an ``ObjectStore``, a ``RefStore``, the store's configuration and a
+``Registry`` composes an :class:`~modelreg.storage.backend.Objects` and a
+:class:`~modelreg.storage.backend.Refs` (the file system's ``ObjectStore`` and ``RefStore``
+for a ``.modelreg`` directory, or the memory backend), the store's configuration and a
 cache of decoded objects (:class:`~modelreg.registry.decoded.DecodedObjects`), as dulwich's
-``Repo`` composes its stores, and answers the reading questions: resolve a reference, show a
-version, list models and versions. It changes nothing. Changes are verbs
+``Repo`` composes its stores, and answers the reading questions: resolve a reference, show
+a version, list models and versions. It changes nothing. Changes are verbs
 (``modelreg.registry.registering``, ``modelreg.registry.operations``,
 ``modelreg.registry.pulling``) that run as transactions (``modelreg.registry.transaction``):
-one compare-and-swap of the model's ref under its lock.
+one compare-and-swap of the model's ref. What only a directory has (``config.toml``, the
+ownership check, hooks, ``tmp/``) is reached through :attr:`Registry.layout`; a memory
+store has none and runs on the default policy (or the one it was given).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelreg.errors import IntegrityError, NotFound
+from modelreg.errors import IntegrityError, NotFound, UsageError
 
 if TYPE_CHECKING:
     from modelreg.registry.policy import StoreConfig
@@ -28,20 +33,24 @@ from modelreg.registry.manifest import Manifest, decode_manifest
 from modelreg.registry.names import Ref, model_key, parse_ref
 from modelreg.registry.state import (
     Commit,
+    ModelState,
     VersionEntry,
-    bucket_of,
-    decode_bucket,
     decode_commit,
+    decode_leaf,
+    decode_ref,
+    decode_state,
+    group_of,
     labelled,
     no_such_version,
 )
-from modelreg.storage.hashing import format_digest
-from modelreg.storage.layout import Layout, discover, init
+from modelreg.storage.backend import Objects, Refs, Token
+from modelreg.storage.hashing import digest_bytes, format_digest
+from modelreg.storage.layout import Layout, check_owner, discover, init
 from modelreg.storage.objects import ObjectStore
 from modelreg.storage.refs import RefStore
 from modelreg.types import VersionInfo
 
-__all__ = ["MODELS_PREFIX", "Registry"]
+__all__ = ["MODELS_PREFIX", "Current", "Registry", "manifest_of"]
 
 
 def _parse_signature(doc: dict[str, Any]) -> Signature:
@@ -53,21 +62,92 @@ def _parse_signature(doc: dict[str, Any]) -> Signature:
 MODELS_PREFIX = "models"
 
 
-class Registry:
-    """One ``.modelreg`` store, opened."""
+def manifest_of(data: bytes, where: str) -> tuple[Manifest, str]:
+    """Decode the manifest a register commit holds, and the manifest's own digest.
 
-    def __init__(self, layout: Layout) -> None:
-        self.layout = layout
-        self.objects = ObjectStore(layout.objects, layout.tmp)
-        self.refs = RefStore(layout.refs, layout.tmp)
+    The digest is the sha256 of the manifest's TOML text: what ``show`` reports as the
+    version's manifest, and what a bundle's ``manifest.toml`` hashes to.
+
+    Raises:
+        IntegrityError: The bytes are not a commit that holds a manifest.
+    """
+    commit = decode_commit(data, where)
+    if commit.manifest is None:
+        raise IntegrityError(f"{where}: commit of event {commit.seq} ({commit.event.action}) "
+                             "holds no manifest, but a version names it as its manifest", where)
+    text = commit.manifest.encode("utf-8")
+    return decode_manifest(text, where), digest_bytes(text)
+
+
+@dataclass(frozen=True)
+class Current:
+    """A model as its ref shows it now: head commit, state, and the ref's token."""
+
+    oid: str
+    commit: Commit
+    state: ModelState
+    token: Token
+
+
+class Registry:
+    """One store, opened: a ``.modelreg`` directory or a memory store."""
+
+    def __init__(self, layout: Layout | None = None, *, objects: Objects | None = None,
+                 refs: Refs | None = None, config: StoreConfig | None = None) -> None:
+        """Compose a registry.
+
+        Args:
+            layout: A ``.modelreg`` directory: its objects, refs and ``config.toml``.
+            objects: The objects of a store with no directory (memory).
+            refs: The refs of that store.
+            config: The policy of a store with no directory (default: the defaults).
+
+        Raises:
+            ValueError: Neither a layout nor both objects and refs were given.
+        """
+        self.fs_layout = layout
+        if layout is not None:
+            objects = ObjectStore(layout.objects, layout.tmp)
+            refs = RefStore(layout.refs, layout.tmp)
+        if objects is None or refs is None:
+            raise ValueError("a registry needs a layout, or objects and refs")
+        self.objects: Objects = objects
+        self.refs: Refs = refs
+        self._config = config
         self.decoded = DecodedObjects(self.objects)
+
+    @classmethod
+    def in_memory(cls, config: StoreConfig | None = None) -> Registry:
+        """Open a new, empty store in this process's memory (tests, scratch work)."""
+        from modelreg.storage.memory import MemoryObjects, MemoryRefs
+
+        return cls(objects=MemoryObjects(), refs=MemoryRefs(), config=config)
+
+    @property
+    def layout(self) -> Layout:
+        """The store's directory.
+
+        Raises:
+            UsageError: The store has no directory (a memory store).
+        """
+        if self.fs_layout is None:
+            raise UsageError("this needs a store on the file system (a .modelreg directory); "
+                             "this store lives in memory")
+        return self.fs_layout
 
     @cached_property
     def config(self) -> StoreConfig:
         """The store's policy and hooks, read once from ``config.toml``."""
-        from modelreg.registry.policy import load_config
+        from modelreg.registry.policy import StoreConfig, load_config
 
-        return load_config(self.layout.config_file)
+        if self.fs_layout is None:
+            return self._config if self._config is not None else StoreConfig()
+        return load_config(self.fs_layout.config_file)
+
+    def check_owner(self) -> None:
+        """Refuse to change a directory store owned by someone else (see ``check_owner``)."""
+        if self.fs_layout is not None:
+            check_owner(self.fs_layout)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None) -> Registry:
@@ -102,88 +182,132 @@ class Registry:
         return f"{MODELS_PREFIX}/{model_key(name)}"
 
     def where(self, oid: str) -> str:
-        """The path of object ``oid``, for messages."""
-        return str(self.objects.path(oid))
+        """Where object ``oid`` is, for messages."""
+        return self.objects.where(oid)
 
     def load_commit(self, oid: str) -> Commit:
         """Read and verify a commit object."""
         return self.decoded.get(oid, decode_commit)
 
-    def load_bucket(self, oid: str) -> dict[int, VersionEntry]:
-        """Read and verify an index bucket object (a copy the caller may change)."""
-        return dict(self.decoded.get(oid, decode_bucket))
+    def load_leaf(self, oid: str) -> dict[int, VersionEntry]:
+        """Read and verify an index leaf object (a copy the caller may change)."""
+        return dict(self.decoded.get(oid, decode_leaf))
 
     def load_manifest(self, oid: str) -> Manifest:
-        """Read and verify a manifest object."""
-        return self.decoded.get(oid, decode_manifest)
+        """Read and verify a version's manifest (``oid``: the commit that registered it)."""
+        return self.decoded.get(oid, manifest_of)[0]
 
-    def head(self, name: str) -> tuple[str, Commit] | None:
-        """Return the head commit of model ``name`` and its id, or None if it has none."""
-        oid = self.refs.read(self.ref_name(name))
-        return None if oid is None else (oid, self.load_commit(oid))
+    def manifest_digest(self, oid: str) -> str:
+        """The sha256 of the manifest's TOML text that commit ``oid`` holds."""
+        return self.decoded.get(oid, manifest_of)[1]
 
-    def require_head(self, name: str) -> Commit:
-        """Return the head commit of model ``name``.
+    def manifest_text(self, oid: str) -> bytes:
+        """The manifest's TOML text, as registered, that commit ``oid`` holds."""
+        commit = self.load_commit(oid)
+        if commit.manifest is None:
+            self.load_manifest(oid)  # raises the error that says so
+        return (commit.manifest or "").encode("utf-8")
+
+    def parse_body(self, ref_name: str, body: bytes, token: Token) -> Current:
+        """Decode a model's ref body and verify its state against its head commit.
+
+        Raises:
+            IntegrityError: The body is malformed, its head commit is missing or corrupt,
+                or the state is not the one the head commit records (the ref was edited).
+        """
+        where = self.refs.where(ref_name)
+        head, state_bytes, digest = decode_ref(body, where)
+        commit = self.load_commit(head)
+        if commit.state != digest:
+            raise IntegrityError(
+                f"ref {where} is corrupt: the state it holds does not match the digest its "
+                f"head commit {head} records (the ref was edited or damaged)", where)
+        state = decode_state(state_bytes, where, head)
+        if state.model != commit.model or state.seq != commit.seq:
+            raise IntegrityError(f"ref {where} is corrupt: its state names "
+                                 f"{state.model} event {state.seq}, its head commit "
+                                 f"{commit.model} event {commit.seq}", where)
+        return Current(head, commit, state, token)
+
+    def current(self, name: str) -> Current | None:
+        """Return model ``name`` as its ref shows it now, or None if it does not exist."""
+        ref_name = self.ref_name(name)
+        body, token = self.refs.read_versioned(ref_name)
+        return None if body is None else self.parse_body(ref_name, body, token)
+
+    def require(self, name: str) -> Current:
+        """Return model ``name`` as its ref shows it now.
 
         Raises:
             NotFound: The model does not exist.
         """
-        found = self.head(name)
+        found = self.current(name)
         if found is None:
             raise NotFound(f"model {name!r} not found")
-        return found[1]
+        return found
 
-    def entry(self, commit: Commit, version: int,
-              load_bucket: Callable[[str], dict[int, VersionEntry]] | None = None
+    def require_state(self, name: str) -> ModelState:
+        """Return model ``name``'s current state.
+
+        Raises:
+            NotFound: The model does not exist.
+        """
+        return self.require(name).state
+
+    def entry(self, state: ModelState, version: int,
+              load_leaf: Callable[[str], dict[int, VersionEntry]] | None = None
               ) -> VersionEntry:
-        """Return ``version``'s index entry in the state ``commit`` records.
+        """Return ``version``'s index entry in ``state`` (inline in the tail, or one leaf).
 
         Args:
-            commit: A commit of the model.
+            state: A state of the model.
             version: The version number.
-            load_bucket: How to read a bucket (default: from the store).
+            load_leaf: How to read a leaf (default: from the store).
 
         Raises:
             NotFound: The model has no such version.
         """
-        bucket = commit.index.get(bucket_of(version))
-        entry = (load_bucket or self.load_bucket)(bucket).get(version) if bucket else None
+        entry = state.tail.get(version)
+        if entry is None and 1 <= version <= state.latest.version:
+            leaf = state.leaves.get(group_of(version))
+            entry = (load_leaf or self.load_leaf)(leaf).get(version) if leaf else None
         if entry is None:
-            raise no_such_version(commit.model, version, commit.latest.version)
+            raise no_such_version(state.model, version, state.latest.version)
         return entry
 
-    def resolve(self, ref: str | Ref) -> tuple[Commit, int, str]:
+    def resolve(self, ref: str | Ref) -> tuple[ModelState, int, str]:
         """Resolve a reference to a version.
 
         Args:
             ref: ``NAME``, ``NAME@N``, ``NAME@vN``, ``NAME@latest`` or ``NAME@STAGE``.
 
         Returns:
-            The model's head commit, the version number and its manifest id.
+            The model's state, the version number and its manifest id (the id of the
+            commit that registered it).
 
         Raises:
             UsageError: The reference is malformed.
             NotFound: The model, version or stage does not exist.
         """
         parsed = parse_ref(ref) if isinstance(ref, str) else ref
-        commit = self.require_head(parsed.name)
+        state = self.require_state(parsed.name)
         if parsed.version is not None:
-            return commit, parsed.version, self.entry(commit, parsed.version).manifest
+            return state, parsed.version, self.entry(state, parsed.version).manifest
         if parsed.label is None:
-            return commit, commit.latest.version, commit.latest.manifest
-        head = labelled(commit.model, commit.stages, commit.aliases, parsed.label,
+            return state, state.latest.version, state.latest.manifest
+        head = labelled(state.model, state.stages, state.aliases, parsed.label,
                         lambda: self.config.stages)
-        return commit, head.version, head.manifest
+        return state, head.version, head.manifest
 
-    def describe(self, commit: Commit, version: int, manifest_oid: str, *,
+    def describe(self, state: ModelState, version: int, manifest_oid: str, *,
                  manifest: Manifest | None = None, entry: VersionEntry | None = None
                  ) -> VersionInfo:
-        """Describe ``version`` as ``commit`` records it (its manifest, entry and aliases).
+        """Describe ``version`` as ``state`` records it (its manifest, entry and aliases).
 
         Args:
-            commit: A commit of the model.
+            state: A state of the model.
             version: The version number.
-            manifest_oid: The id of the version's manifest.
+            manifest_oid: The version's manifest id (the commit that registered it).
             manifest: The manifest, if the caller holds it already.
             entry: The version's index entry, if the caller holds it already.
 
@@ -191,14 +315,14 @@ class Registry:
             IntegrityError: The manifest names another version.
         """
         m = self.load_manifest(manifest_oid) if manifest is None else manifest
-        if m.name != commit.model or m.version != version:
+        if m.name != state.model or m.version != version:
             raise IntegrityError(
                 f"{self.where(manifest_oid)}: manifest says {m.name}@{m.version}, "
-                f"index says {commit.model}@{version}",
+                f"index says {state.model}@{version}",
                 self.where(manifest_oid),
             )
         if entry is None:
-            entry = self.entry(commit, version)
+            entry = self.entry(state, version)
         return VersionInfo(
             name=m.name,
             version=m.version,
@@ -209,8 +333,8 @@ class Registry:
             artifact=m.artifact,
             lineage=m.lineage,
             stage=entry.stage,
-            aliases=sorted(a for a, h in commit.aliases.items() if h.version == version),
-            manifest=format_digest(manifest_oid),
+            aliases=sorted(a for a, h in state.aliases.items() if h.version == version),
+            manifest=format_digest(self.manifest_digest(manifest_oid)),
             approvals=list(entry.approvals),
             checks=dict(entry.checks),
             signature=None if m.signature is None else _parse_signature(m.signature),
@@ -226,8 +350,8 @@ class Registry:
         Returns:
             The version's manifest, stage and aliases.
         """
-        commit, version, manifest = self.resolve(ref)
-        return self.describe(commit, version, manifest)
+        state, version, manifest = self.resolve(ref)
+        return self.describe(state, version, manifest)
 
     def signature(self, ref: str | Ref) -> Signature:
         """Return the signature of the version ``ref`` names.
@@ -247,38 +371,40 @@ class Registry:
 
         out = []
         for ref_name in self.refs.names(MODELS_PREFIX):
-            oid = self.refs.read(ref_name)
-            if oid is None:
+            body, token = self.refs.read_versioned(ref_name)
+            if body is None:
                 continue
-            c = self.load_commit(oid)
+            cur = self.parse_body(ref_name, body, token)
+            s = cur.state
             out.append(
                 ModelSummary(
-                    name=c.model,
-                    versions=c.latest.version,
-                    latest=c.latest.version,
-                    updated_at=c.event.time,
-                    updated_by=c.event.actor,
-                    stages={s: h.version for s, h in sorted(c.stages.items())},
+                    name=s.model,
+                    versions=s.latest.version,
+                    latest=s.latest.version,
+                    updated_at=cur.commit.event.time,
+                    updated_by=cur.commit.event.actor,
+                    stages={st: h.version for st, h in sorted(s.stages.items())},
                 )
             )
         return sorted(out, key=lambda m: m.name.lower())
 
-    def iter_entries(self, commit: Commit) -> Iterator[tuple[int, VersionEntry]]:
+    def iter_entries(self, state: ModelState) -> Iterator[tuple[int, VersionEntry]]:
         """Yield every ``(version, entry)`` of a model, oldest first."""
-        for bucket_no in sorted(commit.index):
-            yield from sorted(self.load_bucket(commit.index[bucket_no]).items())
+        for group in sorted(state.leaves):
+            yield from sorted(self.load_leaf(state.leaves[group]).items())
+        yield from sorted(state.tail.items())
 
     def versions(self, name: str) -> list[VersionSummary]:
         """List every version of model ``name``, oldest first."""
         from modelreg.results import VersionSummary
 
-        commit = self.require_head(name)
+        state = self.require_state(name)
         aliases: dict[int, list[str]] = {}
-        for alias, h in sorted(commit.aliases.items()):
+        for alias, h in sorted(state.aliases.items()):
             aliases.setdefault(h.version, []).append(alias)
         return [
             VersionSummary(
-                name=commit.model,
+                name=state.model,
                 version=v,
                 created_at=e.created_at,
                 created_by=e.created_by,
@@ -287,7 +413,7 @@ class Registry:
                 digest=e.digest,
                 size=e.size,
             )
-            for v, e in self.iter_entries(commit)
+            for v, e in self.iter_entries(state)
         ]
 
     # -- helpers for other modules ---------------------------------------------------------

@@ -1,10 +1,10 @@
 """Objects read, verified and decoded once per process, kept in memory.
 
 Objects never change, so what one process has read, verified against its digest and decoded
-can be served again from memory: a register searches every index bucket for a duplicate, a
+can be served again from memory: a register searches every index leaf for a duplicate, a
 history walk reads each commit once, and a change describes its result from what it wrote.
 The cache is keyed by object id *and* decoder, because one object may be wanted in more than
-one form (a bucket as verified bytes to search, and decoded).
+one form (a leaf as verified bytes to search, and decoded).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from modelreg.storage.objects import ObjectStore
+from modelreg.storage.backend import Objects
 
 __all__ = ["CACHE_LIMIT", "DecodedObjects", "verified_bytes"]
 
@@ -29,7 +29,7 @@ def verified_bytes(data: bytes, where: str) -> bytes:
 class DecodedObjects:
     """The decoded forms of objects of one store that this process has read or written."""
 
-    def __init__(self, objects: ObjectStore) -> None:
+    def __init__(self, objects: Objects) -> None:
         self._objects = objects
         self._cache: dict[tuple[str, Any], Any] = {}
 
@@ -47,7 +47,7 @@ class DecodedObjects:
         """
         key = (oid, decode)
         if key not in self._cache:
-            self._keep(key, decode(self._objects.get_bytes(oid), str(self._objects.path(oid))))
+            self._keep(key, decode(self._objects.get_bytes(oid), self._objects.where(oid)))
         return self._cache[key]  # type: ignore[no-any-return]
 
     def remember(self, oid: str, decode: Decoder[T], data: bytes,
@@ -69,7 +69,7 @@ class DecodedObjects:
         """
         key = (oid, decode)
         if key not in self._cache:
-            self._keep(key, decode(data, str(self._objects.path(oid))) if decoded is None
+            self._keep(key, decode(data, self._objects.where(oid)) if decoded is None
                        else decoded)
         return self._cache[key]  # type: ignore[no-any-return]
 

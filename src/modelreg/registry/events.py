@@ -64,11 +64,11 @@ def history(reg: Registry, name: str, limit: int | None = None
     With ``limit``, only the newest ``limit`` events: the walk back along the chain stops
     there, so the cost does not grow with the model's history.
     """
-    found = reg.head(name)
+    found = reg.current(name)
     if found is None:
         raise NotFound(f"model {name!r} not found")
-    model = found[1].model
-    return model, [event_record(model, oid, c) for oid, c in _walk(reg, found[0], limit=limit)]
+    model = found.state.model
+    return model, [event_record(model, oid, c) for oid, c in _walk(reg, found.oid, limit=limit)]
 
 
 def encode_cursor(positions: dict[str, int]) -> str:
@@ -110,12 +110,12 @@ def feed(reg: Registry, since: str | None = None) -> tuple[list[EventRecord], st
     events: list[EventRecord] = []
     for ref_name in reg.model_names():
         key = ref_name.split("/", 1)[1]
-        oid = reg.refs.read(ref_name)
-        if oid is None:
+        body, token = reg.refs.read_versioned(ref_name)
+        if body is None:
             continue
-        walked = _walk(reg, oid, seen.get(key, 0))
-        head = walked[0][1] if walked else reg.load_commit(oid)
-        positions[key] = head.seq
+        current = reg.parse_body(ref_name, body, token)
+        walked = _walk(reg, current.oid, seen.get(key, 0))
+        positions[key] = current.commit.seq
         events.extend(event_record(c.model, o, c) for o, c in walked)
     events.sort(key=lambda e: (e.time, e.model, e.seq))
     return events, encode_cursor(positions)

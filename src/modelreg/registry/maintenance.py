@@ -1,4 +1,13 @@
-"""Keeping a store healthy: ``fsck`` verifies everything, ``gc`` removes what nothing needs."""
+"""Keeping a store healthy: ``fsck`` verifies everything, ``gc`` removes what nothing needs.
+
+Both walk every model once: its ref (head commit id and state), every commit of its chain
+back to the first (each register commit's manifest, and the blobs the manifest names), and
+the index leaves the state names. Old states are not stored, so nothing else is reachable:
+a leaf rewritten by a later change is garbage once no ref's state names it. Both work on
+any backend through the ``Objects``/``Refs`` protocol; what only a directory has (``tmp/``,
+lock files, the quarantine that makes ``gc`` safe against concurrent writers) is used
+where the store is one.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +20,23 @@ from pathlib import Path
 
 from modelreg.errors import IntegrityError, ModelregError, ObjectMissing
 from modelreg.registry.core import MODELS_PREFIX, Registry
+from modelreg.registry.manifest import decode_manifest
 from modelreg.registry.policy import StoreConfig
-from modelreg.registry.state import Commit
+from modelreg.registry.state import (
+    LEAF_SIZE,
+    ModelState,
+    VersionEntry,
+    decode_commit,
+    decode_leaf,
+    decode_ref,
+    decode_state,
+    group_of,
+)
 from modelreg.results import FsckReport, GcReport, Problem
 from modelreg.storage.hashing import is_object_id, parse_digest
 from modelreg.storage.lock import break_lock, is_stale, read_info, stale_after_setting
+from modelreg.storage.objects import ObjectStore
+from modelreg.storage.refs import RefStore
 
 __all__ = ["DEFAULT_GRACE", "fsck", "gc"]
 
@@ -30,6 +51,10 @@ class _Walk:
     """What a walk over every model's history reached, and what it found wrong."""
 
     reachable: set[str] = field(default_factory=set)
+    verified: set[str] = field(default_factory=set)
+    """Objects the walk read whole and found intact (fsck does not hash them again)."""
+    blobs: dict[str, str] = field(default_factory=dict)
+    """Each file object a manifest names, with the first version naming it."""
     problems: list[Problem] = field(default_factory=list)
     notes: list[Problem] = field(default_factory=list)
     corrupt_named: set[str] = field(default_factory=set)
@@ -38,38 +63,35 @@ class _Walk:
     events: int = 0
 
 
-def _read(reg: Registry, walk: _Walk, oid: str, context: str, corrupt: set[str]) -> bytes | None:
-    """Fetch an object for the walk, recording a problem instead of raising."""
-    path = str(reg.objects.path(oid))
+def _read(reg: Registry, walk: _Walk, oid: str, context: str) -> bytes | None:
+    """Fetch (and verify) an object for the walk, recording a problem instead of raising."""
     walk.reachable.add(oid)
-    if oid in corrupt:
-        walk.corrupt_named.add(oid)
-        walk.problems.append(Problem(path, f"{context}: object is corrupt (digest mismatch)"))
-        return None
     try:
-        return reg.objects.get_bytes(oid)
+        data = reg.objects.get_bytes(oid)
     except ObjectMissing:
-        walk.problems.append(Problem(path, f"{context}: object is missing"))
+        walk.problems.append(Problem(reg.where(oid), f"{context}: object is missing"))
     except IntegrityError:
         walk.corrupt_named.add(oid)
-        walk.problems.append(Problem(path, f"{context}: object is corrupt (digest mismatch)"))
+        walk.problems.append(Problem(reg.where(oid),
+                                     f"{context}: object is corrupt (digest mismatch)"))
+    else:
+        walk.verified.add(oid)
+        return data
     return None
 
 
 def _check_manifest(reg: Registry, walk: _Walk, model: str, version: int, oid: str,
-                    corrupt: set[str]) -> None:
+                    text: str) -> None:
+    """Check a register commit's manifest and note the file objects it names."""
+    where = reg.where(oid)
     context = f"model {model}, version {version}: manifest"
-    data = _read(reg, walk, oid, context, corrupt)
-    if data is None:
-        return
     try:
-        m = reg.load_manifest(oid)
+        m = decode_manifest(text.encode("utf-8"), where)
     except ModelregError as exc:
-        walk.problems.append(Problem(str(reg.objects.path(oid)), f"{context}: {exc}"))
+        walk.problems.append(Problem(where, f"{context}: {exc}"))
         return
     if m.name != model or m.version != version:
-        walk.problems.append(Problem(str(reg.objects.path(oid)),
-                                     f"{context} names {m.name}@{m.version}"))
+        walk.problems.append(Problem(where, f"{context} names {m.name}@{m.version}"))
     digests = [f.digest for f in m.artifact.files]
     if m.artifact.kind == "directory":
         digests.append(m.artifact.digest)
@@ -78,38 +100,48 @@ def _check_manifest(reg: Registry, walk: _Walk, model: str, version: int, oid: s
     for digest in digests:
         blob = parse_digest(digest)
         if blob is None:
-            walk.problems.append(Problem(str(reg.objects.path(oid)),
-                                         f"{context}: bad digest {digest!r}"))
+            walk.problems.append(Problem(where, f"{context}: bad digest {digest!r}"))
             continue
         walk.reachable.add(blob)
-        path = reg.objects.path(blob)
-        if blob in corrupt:
-            walk.corrupt_named.add(blob)
+        if blob in walk.blobs:
+            continue
+        walk.blobs[blob] = f"model {model}, version {version}"
+        if not reg.objects.contains(blob):
             walk.problems.append(Problem(
-                str(path), f"model {model}, version {version}: file object is corrupt "
-                "(digest mismatch)"))
-        elif not path.exists():
-            walk.problems.append(Problem(
-                str(path), f"model {model}, version {version}: file object is missing"))
+                reg.where(blob), f"model {model}, version {version}: file object is missing"))
 
 
-def _check_head(reg: Registry, walk: _Walk, c: Commit, buckets: dict[int, dict[int, str]],
-                where: str) -> None:
-    """Check the head commit's state against its index."""
-    versions = {v: m for b in buckets.values() for v, m in b.items()}
-    expected = set(range(1, c.latest.version + 1))
-    if set(versions) != expected:
-        missing = sorted(expected - set(versions))[:5]
-        walk.problems.append(Problem(where, f"model {c.model}: index does not hold versions "
-                                     f"1..{c.latest.version} (missing {missing})"))
-    for label, h in [("latest", c.latest), *c.stages.items(), *c.aliases.items()]:
-        if versions.get(h.version) not in (None, h.manifest):
-            walk.problems.append(Problem(where, f"model {c.model}: {label} points at v{h.version}"
-                                         " with a manifest the index does not list"))
+def _check_state(walk: _Walk, state: ModelState, entries: dict[int, VersionEntry],
+                 registered: dict[int, str] | None, where: str) -> None:
+    """Check the state's index against itself and against the chain's register commits."""
+    model = state.model
+    expected = set(range(1, state.latest.version + 1))
+    if set(entries) != expected:
+        missing = sorted(expected - set(entries))[:5]
+        extra = sorted(set(entries) - expected)[:5]
+        walk.problems.append(Problem(where, f"model {model}: index does not hold versions "
+                                     f"1..{state.latest.version} (missing {missing}, "
+                                     f"beyond {extra})"))
+    if registered is not None:
+        if set(registered) != expected:
+            walk.problems.append(Problem(where, f"model {model}: the history registers "
+                                         f"{len(registered)} versions, the state says "
+                                         f"{state.latest.version}"))
+        for v, e in sorted(entries.items()):
+            if registered.get(v, e.manifest) != e.manifest:
+                walk.problems.append(Problem(where, (
+                    f"model {model}: the index entry of v{v} names commit {e.manifest}, "
+                    f"not {registered[v]}, which registered it")))
+    for label, h in [("latest", state.latest), *state.stages.items(), *state.aliases.items()]:
+        found = entries.get(h.version)
+        if found is not None and found.manifest != h.manifest:
+            walk.problems.append(Problem(where, f"model {model}: {label} points at "
+                                         f"v{h.version} with a manifest the index does not "
+                                         "list"))
 
 
-def _check_policy(config: StoreConfig, walk: _Walk, c: Commit, held: dict[str, list[int]],
-                  ref_path: str) -> None:
+def _check_policy(config: StoreConfig, walk: _Walk, state: ModelState,
+                  held: dict[str, list[int]], ref_path: str) -> None:
     """Check the model's state against the store's policy as it is configured now.
 
     An exclusive stage holding more than one version is a problem (the state the policy
@@ -120,92 +152,124 @@ def _check_policy(config: StoreConfig, walk: _Walk, c: Commit, held: dict[str, l
         if len(versions) > 1 and stage in config.stages and config.policy(stage).exclusive:
             listed = ", ".join(f"v{v}" for v in sorted(versions))
             walk.problems.append(Problem(ref_path, (
-                f"model {c.model}: stage {stage} is exclusive (holds one version at a time) "
+                f"model {state.model}: stage {stage} is exclusive (holds one version at a time) "
                 f"but holds {len(versions)}: {listed}; archive all but one "
-                f"(`modelreg archive {c.model}@N`)")))
+                f"(`modelreg archive {state.model}@N`)")))
     stages = {s.lower(): s for s in config.stages}
-    for alias, h in sorted(c.aliases.items()):
+    for alias, h in sorted(state.aliases.items()):
         clash = stages.get(alias.lower())
         if clash is not None:
             walk.notes.append(Problem(ref_path, (
-                f"model {c.model}: alias {alias} (v{h.version}) clashes with stage {clash}, "
-                f"configured after the alias was made; {c.model}@{clash} means the stage "
-                f"only. Remove the alias (`modelreg alias rm {c.model} {alias}`) and set it "
+                f"model {state.model}: alias {alias} (v{h.version}) clashes with stage {clash}, "
+                f"configured after the alias was made; {state.model}@{clash} means the stage "
+                f"only. Remove the alias (`modelreg alias rm {state.model} {alias}`) and set it "
                 "again under another name")))
 
 
-def _walk(reg: Registry, corrupt: set[str], config: StoreConfig | None = None) -> _Walk:
+def _walk(reg: Registry, config: StoreConfig | None = None) -> _Walk:
     walk = _Walk()
-    seen_buckets: set[str] = set()
     for ref_name in reg.model_names():
-        ref_path = str(reg.refs.path(ref_name))
+        ref_path = reg.refs.where(ref_name)
         try:
-            oid = reg.refs.read(ref_name)
+            body, _ = reg.refs.read_versioned(ref_name)
+            if body is None:
+                continue
+            head, state_bytes, digest = decode_ref(body, ref_path)
         except IntegrityError as exc:
             walk.problems.append(Problem(ref_path, str(exc)))
             continue
-        if oid is None:
-            continue
         walk.models += 1
         key = ref_name.split("/", 1)[1]
-        child: Commit | None = None
-        is_head = True
-        current: str | None = oid
+        registered: dict[int, str] = {}
+        complete = True
+        head_state: str | None = None
+        child_seq: int | None = None
+        current: str | None = head
         while current is not None:
-            label = (f"model {key}, event {child.seq - 1}" if child is not None
+            label = (f"model {key}, event {child_seq - 1}" if child_seq is not None
                      else f"model {key}, head event")
-            data = _read(reg, walk, current, f"{label}: commit", corrupt)
-            if data is None:
-                break
+            data = _read(reg, walk, current, f"{label}: commit")
+            where = reg.where(current)
             try:
-                c = reg.load_commit(current)
+                c = None if data is None else decode_commit(data, where)
             except ModelregError as exc:
-                walk.problems.append(Problem(str(reg.objects.path(current)), f"{label}: {exc}"))
+                walk.problems.append(Problem(where, f"{label}: {exc}"))
+                c = None
+            if c is None:
+                complete = False
                 break
             walk.events += 1
             label = f"model {c.model}, event {c.seq} ({c.event.action})"
-            where = str(reg.objects.path(current))
+            if head_state is None:
+                head_state = c.state
             if c.model.lower() != key:
                 walk.problems.append(Problem(where, f"{label}: commit belongs to {c.model!r}, "
                                              f"found under ref {ref_path}"))
-            if child is not None and c.seq != child.seq - 1:
+            if child_seq is not None and c.seq != child_seq - 1:
                 walk.problems.append(Problem(where, f"{label}: sequence jumps from {c.seq} to "
-                                             f"{child.seq} (an event was removed)"))
+                                             f"{child_seq} (an event was removed)"))
             if c.parent is None and c.seq != 1:
                 walk.problems.append(Problem(where, f"{label}: history starts at event {c.seq}, "
                                              "not 1 (earlier events were removed)"))
-            buckets: dict[int, dict[int, str]] = {}
-            held: dict[str, list[int]] = {}
-            for bucket_no, bucket_oid in c.index.items():
-                if bucket_oid in seen_buckets and not is_head:
-                    continue
-                seen_buckets.add(bucket_oid)
-                if _read(reg, walk, bucket_oid, f"{label}: index bucket", corrupt) is None:
-                    continue
-                try:
-                    entries = reg.load_bucket(bucket_oid)
-                except ModelregError as exc:
-                    walk.problems.append(Problem(str(reg.objects.path(bucket_oid)), str(exc)))
-                    continue
-                buckets[bucket_no] = {v: e.manifest for v, e in entries.items()}
-                for v, e in entries.items():
-                    if is_head:
-                        held.setdefault(e.stage, []).append(v)
-                    if e.manifest not in walk.reachable:
-                        _check_manifest(reg, walk, c.model, v, e.manifest, corrupt)
-            if is_head:
-                walk.versions += c.latest.version
-                _check_head(reg, walk, c, buckets, where)
-                if config is not None:
-                    _check_policy(config, walk, c, held, ref_path)
-                is_head = False
-            child = c
+            if c.manifest is not None:
+                version = c.event.version
+                if c.event.action != "register" or version is None or version in registered:
+                    walk.problems.append(Problem(where, f"{label}: holds a manifest but does "
+                                                 "not register a new version"))
+                else:
+                    registered[version] = current
+                    _check_manifest(reg, walk, c.model, version, current, c.manifest)
+            child_seq = c.seq
             current = c.parent
+        if head_state is None:
+            continue
+        if head_state != digest:
+            walk.problems.append(Problem(ref_path, (
+                f"model {key}: the state in the ref does not match the digest its head "
+                f"commit {head} records (the ref was edited or damaged)")))
+            continue
+        try:
+            state = decode_state(state_bytes, ref_path, head)
+        except IntegrityError as exc:
+            walk.problems.append(Problem(ref_path, str(exc)))
+            continue
+        walk.versions += state.latest.version
+        entries = dict(state.tail)
+        for number, leaf in sorted(state.leaves.items()):
+            data = _read(reg, walk, leaf, f"model {key}: index leaf {number}")
+            if data is None:
+                continue
+            try:
+                got = decode_leaf(data, reg.where(leaf))
+            except ModelregError as exc:
+                walk.problems.append(Problem(reg.where(leaf), str(exc)))
+                continue
+            if len(got) != LEAF_SIZE or any(group_of(v) != number for v in got):
+                walk.problems.append(Problem(reg.where(leaf), (
+                    f"model {key}: index leaf {number} does not hold exactly versions "
+                    f"{number * LEAF_SIZE + 1}..{(number + 1) * LEAF_SIZE}")))
+            entries.update(got)
+        _check_state(walk, state, entries, registered if complete else None, ref_path)
+        if config is not None:
+            held: dict[str, list[int]] = {}
+            for v, e in entries.items():
+                held.setdefault(e.stage, []).append(v)
+            _check_policy(config, walk, state, held, ref_path)
     return walk
+
+
+def _fs(reg: Registry) -> tuple[ObjectStore, RefStore] | None:
+    """The file-system object and ref stores of a directory store, else None."""
+    if isinstance(reg.objects, ObjectStore) and isinstance(reg.refs, RefStore):
+        return reg.objects, reg.refs
+    return None
 
 
 def fsck(reg: Registry) -> FsckReport:
     """Verify every object, every ref, every model's history and every manifest.
+
+    Each object is hashed once: commits and leaves as the walk reads them, the rest
+    (file objects, and anything nothing names) after it.
 
     Args:
         reg: The registry.
@@ -218,35 +282,43 @@ def fsck(reg: Registry) -> FsckReport:
     Raises:
         UsageError: ``config.toml`` is not a valid configuration.
     """
-    reg.layout.check_format()
+    if reg.fs_layout is not None:
+        reg.layout.check_format()
     config = reg.config
     reg.decoded.clear()
-    problems: list[Problem] = []
-    corrupt: set[str] = set()
+    walk = _walk(reg, config)
+    problems = list(walk.problems)
+    fs = _fs(reg)
+    names = (((name, path) for name, path in fs[0].iter_objects()) if fs is not None
+             else ((oid, None) for oid in reg.objects.ids()))
     count = 0
-    for name, path in reg.objects.iter_objects():
-        if not is_object_id(name) or not path.is_file():
+    for name, path in names:
+        if path is not None and (not is_object_id(name) or not path.is_file()):
             problems.append(Problem(str(path), "unexpected entry in the object directory"))
             continue
         count += 1
-        if not reg.objects.verify(name):
-            corrupt.add(name)
-    walk = _walk(reg, corrupt, config)
-    problems.extend(walk.problems)
-    debris: list[Problem] = []
-    for path, harmless, what in reg.refs.strays(MODELS_PREFIX):
-        (debris if harmless else problems).append(Problem(str(path), what))
-    for oid in sorted(corrupt - walk.corrupt_named):
-        problems.append(Problem(str(reg.objects.path(oid)),
-                                "unreferenced object is corrupt (digest mismatch)"))
+        if name in walk.verified or reg.objects.verify(name):
+            continue
+        context = walk.blobs.get(name)
+        if context is not None:
+            problems.append(Problem(reg.where(name),
+                                    f"{context}: file object is corrupt (digest mismatch)"))
+        elif name not in walk.corrupt_named:
+            problems.append(Problem(reg.where(name),
+                                    "unreferenced object is corrupt (digest mismatch)"))
     notes = list(walk.notes)
-    if reg.layout.tmp.is_dir():
-        notes += [Problem(str(p), "leftover temporary file (`modelreg gc` removes it)")
-                  for p in sorted(reg.layout.tmp.iterdir())]
-    notes.extend(debris)
-    for lock in sorted(reg.layout.refs.rglob("*.lock")):
-        notes.append(Problem(str(lock), "lock file present (a command is running, or one "
-                                        "crashed; `modelreg gc` removes stale locks)"))
+    if fs is not None:
+        layout = reg.layout
+        debris: list[Problem] = []
+        for stray, harmless, what in fs[1].strays(MODELS_PREFIX):
+            (debris if harmless else problems).append(Problem(str(stray), what))
+        if layout.tmp.is_dir():
+            notes += [Problem(str(p), "leftover temporary file (`modelreg gc` removes it)")
+                      for p in sorted(layout.tmp.iterdir())]
+        notes.extend(debris)
+        for lock in sorted(layout.refs.rglob("*.lock")):
+            notes.append(Problem(str(lock), "lock file present (a command is running, or one "
+                                            "crashed; `modelreg gc` removes stale locks)"))
     return FsckReport(ok=not problems, problems=problems, notes=notes, objects=count,
                       models=walk.models, versions=walk.versions, events=walk.events)
 
@@ -254,15 +326,16 @@ def fsck(reg: Registry) -> FsckReport:
 def _reachable(reg: Registry) -> set[str]:
     """Every object reachable from a ref now; refuse to go on if the store has problems."""
     reg.decoded.clear()
-    strays = [(path, what) for path, harmless, what in reg.refs.strays(MODELS_PREFIX)
-              if not harmless]
+    fs = _fs(reg)
+    strays = [] if fs is None else [(path, what) for path, harmless, what
+                                    in fs[1].strays(MODELS_PREFIX) if not harmless]
     if strays:
         path, what = strays[0]
         raise IntegrityError(
             f"gc refused: {path} is {what.removeprefix('not a ref: ')}, not a ref; a model "
             "whose ref is unreadable would lose its objects. Move it out of refs/ and run "
             "`modelreg fsck`.", str(path))
-    walk = _walk(reg, set())
+    walk = _walk(reg)
     if walk.problems:
         raise IntegrityError(
             f"gc refused: the store has {len(walk.problems)} problem(s), first: "
@@ -271,7 +344,7 @@ def _reachable(reg: Registry) -> set[str]:
     return walk.reachable
 
 
-def _remove(reg: Registry, candidates: list[tuple[str, int]],
+def _remove(reg: Registry, store: ObjectStore, candidates: list[tuple[str, int]],
             cutoff: float) -> tuple[list[str], int]:
     """Delete unreachable objects without ever deleting one a change committed meanwhile.
 
@@ -288,19 +361,19 @@ def _remove(reg: Registry, candidates: list[tuple[str, int]],
         for name, size in candidates:
             held = quarantine / name
             try:
-                os.rename(reg.objects.path(name), held)
+                os.rename(store.path(name), held)
             except FileNotFoundError:
                 continue
             if held.stat().st_mtime > cutoff:
-                _put_back(reg, name, held)
+                _put_back(store, name, held)
                 continue
             moved[name] = (held, size)
         reachable = _reachable(reg) if moved else set()
         for name in sorted(reachable & moved.keys()):
-            _put_back(reg, name, moved.pop(name)[0])
+            _put_back(store, name, moved.pop(name)[0])
     except BaseException:
         for name, (held, _) in moved.items():
-            _put_back(reg, name, held)
+            _put_back(store, name, held)
         raise
     finally:
         if not any(quarantine.iterdir()):
@@ -308,19 +381,37 @@ def _remove(reg: Registry, candidates: list[tuple[str, int]],
     shutil.rmtree(quarantine, ignore_errors=True)
     # A writer that re-used a candidate after the second walk stored it again: it was not
     # removed from the store, and is not reported as removed.
-    gone = {name: size for name, (_, size) in moved.items() if not reg.objects.contains(name)}
+    gone = {name: size for name, (_, size) in moved.items() if not store.contains(name)}
     return sorted(gone), sum(gone.values())
 
 
-def _put_back(reg: Registry, name: str, held: Path) -> None:
+def _remove_by_protocol(reg: Registry, candidates: list[tuple[str, int]],
+                        cutoff: float) -> tuple[list[str], int]:
+    """Delete unreachable objects of a store with no directory (``Objects.remove``).
+
+    With no rename to quarantine by, a second walk is made just before the removals and a
+    candidate a ref now reaches, or that was re-used since (younger than the cutoff), is
+    kept; the grace period covers what the window between the two leaves.
+    """
+    reachable = _reachable(reg) if candidates else set()
+    gone: list[tuple[str, int]] = []
+    for name, size in candidates:
+        found = reg.objects.stat(name)
+        if name in reachable or found is None or found[0] > cutoff:
+            continue
+        reg.objects.remove(name)
+        gone.append((name, size))
+    return sorted(n for n, _ in gone), sum(size for _, size in gone)
+
+
+def _put_back(store: ObjectStore, name: str, held: Path) -> None:
     """Return a quarantined object to the store (unless a writer stored it again)."""
-    dest = reg.objects.path(name)
     with contextlib.suppress(FileExistsError):
-        os.link(held, dest)
+        os.link(held, store.path(name))
     held.unlink(missing_ok=True)
 
 
-def _restore_quarantines(reg: Registry) -> None:
+def _restore_quarantines(reg: Registry, store: ObjectStore) -> None:
     """Put back what an interrupted gc left in quarantine (a later walk decides again)."""
     if not reg.layout.tmp.is_dir():
         return
@@ -330,8 +421,8 @@ def _restore_quarantines(reg: Registry) -> None:
             continue  # another gc's, in flight
         for held in sorted(quarantine.iterdir()):
             if is_object_id(held.name):
-                reg.objects.path(held.name).parent.mkdir(parents=True, exist_ok=True)
-                _put_back(reg, held.name, held)
+                store.root.mkdir(parents=True, exist_ok=True)
+                _put_back(store, held.name, held)
         shutil.rmtree(quarantine, ignore_errors=True)
 
 
@@ -348,6 +439,11 @@ def _alive(pid: int) -> bool:
 def gc(reg: Registry, *, grace: float = DEFAULT_GRACE, dry_run: bool = False) -> GcReport:
     """Remove unreferenced objects, temp files and stale locks older than ``grace`` seconds.
 
+    Reachable objects are those a walk from every ref reaches: the index leaves its state
+    names, every commit of its chain, and the files, trees and examples their manifests
+    name. Entries of the object directory that are not objects (a fan-out directory of
+    format 1) are left alone.
+
     Args:
         reg: The registry.
         grace: Age in seconds below which nothing is removed (protects work in flight).
@@ -359,28 +455,40 @@ def gc(reg: Registry, *, grace: float = DEFAULT_GRACE, dry_run: bool = False) ->
     Raises:
         IntegrityError: The store has missing or corrupt history; run fsck first.
     """
-    reg.layout.check_format()
+    fs = _fs(reg)
+    if fs is not None:
+        reg.layout.check_format()
     # The cutoff is taken before anything is read: an object written or re-used (its mtime
     # refreshed) after this instant is younger than the cutoff and is never a candidate,
     # however long the walk takes or however long gc is paused.
     cutoff = time.time() - grace
-    _restore_quarantines(reg)
+    if fs is not None:
+        _restore_quarantines(reg, fs[0])
     reachable = _reachable(reg)
     candidates: list[tuple[str, int]] = []
-    for name, path in reg.objects.iter_objects():
-        if not is_object_id(name) or name in reachable:
+    for name in reg.objects.ids():
+        if name in reachable:
             continue
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            continue
-        if st.st_mtime <= cutoff:
-            candidates.append((name, st.st_size))
+        found = reg.objects.stat(name)
+        if found is not None and found[0] <= cutoff:
+            candidates.append((name, found[1]))
     if dry_run:
         objects = [name for name, _ in candidates]
         freed = sum(size for _, size in candidates)
+    elif fs is not None:
+        objects, freed = _remove(reg, fs[0], candidates, cutoff)
     else:
-        objects, freed = _remove(reg, candidates, cutoff)
+        objects, freed = _remove_by_protocol(reg, candidates, cutoff)
+    tmp_files: list[str] = []
+    locks: list[str] = []
+    if fs is not None:
+        tmp_files, locks = _sweep(reg, cutoff, dry_run)
+    return GcReport(dry_run=dry_run, objects=objects, tmp_files=tmp_files, locks=locks,
+                    bytes_freed=freed)
+
+
+def _sweep(reg: Registry, cutoff: float, dry_run: bool) -> tuple[list[str], list[str]]:
+    """Remove old temporary files and stale locks of a directory store."""
     tmp_files = []
     if reg.layout.tmp.is_dir():
         for entry in sorted(reg.layout.tmp.iterdir()):
@@ -404,5 +512,4 @@ def gc(reg: Registry, *, grace: float = DEFAULT_GRACE, dry_run: bool = False) ->
             locks.append(str(lock))
             if not dry_run:
                 break_lock(lock, info, reg.layout.tmp)
-    return GcReport(dry_run=dry_run, objects=objects, tmp_files=tmp_files, locks=locks,
-                    bytes_freed=freed)
+    return tmp_files, locks

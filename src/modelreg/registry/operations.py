@@ -192,7 +192,7 @@ def edit(reg: Registry, ref: str, *, actor: str, description: str | None = None,
 
     def plan(b: StateBuilder) -> tuple[int, bool]:
         version = b.resolve(parsed)
-        m = reg.load_manifest(b.entry(version).manifest)
+        m = b.load_manifest(b.entry(version).manifest)
         return version, edit_metadata(b, version, (m.description, m.tags),
                                       description=description, set_tags=set_tags or {},
                                       remove_tags=remove_tags or [], actor=actor,
@@ -233,8 +233,5 @@ def alias_remove(reg: Registry, name: str, alias: str, *, actor: str) -> ChangeR
 def alias_list(reg: Registry, name: str) -> tuple[str, dict[str, int]]:
     """Return the model's canonical name and its aliases with their versions."""
     _model_name(name, "alias list", "lists the aliases of a model")
-    found = reg.head(name)
-    if found is None:
-        raise NotFound(f"model {name!r} not found")
-    commit = found[1]
-    return commit.model, {a: h.version for a, h in sorted(commit.aliases.items())}
+    state = reg.require_state(name)
+    return state.model, {a: h.version for a, h in sorted(state.aliases.items())}

@@ -1,4 +1,4 @@
-"""Registering a version: store the artifact's bytes, then commit manifest, index and ref.
+"""Registering a version: store the artifact's bytes, then commit the version and move the ref.
 
 This module is imported only when a register runs, so read-only commands (``show``,
 ``list``) do not load it.
@@ -17,11 +17,10 @@ from modelreg.registry.lifecycle import move
 from modelreg.registry.lineage import check_lineage, check_tags, check_text
 from modelreg.registry.manifest import Manifest, encode_manifest
 from modelreg.registry.names import check_model_name
-from modelreg.registry.state import Head, VersionEntry, now_iso
+from modelreg.registry.state import THIS_COMMIT, Head, VersionEntry, now_iso
 from modelreg.registry.transaction import mutate, version_after
 from modelreg.results import RegisterResult
 from modelreg.storage.hashing import digest_bytes, format_digest, parse_digest
-from modelreg.storage.layout import check_owner
 from modelreg.storage.tree import (
     FileEntry,
     SourceFile,
@@ -100,9 +99,10 @@ def register(
 ) -> RegisterResult:
     """Register ``paths`` as the next version of ``name``.
 
-    Artifact bytes are stored first (without any lock); the manifest, index bucket and
-    commit are then written and the model's ref moved in one compare-and-swap. A crash
-    before that last step leaves only unreferenced objects, which ``gc`` removes.
+    Artifact bytes are stored first (without any lock); the commit holding the manifest
+    (and, one register in 64, a full index leaf) is then written and the model's ref, which
+    holds the new state, moved in one compare-and-swap. A crash before that last step
+    leaves only unreferenced objects, which ``gc`` removes.
 
     Args:
         reg: The registry.
@@ -131,7 +131,7 @@ def register(
             is owned by someone else and not listed as safe in the user config.
     """
     check_model_name(name)
-    check_owner(reg.layout)  # before any object is stored: someone else's store is not changed
+    reg.check_owner()  # before any object is stored: someone else's store is not changed
     config = reg.config
     if stage is not None and stage not in config.stages:
         raise NotFound(f"no stage {stage!r} (stages: {', '.join(config.stages)})")
@@ -179,13 +179,16 @@ def register(
         when = now_iso()
         manifest = Manifest(name, version, when, actor, description, tags, artifact, lineage,
                             signature, example_info)
-        manifest_oid = b.put(encode_manifest(manifest))
-        b.set_entry(version, VersionEntry(manifest_oid, fp, when, actor, config.initial,
+        text = encode_manifest(manifest)
+        # The manifest rides in the register commit, whose id becomes the version's
+        # manifest id (THIS_COMMIT until the commit is made).
+        b.set_entry(version, VersionEntry(THIS_COMMIT, fp, when, actor, config.initial,
                                           artifact.digest, artifact.size))
-        b.latest = Head(version, manifest_oid)
+        b.latest = Head(version, THIS_COMMIT)
         b.stages[config.initial] = b.latest
         b.record(action="register", actor=actor, time=when, version=version,
-                 to_stage=config.initial, extra={"manifest": format_digest(manifest_oid)})
+                 to_stage=config.initial, extra={"manifest": format_digest(digest_bytes(text))},
+                 manifest=text.decode("utf-8"))
         if stage is not None and stage != config.initial:
             # A refusal leaves nothing registered, so the message may not name the version
             # number it would have had as if it existed.

@@ -1,11 +1,15 @@
-"""A model's state and history: commits (one per event) and version-index buckets.
+"""A model's state and history in format 2: commits, the state document and index leaves.
 
-Each model has one ref, ``refs/models/<key>``, naming its head *commit*. A commit records one
-event (who did what, when, why), the id of its parent commit (so the history is a hash chain),
-and the whole current state: the latest version, the newest version in each stage, the
-aliases, and the version index. The index is split into buckets of 256 versions, each an
-object, so registering a version rewrites one bucket, and resolving ``NAME@latest`` or a
-stage reads the ref and the commit only. Moving the ref commits state and history together.
+Each model has one ref, ``refs/models/<key>``, whose body is the model's head commit id on
+its first line and, after it, the model's current *state*: canonical JSON naming the latest
+version, the version in each stage, the aliases, and the version index. The index holds one
+:class:`VersionEntry` per version, in groups of :data:`LEAF_SIZE`: each complete group is a
+*leaf* object (rewritten only when one of its versions changes); the newest, incomplete
+group is the state's ``tail``, inline. A *commit* records one event (who did what, when,
+why), its parent commit's id (so the history is a hash chain), the sha256 of the state it
+produced, and, for a ``register`` event, the registered version's manifest (TOML text).
+Old states are not kept, only their digests in the commits; readers check the state in the
+ref against its head commit's digest. docs/layout.md describes the format and its reasons.
 """
 
 from __future__ import annotations
@@ -17,32 +21,45 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelreg.errors import IntegrityError, NotFound, UsageError
+from modelreg.storage.hashing import digest_bytes, is_object_id
 from modelreg.types import Approval, CheckRecord
 
 __all__ = [
-    "BUCKET_SIZE",
+    "LEAF_SIZE",
     "STATE_FORMAT",
+    "THIS_COMMIT",
     "Commit",
     "Event",
     "Head",
+    "ModelState",
     "VersionEntry",
-    "bucket_of",
-    "decode_bucket",
+    "canonical",
     "decode_commit",
-    "encode_bucket",
+    "decode_leaf",
+    "decode_ref",
+    "decode_state",
     "encode_commit",
+    "encode_leaf",
+    "encode_ref",
+    "encode_state",
+    "group_of",
     "labelled",
     "no_such_version",
     "now_iso",
 ]
 
-STATE_FORMAT = 1
-BUCKET_SIZE = 256
+STATE_FORMAT = 2
+LEAF_SIZE = 64
+THIS_COMMIT = ""
+"""The manifest id of a version registered by the commit whose state is being written.
+
+A state never names the commit that produced it (that commit records the state's digest),
+so such a version's id is stored as ``null``; readers take it from the ref's head."""
 
 
-def bucket_of(version: int) -> int:
-    """Return the index bucket holding ``version`` (versions 1–256 are bucket 0)."""
-    return (version - 1) // BUCKET_SIZE
+def group_of(version: int) -> int:
+    """Return the index group holding ``version`` (versions 1–64 are group 0)."""
+    return (version - 1) // LEAF_SIZE
 
 
 def now_iso() -> str:
@@ -86,7 +103,12 @@ def labelled(model: str, stages: dict[str, Head], aliases: dict[str, Head], labe
     raise NotFound(f"{model} has no version in stage or alias {label!r}")
 
 
-def _canonical(doc: dict[str, Any]) -> bytes:
+def canonical(doc: dict[str, Any]) -> bytes:
+    """Encode ``doc`` as canonical JSON: sorted keys, no spaces, UTF-8, a final newline.
+
+    Raises:
+        UsageError: A string holds text that is not valid UTF-8.
+    """
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
     try:
         return text.encode("utf-8")
@@ -100,7 +122,11 @@ def _canonical(doc: dict[str, Any]) -> bytes:
 
 @dataclass(frozen=True)
 class Head:
-    """A pointer from the commit straight to one version's manifest."""
+    """A pointer to one version: its number and its manifest id.
+
+    In format 2 a version's manifest id is the id of the commit that registered it (the
+    commit holds the manifest).
+    """
 
     version: int
     manifest: str
@@ -154,7 +180,10 @@ class Event:
 
 @dataclass(frozen=True)
 class VersionEntry:
-    """A version's line in its index bucket: enough for ``versions`` without manifests."""
+    """A version's line in the index: enough for ``versions`` without manifests.
+
+    ``manifest`` is the version's manifest id: the id of the commit that registered it.
+    """
 
     manifest: str
     fingerprint: str
@@ -171,54 +200,81 @@ class VersionEntry:
         """Return a copy with ``changes`` applied."""
         return replace(self, **changes)
 
+    def to_doc(self) -> dict[str, Any]:
+        """Return the entry as stored (short keys: an index holds thousands)."""
+        doc: dict[str, Any] = {
+            "c": None if self.manifest == THIS_COMMIT else self.manifest,
+            "f": self.fingerprint,
+            "t": self.created_at,
+            "by": self.created_by,
+            "s": self.stage,
+            "d": self.digest,
+            "n": self.size,
+        }
+        if self.approvals:
+            doc["ap"] = [a.to_dict() for a in self.approvals]
+        if self.checks:
+            doc["ck"] = {k: c.to_dict() for k, c in self.checks.items()}
+        if self.meta:
+            doc["m"] = self.meta
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], this: str | None = None) -> VersionEntry:
+        """Build an entry from its stored form (``this``: the id a ``null`` id stands for)."""
+        return cls(
+            manifest=_manifest_id(doc["c"], this),
+            fingerprint=str(doc["f"]),
+            created_at=str(doc["t"]),
+            created_by=str(doc["by"]),
+            stage=str(doc["s"]),
+            digest=str(doc["d"]),
+            size=int(doc["n"]),
+            approvals=tuple(Approval.from_dict(a) for a in doc.get("ap", [])),
+            checks={str(k): CheckRecord.from_dict(c) for k, c in doc.get("ck", {}).items()},
+            meta=dict(doc.get("m", {})),
+        )
+
+
+def _manifest_id(value: Any, this: str | None) -> str:
+    if value is None and this is not None:
+        return this
+    if not isinstance(value, str) or not is_object_id(value):
+        raise ValueError(f"bad manifest id {value!r}")
+    return value
+
 
 @dataclass(frozen=True)
 class Commit:
-    """The state of one model after one event, chained to the state before it."""
+    """One event of one model, chained to the commit before it.
+
+    ``state`` is the sha256 of the state document the event produced; ``manifest`` the
+    registered version's manifest (TOML text) on a ``register`` commit, else None.
+    """
 
     model: str
     parent: str | None
     event: Event
-    latest: Head
-    index: dict[int, str]
-    stages: dict[str, Head] = field(default_factory=dict)
-    aliases: dict[str, Head] = field(default_factory=dict)
+    state: str
+    manifest: str | None = None
 
     @property
     def seq(self) -> int:
         """The sequence number of this commit's event (1 for the first)."""
         return self.event.seq
 
-    def evolve(self, **changes: Any) -> Commit:
-        """Return a copy with ``changes`` applied."""
-        return replace(self, **changes)
 
+@dataclass(frozen=True)
+class ModelState:
+    """A model's current state: the part of its ref after the head commit id."""
 
-def encode_commit(c: Commit) -> bytes:
-    """Encode a commit canonically.
-
-    Args:
-        c: The commit.
-
-    Returns:
-        Canonical JSON bytes; their sha256 is the commit id.
-    """
-    def head(h: Head) -> dict[str, Any]:
-        return {"version": h.version, "manifest": h.manifest}
-
-    return _canonical(
-        {
-            "type": "commit",
-            "format": STATE_FORMAT,
-            "model": c.model,
-            "parent": c.parent,
-            "event": c.event.to_dict(),
-            "latest": head(c.latest),
-            "index": {str(k): v for k, v in c.index.items()},
-            "stages": {k: head(v) for k, v in c.stages.items()},
-            "aliases": {k: head(v) for k, v in c.aliases.items()},
-        }
-    )
+    model: str
+    seq: int
+    latest: Head
+    stages: dict[str, Head] = field(default_factory=dict)
+    aliases: dict[str, Head] = field(default_factory=dict)
+    leaves: dict[int, str] = field(default_factory=dict)
+    tail: dict[int, VersionEntry] = field(default_factory=dict)
 
 
 def _load(data: bytes, kind: str, where: str) -> dict[str, Any]:
@@ -233,103 +289,137 @@ def _load(data: bytes, kind: str, where: str) -> dict[str, Any]:
     return doc
 
 
+def _head_doc(h: Head) -> dict[str, Any]:
+    return {"v": h.version, "c": None if h.manifest == THIS_COMMIT else h.manifest}
+
+
+def _head(d: dict[str, Any], this: str) -> Head:
+    return Head(int(d["v"]), _manifest_id(d["c"], this))
+
+
+def encode_commit(c: Commit) -> bytes:
+    """Encode a commit canonically; the sha256 of the bytes is the commit id."""
+    doc: dict[str, Any] = {
+        "type": "commit",
+        "format": STATE_FORMAT,
+        "model": c.model,
+        "parent": c.parent,
+        "event": c.event.to_dict(),
+        "state": c.state,
+    }
+    if c.manifest is not None:
+        doc["manifest"] = c.manifest
+    return canonical(doc)
+
+
 def decode_commit(data: bytes, where: str) -> Commit:
     """Decode a commit read from the store.
-
-    Args:
-        data: The object's bytes.
-        where: Its path, for messages.
-
-    Returns:
-        The commit.
 
     Raises:
         IntegrityError: The bytes are not a commit.
     """
     doc = _load(data, "commit", where)
     try:
-        def head(d: dict[str, Any]) -> Head:
-            return Head(int(d["version"]), str(d["manifest"]))
-
-        return Commit(
+        manifest = doc.get("manifest")
+        commit = Commit(
             model=str(doc["model"]),
             parent=doc["parent"],
             event=Event.from_dict(doc["event"]),
-            latest=head(doc["latest"]),
-            index={int(k): str(v) for k, v in doc["index"].items()},
-            stages={str(k): head(v) for k, v in doc.get("stages", {}).items()},
-            aliases={str(k): head(v) for k, v in doc.get("aliases", {}).items()},
+            state=str(doc["state"]),
+            manifest=None if manifest is None else str(manifest),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise IntegrityError(f"{where}: malformed commit ({exc})", where) from exc
+    if not is_object_id(commit.state) or not (commit.parent is None
+                                              or is_object_id(commit.parent)):
+        raise IntegrityError(f"{where}: malformed commit (bad parent or state digest)", where)
+    return commit
 
 
-def encode_bucket(entries: dict[int, VersionEntry]) -> bytes:
-    """Encode one index bucket canonically.
-
-    Args:
-        entries: Version number to entry.
-
-    Returns:
-        Canonical JSON bytes.
-    """
-    def row(e: VersionEntry) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "manifest": e.manifest,
-            "fingerprint": e.fingerprint,
-            "created_at": e.created_at,
-            "created_by": e.created_by,
-            "stage": e.stage,
-            "digest": e.digest,
-            "size": e.size,
-        }
-        if e.approvals:
-            doc["approvals"] = [a.to_dict() for a in e.approvals]
-        if e.checks:
-            doc["checks"] = {k: c.to_dict() for k, c in e.checks.items()}
-        if e.meta:
-            doc["meta"] = e.meta
-        return doc
-
-    return _canonical(
+def encode_state(s: ModelState) -> bytes:
+    """Encode a state canonically; its sha256 is what the commit that made it records."""
+    return canonical(
         {
-            "type": "index",
+            "type": "state",
             "format": STATE_FORMAT,
-            "versions": {str(v): row(e) for v, e in sorted(entries.items())},
+            "model": s.model,
+            "seq": s.seq,
+            "latest": _head_doc(s.latest),
+            "stages": {k: _head_doc(v) for k, v in s.stages.items()},
+            "aliases": {k: _head_doc(v) for k, v in s.aliases.items()},
+            "leaves": {str(k): v for k, v in s.leaves.items()},
+            "tail": {str(v): e.to_doc() for v, e in sorted(s.tail.items())},
         }
     )
 
 
-def decode_bucket(data: bytes, where: str) -> dict[int, VersionEntry]:
-    """Decode one index bucket.
+def decode_state(data: bytes, where: str, head: str) -> ModelState:
+    """Decode a state document.
 
     Args:
-        data: The object's bytes.
-        where: Its path, for messages.
-
-    Returns:
-        Version number to entry.
+        data: Its bytes.
+        where: Where it was read, for messages.
+        head: The id of the commit that produced it (what a ``null`` manifest id means).
 
     Raises:
-        IntegrityError: The bytes are not an index bucket.
+        IntegrityError: The bytes are not a state.
     """
-    doc = _load(data, "index", where)
+    doc = _load(data, "state", where)
     try:
-        return {
-            int(v): VersionEntry(
-                manifest=str(e["manifest"]),
-                fingerprint=str(e["fingerprint"]),
-                created_at=str(e["created_at"]),
-                created_by=str(e["created_by"]),
-                stage=str(e["stage"]),
-                digest=str(e["digest"]),
-                size=int(e["size"]),
-                approvals=tuple(Approval.from_dict(a) for a in e.get("approvals", [])),
-                checks={str(k): CheckRecord.from_dict(c)
-                        for k, c in e.get("checks", {}).items()},
-                meta=dict(e.get("meta", {})),
-            )
-            for v, e in doc["versions"].items()
-        }
+        state = ModelState(
+            model=str(doc["model"]),
+            seq=int(doc["seq"]),
+            latest=_head(doc["latest"], head),
+            stages={str(k): _head(v, head) for k, v in doc["stages"].items()},
+            aliases={str(k): _head(v, head) for k, v in doc["aliases"].items()},
+            leaves={int(k): str(v) for k, v in doc["leaves"].items()},
+            tail={int(v): VersionEntry.from_doc(e, head) for v, e in doc["tail"].items()},
+        )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise IntegrityError(f"{where}: malformed index bucket ({exc})", where) from exc
+        raise IntegrityError(f"{where}: malformed state ({exc})", where) from exc
+    if not all(is_object_id(oid) for oid in state.leaves.values()):
+        raise IntegrityError(f"{where}: malformed state (a leaf id is not an object id)", where)
+    return state
+
+
+def encode_leaf(entries: dict[int, VersionEntry]) -> bytes:
+    """Encode one full group of index entries (a leaf object) canonically."""
+    return canonical(
+        {
+            "type": "leaf",
+            "format": STATE_FORMAT,
+            "versions": {str(v): e.to_doc() for v, e in sorted(entries.items())},
+        }
+    )
+
+
+def decode_leaf(data: bytes, where: str) -> dict[int, VersionEntry]:
+    """Decode a leaf object into version number → entry.
+
+    Raises:
+        IntegrityError: The bytes are not a leaf.
+    """
+    doc = _load(data, "leaf", where)
+    try:
+        return {int(v): VersionEntry.from_doc(e) for v, e in doc["versions"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise IntegrityError(f"{where}: malformed index leaf ({exc})", where) from exc
+
+
+def encode_ref(head: str, state: bytes) -> bytes:
+    """The body of a model's ref: the head commit id on one line, then the state."""
+    return f"{head}\n".encode() + state
+
+
+def decode_ref(body: bytes, where: str) -> tuple[str, bytes, str]:
+    """Split a ref body into the head commit id, the state bytes and the state's digest.
+
+    Raises:
+        IntegrityError: The body is not a head id and a state.
+    """
+    head, sep, state = body.partition(b"\n")
+    text = head.decode("ascii", "replace")
+    if not sep or not is_object_id(text) or not state:
+        raise IntegrityError(f"ref {where} is corrupt: it does not begin with a commit id "
+                             f"line followed by the model's state ({text[:80]!r})", where)
+    return text, state, digest_bytes(state)

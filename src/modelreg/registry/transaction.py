@@ -1,16 +1,22 @@
 """Transactions: a change to one model, planned on its state and committed in one step.
 
-:func:`mutate` runs a *plan* (a function that records events on a
-:class:`~modelreg.registry.builder.StateBuilder`) while the model's ref lock is held, stores
-the objects the plan made, and moves the ref from the old head to the new one with one
-compare-and-swap. Hooks from ``config.toml`` are asked before (``pre-``) and told after
-(``post-``). Every verb that changes a model (register, promote, approve, check, edit,
-alias, rollback) goes through here, so state and history always move together.
+:func:`mutate` reads the model's ref (its head commit, its state and the ref's version
+token), runs a *plan* (a function that records events on a
+:class:`~modelreg.registry.builder.StateBuilder`) on that state, stores the objects the
+plan made, makes them durable, and gives the ref its new body with one compare-and-swap on
+the token. A lost race changes nothing: the plan runs again on the new state (so the policy
+is checked again), a bounded number of times. Hooks from ``config.toml`` are asked before
+(``pre-``) and told after (``post-``). Every verb that changes a model (register, promote,
+approve, check, edit, alias, rollback) goes through here, so state and history always move
+together.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -19,17 +25,27 @@ from modelreg.errors import ConflictError, Denial, ModelregError, PolicyDenied
 from modelreg.registry.builder import StateBuilder
 from modelreg.registry.core import Registry
 from modelreg.registry.events import event_record
-from modelreg.registry.state import bucket_of, no_such_version, now_iso
-from modelreg.storage.layout import check_owner
+from modelreg.registry.state import no_such_version, now_iso
 from modelreg.types import EventRecord, VersionInfo
 
 if TYPE_CHECKING:
     from modelreg.registry.policy import StoreConfig
     from modelreg.results import HookResult
 
-__all__ = ["Outcome", "mutate", "run_hooks", "version_after"]
+__all__ = ["MAX_ATTEMPTS", "Outcome", "mutate", "run_hooks", "version_after"]
 
 T = TypeVar("T")
+
+MAX_ATTEMPTS = 50
+"""How many times a change is planned and swapped before a lost race is a conflict."""
+_DEFAULT_TIMEOUT = 30.0
+
+
+def _timeout() -> float:
+    try:
+        return max(0.0, float(os.environ.get("MODELREG_LOCK_TIMEOUT") or _DEFAULT_TIMEOUT))
+    except ValueError:
+        return _DEFAULT_TIMEOUT
 
 
 @dataclass
@@ -48,11 +64,17 @@ class Outcome(Generic[T]):
 def mutate(reg: Registry, name: str, plan: Callable[[StateBuilder], T]) -> Outcome[T]:
     """Apply ``plan`` to model ``name`` and commit the events it records, atomically.
 
-    ``plan`` runs on a working copy of the model's state while the model's lock is held,
-    so it sees the latest state and no one else changes it meanwhile. When config.toml
-    has ``pre-`` hooks, ``plan`` first runs without the lock, the hooks are asked about
-    its events, and the plan must record the same transitions again under the lock (else
-    the state moved while the hook ran: exit 4). Post hooks run after the commit.
+    ``plan`` runs on a working copy of the model's current state; its objects are stored
+    and made durable (``Objects.sync``), and the ref moves by compare-and-swap on the token
+    read with the state. If another writer moved the ref meanwhile, nothing was changed:
+    the plan runs again on the new state, up to :data:`MAX_ATTEMPTS` times or the lock
+    timeout (``MODELREG_LOCK_TIMEOUT``), with a short random pause between. The backend's
+    :meth:`~modelreg.storage.backend.Refs.locked` is held around the whole loop: on the
+    file system it queues the writers of one store (so they rarely re-plan); elsewhere it
+    does nothing. When config.toml has ``pre-`` hooks, ``plan`` first runs on its own, the
+    hooks are asked about its events, and the committed plan must record the same
+    transitions (else the state moved while the hook ran: exit 4). Post hooks run after
+    the commit.
 
     Args:
         reg: The registry.
@@ -63,36 +85,44 @@ def mutate(reg: Registry, name: str, plan: Callable[[StateBuilder], T]) -> Outco
         The plan's value, the events committed and the hook results.
 
     Raises:
-        ConflictError: The lock stayed held too long, or the state moved while a pre-
-            hook ran.
+        ConflictError: The lock stayed held too long, the race was lost every time, or the
+            state moved while a pre- hook ran.
         PolicyDenied: A pre- hook vetoed the change (or the plan refused it), or the store
             is owned by someone else and the user config does not list it as safe.
     """
     # Before config.toml's hooks or anything else: a store owned by someone else is
     # changed only when the user has said they trust it (docs/layout.md, ownership).
-    check_owner(reg.layout)
+    reg.check_owner()
     config = reg.config
     ref_name = reg.ref_name(name)
     planned: list[tuple[str, int | None, str | None, str | None]] | None = None
     if any(h.when == "pre" for h in config.hooks):
-        found = reg.head(name)
-        b = StateBuilder(reg, name, *(found or (None, None)))
+        b = StateBuilder(reg, name, reg.current(name))
         plan(b)
         if b.events:
             run_hooks(reg, config, b, "pre")
         planned = b.signature()
-    with reg.refs.transaction(ref_name) as txn:
-        head = None if txn.old is None else reg.load_commit(txn.old)
-        b = StateBuilder(reg, name, txn.old, head)
-        value = plan(b)
-        if planned is not None and b.signature() != planned:
-            raise ConflictError(
-                f"the state of {b.name} changed while a pre- hook ran; nothing was "
-                "changed, run the command again"
-            )
-        tip = b.flush()
-        if tip is not None:
-            txn.commit(tip)
+    deadline = time.monotonic() + _timeout()
+    with reg.refs.locked(ref_name):
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            current = reg.current(name)
+            b = StateBuilder(reg, name, current)
+            value = plan(b)
+            if planned is not None and b.signature() != planned:
+                raise ConflictError(
+                    f"the state of {b.name} changed while a pre- hook ran; nothing was "
+                    "changed, run the command again"
+                )
+            if b.flush() is None:
+                break
+            token = None if current is None else current.token
+            if reg.refs.compare_and_swap(ref_name, token, b.ref_body()):
+                break
+            if attempt == MAX_ATTEMPTS or time.monotonic() >= deadline:
+                raise ConflictError(
+                    f"{b.name} was changed by other writers each of the {attempt} times this "
+                    "change was planned; nothing was changed, run the command again")
+            time.sleep(random.uniform(0.001, min(0.2, 0.005 * attempt)))  # noqa: S311 - jitter
     hooks = run_hooks(reg, config, b, "post") if b.events else []
     return Outcome(value, b, hooks)
 
@@ -100,20 +130,19 @@ def mutate(reg: Registry, name: str, plan: Callable[[StateBuilder], T]) -> Outco
 def version_after(reg: Registry, outcome: Outcome[Any], version: int) -> VersionInfo:
     """Describe ``version`` as a committed change left it.
 
-    The change's last commit is the state it committed, and its builder still holds the
-    index buckets and manifests it wrote, so nothing is read again (later hook-delivery
-    events do not change a version).
+    The builder still holds the state it committed, the leaves and the commits it wrote,
+    so nothing is read again (later hook-delivery events do not change a version).
     """
     b = outcome.builder
     if not b.commits:
-        commit = reg.require_head(b.name)
-        return reg.describe(commit, version, reg.entry(commit, version).manifest)
-    commit = b.commits[-1][1]
-    bucket = commit.index.get(bucket_of(version))
-    entry = b.load_bucket(bucket).get(version) if bucket else None
-    if entry is None:
-        raise no_such_version(commit.model, version, commit.latest.version)
-    return reg.describe(commit, version, entry.manifest,
+        state = reg.require_state(b.name)
+        return reg.describe(state, version, reg.entry(state, version).manifest)
+    made = b.state
+    if made is None:
+        raise no_such_version(b.name, version, 0)
+    entry = reg.entry(made, version, b.load_leaf)
+    state = made
+    return reg.describe(state, version, entry.manifest,
                         manifest=b.load_manifest(entry.manifest), entry=entry)
 
 
@@ -127,7 +156,7 @@ def run_hooks(reg: Registry, config: StoreConfig, b: StateBuilder,
     """
     if not config.hooks:
         return []
-    check_owner(reg.layout)  # hooks of a store owned by someone else would run as the user
+    reg.check_owner()  # hooks of a store owned by someone else would run as the user
     from modelreg.registry.hooks import run_hook  # loaded only by a store that has hooks
 
     results: list[HookResult] = []

@@ -156,7 +156,8 @@ class Staged:
         os.chmod(self.path, self._mode)
         self._sealed = True
 
-    def publish(self, dest: Path, *, replace: bool = True, exclusive: bool = False) -> bool:
+    def publish(self, dest: Path, *, replace: bool = True, exclusive: bool = False,
+                sync_dir: bool = True) -> bool:
         """Make the content visible at ``dest``: fsync, close, chmod, rename or link, fsync dir.
 
         With ``replace=False`` the call may be repeated after it returned False, as a lock
@@ -169,6 +170,8 @@ class Staged:
                 path exactly one wins and the loser never overwrites the winner.
             exclusive: With ``replace=False``, raise where hard links are refused instead of
                 falling back to a check and a rename (a lock must never have two takers).
+            sync_dir: False leaves the directory fsync to the caller, who makes many new
+                names in one directory durable with one fsync of it (objects: ``sync()``).
 
         Returns:
             True if ``dest`` now holds this content, False if it already existed (only with
@@ -184,7 +187,7 @@ class Staged:
             self._renamed = True
         elif not self._link(dest, exclusive):
             return False
-        if self._durable:
+        if self._durable and sync_dir:
             fsync_dir(dest.parent)
         return True
 
@@ -302,7 +305,8 @@ def write_atomic(dest: Path, data: bytes, tmp_dir: Path, *, mode: int = 0o644) -
         tmp.publish(dest)
 
 
-def write_new(dest: Path, data: bytes, tmp_dir: Path, *, mode: int = 0o644) -> bool:
+def write_new(dest: Path, data: bytes, tmp_dir: Path, *, mode: int = 0o644,
+              sync_dir: bool = True) -> bool:
     """Create ``dest`` with ``data`` only if it does not exist, atomically.
 
     Uses ``link`` so that of two writers racing for the same path exactly one wins and the
@@ -313,10 +317,11 @@ def write_new(dest: Path, data: bytes, tmp_dir: Path, *, mode: int = 0o644) -> b
         data: The complete content.
         tmp_dir: Directory for the temporary file (same file system as ``dest``).
         mode: Permission bits of the final file.
+        sync_dir: False leaves the fsync of ``dest``'s directory to the caller.
 
     Returns:
         True if this call created ``dest``, False if it already existed.
     """
     with staged(tmp_dir, dest.name, mode=mode) as tmp:
         tmp.file.write(data)
-        return tmp.publish(dest, replace=False)
+        return tmp.publish(dest, replace=False, sync_dir=sync_dir)

@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 DIRNAME = ".modelreg"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 ENV_DIR = "MODELREG_DIR"
 
 CONFIG_TEMPLATE = """\
@@ -59,8 +59,8 @@ class Layout:
 
     @property
     def objects(self) -> Path:
-        """Content-addressed objects, fanned out by the first two hex digits."""
-        return self.root / "objects" / "sha256"
+        """Content-addressed objects, in one flat directory (format 2)."""
+        return self.root / "objects"
 
     @property
     def refs(self) -> Path:
@@ -69,7 +69,7 @@ class Layout:
 
     @property
     def model_refs(self) -> Path:
-        """One ref per model: its head commit."""
+        """One ref per model: its head commit and current state."""
         return self.refs / "models"
 
     @property
@@ -95,6 +95,13 @@ class Layout:
                 f"{self.format_file}: format version {raw!r} is not an integer",
                 str(self.format_file),
             ) from exc
+        if version == 1:
+            raise UnsupportedFormat(
+                f"{self.root} is a format 1 store; this modelreg reads format "
+                f"{FORMAT_VERSION} only. Convert it with `modelreg migrate` (run it in the "
+                "project, or with --registry pointing at the store).",
+                str(self.format_file),
+            )
         if version != FORMAT_VERSION:
             raise UnsupportedFormat(
                 f"{self.root} has format version {version}; this modelreg reads version "

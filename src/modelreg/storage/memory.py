@@ -8,14 +8,16 @@ lock, so threads racing for a ref behave as processes racing on a real store do.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from modelreg.errors import IntegrityError, ObjectMissing
-from modelreg.storage.backend import Token
+from modelreg.storage.backend import MAX_REF_BODY, Token
 from modelreg.storage.hashing import Progress, digest_bytes, is_object_id
 
 __all__ = ["MemoryObjects", "MemoryRefs"]
@@ -29,6 +31,8 @@ class MemoryObjects:
     def __init__(self) -> None:
         self.data: dict[str, bytes] = {}
         """The stored bytes by id (tests may damage an entry to see it caught)."""
+        self.times: dict[str, float] = {}
+        """When each object was last stored or re-used (tests may age one)."""
         self._lock = threading.Lock()
 
     def put_bytes(self, data: bytes) -> str:
@@ -36,7 +40,17 @@ class MemoryObjects:
         oid = digest_bytes(data)
         with self._lock:
             self.data.setdefault(oid, bytes(data))
+            self.times[oid] = time.time()
         return oid
+
+    def sync(self) -> None:
+        """Nothing to make durable in memory."""
+
+    def stat(self, oid: str) -> tuple[float, int] | None:
+        """Return when the object was last stored or re-used and its size (None: absent)."""
+        with self._lock:
+            data = self.data.get(oid)
+            return None if data is None else (self.times.get(oid, 0.0), len(data))
 
     def put_file(self, source: Path, progress: Progress | None = None) -> tuple[str, int]:
         """Read a file in chunks (reporting progress) and store it; return its id and size."""
@@ -96,6 +110,7 @@ class MemoryObjects:
         """Delete an object; no error if absent."""
         with self._lock:
             self.data.pop(oid, None)
+            self.times.pop(oid, None)
 
     @staticmethod
     def where(oid: str) -> str:
@@ -107,29 +122,29 @@ class MemoryRefs:
     """Refs in a dict, each with a token that changes on every write."""
 
     def __init__(self) -> None:
-        self._refs: dict[str, tuple[str, str]] = {}
+        self._refs: dict[str, tuple[bytes, str]] = {}
         self._lock = threading.Lock()
         self._counter = itertools.count(1)
 
-    def read(self, name: str) -> str | None:
-        """Return the object id ref ``name`` holds, or None."""
+    def read(self, name: str) -> bytes | None:
+        """Return the body ref ``name`` holds, or None."""
         return self.read_versioned(name)[0]
 
-    def read_versioned(self, name: str) -> tuple[str | None, Token]:
-        """Return the ref's value and token (both None if it does not exist)."""
+    def read_versioned(self, name: str) -> tuple[bytes | None, Token]:
+        """Return the ref's body and token (both None if it does not exist)."""
         with self._lock:
             found = self._refs.get(name)
         return (None, None) if found is None else found
 
-    def compare_and_swap(self, name: str, expected: Token, new: str) -> bool:
-        """Point ``name`` at ``new`` if its token is still ``expected`` (None: absent)."""
-        if not is_object_id(new):
-            raise ValueError(f"not an object id: {new!r}")
+    def compare_and_swap(self, name: str, expected: Token, body: bytes) -> bool:
+        """Give ``name`` the body ``body`` if its token is still ``expected`` (None: absent)."""
+        if not isinstance(body, bytes) or len(body) > MAX_REF_BODY:
+            raise ValueError(f"a ref body is bytes, at most {MAX_REF_BODY} of them")
         with self._lock:
             found = self._refs.get(name)
             if (None if found is None else found[1]) != expected:
                 return False
-            self._refs[name] = (new, f"m{next(self._counter)}")
+            self._refs[name] = (body, f"m{next(self._counter)}")
             return True
 
     def delete_if(self, name: str, expected: Token) -> bool:
@@ -148,3 +163,12 @@ class MemoryRefs:
             found = sorted(n for n in self._refs
                            if n.startswith(start) and "/" not in n[len(start):])
         return iter(found)
+
+    def locked(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """No lock: memory writers race, and the compare-and-swap decides."""
+        return contextlib.nullcontext()
+
+    @staticmethod
+    def where(name: str) -> str:
+        """How messages name a ref of this store."""
+        return f"memory:refs/{name}"

@@ -1,9 +1,12 @@
 """The object store: immutable blobs named by the sha256 of their raw bytes.
 
-``objects/sha256/ab/cdef…`` holds the bytes whose sha256 is ``abcdef…``, so ``sha256sum``
-verifies any object by hand. Objects are written once through the atomic write path
-(``storage.atomic.staged``: create-if-absent, read-only 0444), and verified against their
-name every time they are read out. Copying large files in and streaming objects out is the
+``objects/abcdef…`` (one flat directory, no fan-out) holds the bytes whose sha256 is
+``abcdef…``, so ``sha256sum`` verifies any object by hand. Objects are written once through
+the atomic write path (``storage.atomic.staged``: create-if-absent, read-only 0444), and
+verified against their name every time they are read out. Each object file is fsynced as it
+is written, but its directory entry is not: :meth:`ObjectStore.sync` fsyncs the one objects
+directory once, making every object a change wrote durable before its ref moves (one fsync
+per change, not one per object). Copying large files in and streaming objects out is the
 work of ``storage.copying``.
 """
 
@@ -16,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from modelreg.errors import IntegrityError, ObjectMissing
-from modelreg.storage.atomic import staged, write_new
+from modelreg.storage.atomic import fsync_dir, staged, write_new
 from modelreg.storage.copying import copy_into_file, copy_stream
 from modelreg.storage.hashing import Progress, digest_bytes, digest_file, is_object_id
 
@@ -26,7 +29,7 @@ OBJECT_MODE = 0o444
 
 
 class ObjectStore:
-    """Content-addressed storage under one ``objects/sha256`` directory."""
+    """Content-addressed storage in one flat ``objects/`` directory."""
 
     def __init__(self, root: Path, tmp_dir: Path) -> None:
         self.root = root
@@ -39,14 +42,18 @@ class ObjectStore:
             oid: A 64-hex-digit object id.
 
         Returns:
-            The fan-out path ``<root>/<oid[:2]>/<oid[2:]>``.
+            The path ``<root>/<oid>``.
 
         Raises:
             IntegrityError: ``oid`` is not a well-formed id (a corrupt reference).
         """
         if not is_object_id(oid):
             raise IntegrityError(f"malformed object id {oid!r}")
-        return self.root / oid[:2] / oid[2:]
+        return self.root / oid
+
+    def where(self, oid: str) -> str:
+        """How messages name object ``oid``: its path."""
+        return str(self.path(oid))
 
     def contains(self, oid: str) -> bool:
         """Tell whether object ``oid`` is stored."""
@@ -82,7 +89,7 @@ class ObjectStore:
         # An object seen present may be removed by a concurrent gc before its mtime is
         # refreshed: then it is written again, so it is there when the caller's ref lands.
         while not (path.exists() and self._touch(path)):
-            if write_new(path, data, self.tmp_dir, mode=OBJECT_MODE):
+            if write_new(path, data, self.tmp_dir, mode=OBJECT_MODE, sync_dir=False):
                 break
         return oid
 
@@ -111,7 +118,7 @@ class ObjectStore:
             path = self.path(oid)
             # As in put_bytes: publish unless a copy is there whose mtime could be refreshed.
             while not (path.exists() and self._touch(path)):
-                if tmp.publish(path, replace=False):
+                if tmp.publish(path, replace=False, sync_dir=False):
                     break
         return oid, size
 
@@ -187,20 +194,37 @@ class ObjectStore:
             return False
         return digest == oid
 
-    def iter_objects(self) -> Iterator[tuple[str, Path]]:
-        """Yield ``(name, path)`` of every file under the object directory.
+    def sync(self) -> None:
+        """Make every object put so far durable: one fsync of the objects directory.
 
-        ``name`` is the fan-out directory plus the file name, which is the object id for a
-        well-formed entry; callers check it with ``is_object_id``.
+        Each object file was fsynced as it was written; only its name in the directory was
+        not. The registry calls this once before the ref that names the objects moves.
+        """
+        fsync_dir(self.root)
+
+    def stat(self, oid: str) -> tuple[float, int] | None:
+        """Return object ``oid``'s mtime (when it was last stored or re-used) and size.
+
+        Returns:
+            None if the object is not stored.
+        """
+        try:
+            st = self.path(oid).stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime, st.st_size
+
+    def iter_objects(self) -> Iterator[tuple[str, Path]]:
+        """Yield ``(name, path)`` of every entry in the object directory.
+
+        ``name`` is the entry's name, which is the object id for a well-formed entry;
+        callers check it with ``is_object_id`` (a directory, such as a fan-out directory of
+        format 1, is not an object).
         """
         if not self.root.is_dir():
             return
-        for fan in sorted(self.root.iterdir()):
-            if not fan.is_dir():
-                yield fan.name, fan
-                continue
-            for entry in sorted(fan.iterdir()):
-                yield fan.name + entry.name, entry
+        for entry in sorted(self.root.iterdir()):
+            yield entry.name, entry
 
     def ids(self) -> Iterator[str]:
         """Yield the id of every well-formed object file (fsck reports the rest)."""

@@ -1,27 +1,33 @@
-"""Refs: small named files holding one object id, changed only by compare-and-swap.
+"""Refs: small named files holding a byte body, changed only by compare-and-swap.
 
-A ref ``refs/<name>`` contains an object id and a newline. Every change takes the lock
-``refs/<name>.lock`` (O_EXCL), re-reads the ref while holding it, and replaces the file
-through the atomic write path, so two writers on two hosts cannot both win.
+A ref ``refs/<name>`` holds an opaque body of at most ``MAX_REF_BODY`` bytes (the registry
+keeps a model's head commit id and current state there). Its version token is the sha256 of
+the body: callers never put back a body a ref held before, so an unchanged token means an
+unchanged ref. Every change takes the lock ``refs/<name>.lock`` (``O_EXCL``, see
+``storage.lock``), compares the token while holding it, and replaces the file through the
+atomic write path (temporary file fsynced, renamed, directory fsynced), so two writers on two
+hosts cannot both win. :meth:`RefStore.locked` holds that lock around a whole change, so
+that writers of one store queue instead of re-planning after a lost swap.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelreg.errors import ConflictError, IntegrityError
 from modelreg.storage.atomic import fsync_dir, write_atomic
-from modelreg.storage.backend import Token
-from modelreg.storage.hashing import is_object_id
+from modelreg.storage.backend import MAX_REF_BODY, Token
+from modelreg.storage.hashing import digest_bytes
 
 if TYPE_CHECKING:  # the lock module is loaded by the first change, not by every read
     from modelreg.storage.lock import Lock
 
-__all__ = ["RefStore", "RefTransaction", "check_ref_name"]
+__all__ = ["RefStore", "check_ref_name"]
 
 _COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 # What network file systems leave in a directory: sshfs/FUSE keeps a deleted file that is
@@ -65,57 +71,13 @@ def check_ref_name(name: str) -> None:
             raise ValueError(f"malformed ref name {name!r}")
 
 
-class RefTransaction:
-    """One compare-and-swap on one ref, made while its lock is held."""
-
-    def __init__(self, store: RefStore, name: str, lock: Lock, old: str | None) -> None:
-        self._store = store
-        self.name = name
-        self.lock = lock
-        self.old = old
-        self.committed: str | None = None
-
-    def commit(self, new: str) -> None:
-        """Point the ref at ``new``.
-
-        Args:
-            new: The new object id.
-
-        Raises:
-            ConflictError: The lock was broken as stale while this transaction held it.
-        """
-        if not is_object_id(new):
-            raise ValueError(f"not an object id: {new!r}")
-        self._check_held()
-        write_atomic(self._store.path(self.name), f"{new}\n".encode(), self._store.tmp_dir)
-        self.committed = new
-
-    def delete(self) -> None:
-        """Remove the ref (its lock stays held until the transaction ends).
-
-        Raises:
-            ConflictError: The lock was broken as stale while this transaction held it.
-        """
-        self._check_held()
-        path = self._store.path(self.name)
-        path.unlink(missing_ok=True)
-        fsync_dir(path.parent)
-        self.committed = None
-
-    def _check_held(self) -> None:
-        if not self.lock.still_held():
-            raise ConflictError(
-                f"lock {self.lock.path} was taken over while this command held it; "
-                "nothing was changed, run the command again"
-            )
-
-
 class RefStore:
     """The refs of one store."""
 
     def __init__(self, root: Path, tmp_dir: Path) -> None:
         self.root = root
         self.tmp_dir = tmp_dir
+        self._held = threading.local()
 
     def path(self, name: str) -> Path:
         """Return the file of ref ``name``.
@@ -129,98 +91,116 @@ class RefStore:
         check_ref_name(name)
         return self.root / name
 
-    def read(self, name: str) -> str | None:
+    def where(self, name: str) -> str:
+        """How messages name ref ``name``: its path."""
+        return str(self.path(name))
+
+    def read(self, name: str) -> bytes | None:
         """Read a ref.
 
         Args:
             name: The ref name.
 
         Returns:
-            The object id it holds, or None if the ref does not exist.
+            The body it holds, or None if the ref does not exist.
 
         Raises:
-            IntegrityError: The ref file does not hold an object id.
+            IntegrityError: The ref file is larger than a ref may be.
         """
         path = self.path(name)
         try:
-            raw = path.read_bytes()
+            with open(path, "rb") as fh:
+                raw = fh.read(MAX_REF_BODY + 1)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        value = raw.decode("ascii", "replace").strip()
-        if not is_object_id(value):
-            raise IntegrityError(f"ref {path} is corrupt: {value[:80]!r} is not an object id",
+        except IsADirectoryError as exc:
+            raise IntegrityError(f"ref {path} is a directory, not a ref", str(path)) from exc
+        if len(raw) > MAX_REF_BODY:
+            raise IntegrityError(f"ref {path} is corrupt: larger than {MAX_REF_BODY} bytes",
                                  str(path))
-        return value
+        return raw
+
+    def read_versioned(self, name: str) -> tuple[bytes | None, Token]:
+        """Return the ref's body and its version token (the sha256 of the body)."""
+        body = self.read(name)
+        return body, None if body is None else digest_bytes(body)
+
+    def _holding(self) -> dict[str, Lock]:
+        held: dict[str, Lock] | None = getattr(self._held, "locks", None)
+        if held is None:
+            held = self._held.locks = {}
+        return held
 
     @contextlib.contextmanager
-    def transaction(self, name: str, *, timeout: float | None = None) -> Iterator[RefTransaction]:
-        """Lock ref ``name``, yield its current value, and release the lock afterwards.
+    def locked(self, name: str, *, timeout: float | None = None) -> Iterator[None]:
+        """Hold ref ``name``'s lock for a whole change (re-entrant for this thread).
 
-        Args:
-            name: The ref name.
-            timeout: Seconds to wait for the lock.
+        Swaps made by this thread inside the block use the lock already held; other
+        writers wait for it (up to ``timeout``, default ``MODELREG_LOCK_TIMEOUT``).
 
-        Yields:
-            The transaction; call ``commit(new)`` to move the ref.
+        Raises:
+            ConflictError: The lock stayed held too long (exit 4).
         """
+        held = self._holding()
+        if name in held:
+            yield
+            return
         from modelreg.storage.lock import acquire, lock_path_for
 
         # The write path creates the lock's directory (and the ref's) if it is missing.
         lock = acquire(lock_path_for(self.path(name)), self.tmp_dir, timeout=timeout)
+        held[name] = lock
         try:
-            yield RefTransaction(self, name, lock, self.read(name))
+            yield
         finally:
+            del held[name]
             lock.release()
 
-    def set_if_equals(self, name: str, old: str | None, new: str) -> bool:
-        """Move ref ``name`` from ``old`` to ``new`` unless it moved meanwhile.
+    def _check_held(self, name: str) -> None:
+        lock = self._holding()[name]
+        if not lock.still_held():
+            raise ConflictError(
+                f"lock {lock.path} was taken over while this command held it; "
+                "nothing was changed, run the command again"
+            )
 
-        Args:
-            name: The ref name.
-            old: The value the caller last saw (None: the ref must not exist).
-            new: The new object id.
+    def compare_and_swap(self, name: str, expected: Token, body: bytes) -> bool:
+        """Give ref ``name`` the body ``body`` if its token is still ``expected``.
 
-        Returns:
-            True if the ref now holds ``new``; False if it held something other than ``old``.
-        """
-        with self.transaction(name) as txn:
-            if txn.old == new:
-                return True
-            if txn.old != old:
-                return False
-            txn.commit(new)
-            return True
-
-    def read_versioned(self, name: str) -> tuple[str | None, Token]:
-        """Return the ref's value and its version token (on this backend, the value).
-
-        A head commit id never comes back once replaced (each commit names its parent), so
-        the value itself tells whether the ref moved.
-        """
-        value = self.read(name)
-        return value, value
-
-    def compare_and_swap(self, name: str, expected: Token, new: str) -> bool:
-        """Point ref ``name`` at ``new`` if it still holds ``expected`` (None: absent).
-
-        The comparison and the write happen under the ref's lock, so of several writers
-        holding the same token exactly one wins.
+        ``expected=None`` creates the ref only if it does not exist. The comparison and
+        the write happen under the ref's lock, so of several writers holding the same
+        token exactly one wins.
 
         Returns:
             False, changing nothing, if the ref holds something else.
+
+        Raises:
+            ConflictError: The lock stayed held too long, or was taken over as stale
+                while this writer held it.
+            ValueError: ``body`` is larger than ``MAX_REF_BODY``.
         """
-        with self.transaction(name) as txn:
-            if txn.old != expected:
+        if len(body) > MAX_REF_BODY:
+            raise ValueError(f"a ref body is at most {MAX_REF_BODY} bytes, not {len(body)}")
+        with self.locked(name):
+            if self.read_versioned(name)[1] != expected:
                 return False
-            txn.commit(new)
+            self._check_held(name)
+            write_atomic(self.path(name), body, self.tmp_dir)
             return True
 
     def delete_if(self, name: str, expected: Token) -> bool:
-        """Delete ref ``name`` if it still holds ``expected``; False if it moved."""
-        with self.transaction(name) as txn:
-            if txn.old != expected or txn.old is None:
+        """Delete ref ``name`` if its token is still ``expected``; False if it moved.
+
+        Raises:
+            ConflictError: As for :meth:`compare_and_swap`.
+        """
+        with self.locked(name):
+            if expected is None or self.read_versioned(name)[1] != expected:
                 return False
-            txn.delete()
+            self._check_held(name)
+            path = self.path(name)
+            path.unlink(missing_ok=True)
+            fsync_dir(path.parent)
             return True
 
     def names(self, prefix: str) -> Iterator[str]:
