@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from pathlib import Path
 
 import pytest
@@ -289,8 +291,10 @@ def test_edit_description_and_tags_is_recorded(registry: Registry, tmp_path: Pat
     with pytest.raises(NotFound):
         modelreg.edit("eta@1", registry=registry, actor="ed", remove_tags=["team"])
     # The manifest (immutable) keeps what was registered.
-    manifest = registry.objects.get_bytes(info.manifest.split(":")[1]).decode()
-    assert 'description = "first"' in manifest
+    # It rides in the register commit; its own digest is the version's manifest digest.
+    manifest = registry.manifest_text(registry.resolve("eta@1")[2])
+    assert "sha256:" + hashlib.sha256(manifest).hexdigest() == info.manifest
+    assert 'description = "first"' in manifest.decode()
     assert modelreg.fsck(registry=registry).ok
 
 

@@ -22,7 +22,7 @@ def test_init_creates_store_and_is_idempotent(cli, tmp_path: Path) -> None:
     result = cli("init", tmp_path, "--json")
     assert result.exit_code == 0
     assert json.loads(result.stdout) == {"path": str(tmp_path / ".modelreg"), "created": True}
-    assert (tmp_path / ".modelreg" / "format").read_text() == "1\n"
+    assert (tmp_path / ".modelreg" / "format").read_text() == "2\n"
     again = cli("init", tmp_path, "--json")
     assert json.loads(again.stdout)["created"] is False
 
@@ -185,7 +185,7 @@ def test_flipped_byte_makes_fsck_and_pull_exit_6(cli, project: Path, model_file:
     out = register(cli, "m", model_file)
     assert cli("fsck").exit_code == 0
     oid = out["artifact"]["digest"].split(":")[1]
-    obj = project / ".modelreg" / "objects" / "sha256" / oid[:2] / oid[2:]
+    obj = project / ".modelreg" / "objects" / oid
     flip_byte(obj, 100)
     result = cli("fsck")
     assert result.exit_code == 6
@@ -206,9 +206,9 @@ def test_tampered_commit_is_reported_with_model_and_event(cli, project: Path,
     register(cli, "m", model_file)
     register(cli, "m", model_file, "--param", "a=2")
     store = project / ".modelreg"
-    head = (store / "refs" / "models" / "m").read_text().strip()
-    parent = json.loads((store / "objects" / "sha256" / head[:2] / head[2:]).read_text())["parent"]
-    flip_byte(store / "objects" / "sha256" / parent[:2] / parent[2:], 40)
+    head = (store / "refs" / "models" / "m").read_text().split("\n", 1)[0]  # the head commit
+    parent = json.loads((store / "objects" / head).read_text())["parent"]
+    flip_byte(store / "objects" / parent, 40)
     result = cli("fsck")
     assert result.exit_code == 6
     assert "model m, event 1" in result.stdout
@@ -246,7 +246,7 @@ def test_history_limit_reads_only_the_newest_events(cli, project: Path,
     assert text.exit_code == 0 and "register" in text.stdout and text.stdout.count("\n") == 3
     # The oldest commit is not read at all: damaged, it fails the full history only.
     oldest = full[-1]["id"].split(":", 1)[1]
-    path = project / ".modelreg" / "objects" / "sha256" / oldest[:2] / oldest[2:]
+    path = project / ".modelreg" / "objects" / oldest
     path.chmod(0o644)
     path.write_bytes(b"{}")
     assert cli("history", "m", "-n", "3", "--json").exit_code == 0
@@ -283,10 +283,10 @@ def test_gc_dry_run_then_real(cli, project: Path, model_file: Path) -> None:
     assert young["objects"] == []
     dry = json.loads(cli("gc", "--grace", "0s", "--dry-run", "--json").stdout)
     assert dry["objects"] == [oid] and dry["dry_run"] is True
-    assert (store / "objects" / "sha256" / oid[:2] / oid[2:]).exists()
+    assert (store / "objects" / oid).exists()
     real = json.loads(cli("gc", "--grace", "0", "--json").stdout)
     assert real["objects"] == [oid]
-    assert not (store / "objects" / "sha256" / oid[:2] / oid[2:]).exists()
+    assert not (store / "objects" / oid).exists()
     assert list((store / "tmp").iterdir()) == []
     assert cli("fsck").exit_code == 0
     assert cli("show", "m").exit_code == 0

@@ -44,7 +44,7 @@ def test_gc_keeps_and_fsck_checks_the_example_blob(tmp_path: Path) -> None:
     root = _store(tmp_path)
     shown = json.loads(run_cli("show", "m@1", "--json", cwd=root).stdout)
     blob_id = shown["example"]["digest"].removeprefix("sha256:")
-    blob = root / ".modelreg" / "objects" / "sha256" / blob_id[:2] / blob_id[2:]
+    blob = root / ".modelreg" / "objects" / blob_id
     assert blob.is_file()
     assert run_cli("gc", "--grace", "0s", cwd=root).returncode == 0
     assert blob.is_file()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from modelreg.errors import IntegrityError, ObjectMissing
-from modelreg.storage.backend import Objects, Refs
+from modelreg.storage.backend import MAX_REF_BODY, Objects, Refs
 from modelreg.storage.layout import init
 from modelreg.storage.memory import MemoryObjects, MemoryRefs
 from modelreg.storage.objects import ObjectStore
@@ -57,10 +57,11 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return make(tmp_path)
 
 
-A = "a" * 64
-B = "b" * 64
-C = "c" * 64
+A = b"a" * 64 + b"\n{}\n"
+B = b"b" * 64 + b"\n{}\n"
+C = b"c" * 64 + b"\n{}\n"
 REF = "models/churn"
+MISSING = "a" * 64
 
 
 # -- objects -------------------------------------------------------------------------------
@@ -88,12 +89,12 @@ def test_put_file_streams_and_reports_progress(backend: Backend, tmp_path: Path)
 
 
 def test_missing_objects_are_reported_as_missing(backend: Backend) -> None:
-    assert not backend.objects.contains(A)
-    assert not backend.objects.verify(A)
+    assert not backend.objects.contains(MISSING)
+    assert not backend.objects.verify(MISSING)
     with pytest.raises(ObjectMissing):
-        backend.objects.get_bytes(A)
+        backend.objects.get_bytes(MISSING)
     with pytest.raises(ObjectMissing):
-        backend.objects.copy_to(A, io.BytesIO())
+        backend.objects.copy_to(MISSING, io.BytesIO())
 
 
 def test_every_read_verifies(backend: Backend) -> None:
@@ -164,14 +165,14 @@ def test_names_lists_the_refs_under_a_prefix(backend: Backend) -> None:
 
 
 def test_exactly_one_of_racing_creators_wins(backend: Backend) -> None:
-    wins: list[str] = []
+    wins: list[bytes] = []
     start = threading.Barrier(8)
 
     def create(i: int) -> None:
         start.wait()
-        value = f"{i:x}" * 64
-        if backend.refs.compare_and_swap(REF, None, value[:64]):
-            wins.append(value[:64])
+        value = f"writer {i}".encode()
+        if backend.refs.compare_and_swap(REF, None, value):
+            wins.append(value)
 
     threads = [threading.Thread(target=create, args=(i + 1,)) for i in range(8)]
     for t in threads:
@@ -185,16 +186,17 @@ def test_exactly_one_of_racing_creators_wins(backend: Backend) -> None:
 def test_racing_read_modify_swap_loops_lose_no_update(backend: Backend) -> None:
     # Each writer re-reads and retries on a lost swap, as a transaction re-plans: after
     # 4 writers x 10 increments the counter says 40, and the chain of values is unbroken.
-    backend.refs.compare_and_swap(REF, None, backend.objects.put_bytes(b"0"))
+    backend.refs.compare_and_swap(REF, None, backend.objects.put_bytes(b"0").encode())
 
     def bump() -> None:
         for _ in range(10):
             while True:
                 value, token = backend.refs.read_versioned(REF)
                 assert value is not None
-                n = int(backend.objects.get_bytes(value))
+                n = int(backend.objects.get_bytes(value.decode()))
                 new = backend.objects.put_bytes(str(n + 1).encode())
-                if backend.refs.compare_and_swap(REF, token, new):
+                backend.objects.sync()
+                if backend.refs.compare_and_swap(REF, token, new.encode()):
                     break
 
     threads = [threading.Thread(target=bump) for _ in range(4)]
@@ -203,4 +205,34 @@ def test_racing_read_modify_swap_loops_lose_no_update(backend: Backend) -> None:
     for t in threads:
         t.join()
     final = backend.refs.read(REF)
-    assert final is not None and backend.objects.get_bytes(final) == b"40"
+    assert final is not None and backend.objects.get_bytes(final.decode()) == b"40"
+
+
+def test_a_ref_body_is_opaque_bytes_up_to_one_mib(backend: Backend) -> None:
+    body = bytes(range(256)) * (MAX_REF_BODY // 256)
+    assert len(body) == MAX_REF_BODY
+    assert backend.refs.compare_and_swap(REF, None, body)
+    assert backend.refs.read(REF) == body
+    _, token = backend.refs.read_versioned(REF)
+    with pytest.raises(ValueError):
+        backend.refs.compare_and_swap(REF, token, body + b"!")
+    assert backend.refs.read(REF) == body
+
+
+def test_locked_is_reentrant_and_the_swap_still_decides(backend: Backend) -> None:
+    with backend.refs.locked(REF):
+        assert backend.refs.compare_and_swap(REF, None, A)
+        with backend.refs.locked(REF):
+            _, token = backend.refs.read_versioned(REF)
+            assert backend.refs.compare_and_swap(REF, None, B) is False
+            assert backend.refs.compare_and_swap(REF, token, B)
+    assert backend.refs.read(REF) == B
+
+
+def test_sync_and_stat(backend: Backend) -> None:
+    oid = backend.objects.put_bytes(b"durable")
+    backend.objects.sync()
+    found = backend.objects.stat(oid)
+    assert found is not None and found[1] == len(b"durable") and found[0] > 0
+    assert backend.objects.stat("a" * 64) is None
+    assert oid in backend.objects.where(oid)

@@ -49,10 +49,10 @@ def test_init_creates_the_skeleton(tmp_path: Path) -> None:
     root = tmp_path / "project" / ".modelreg"
     assert created is True
     assert layout == Layout(root)
-    assert (root / "format").read_bytes() == b"1\n"
-    assert FORMAT_VERSION == 1
+    assert (root / "format").read_bytes() == b"2\n"
+    assert FORMAT_VERSION == 2
     assert (root / "config.toml").read_text(encoding="utf-8") == CONFIG_TEMPLATE
-    for sub in ("objects/sha256", "refs/models", "tmp"):
+    for sub in ("objects", "refs/models", "tmp"):
         assert (root / sub).is_dir(), sub
     assert list((root / "tmp").iterdir()) == []
     # Metadata files are readable by everyone, writable by the owner only.
@@ -63,7 +63,7 @@ def test_layout_paths() -> None:
     layout = Layout(Path("/p/.modelreg"))
     assert layout.format_file == Path("/p/.modelreg/format")
     assert layout.config_file == Path("/p/.modelreg/config.toml")
-    assert layout.objects == Path("/p/.modelreg/objects/sha256")
+    assert layout.objects == Path("/p/.modelreg/objects")
     assert layout.refs == Path("/p/.modelreg/refs")
     assert layout.model_refs == Path("/p/.modelreg/refs/models")
     assert layout.tmp == Path("/p/.modelreg/tmp")
@@ -76,7 +76,7 @@ def test_init_twice_reports_not_created_and_keeps_config(tmp_path: Path) -> None
     assert created is False
     assert again == layout
     assert layout.config_file.read_text() == "# edited by the team\n"
-    assert layout.format_file.read_bytes() == b"1\n"
+    assert layout.format_file.read_bytes() == b"2\n"
 
 
 def test_init_repairs_missing_directories(tmp_path: Path) -> None:
@@ -108,7 +108,7 @@ def test_init_over_unknown_format_refuses(tmp_path: Path) -> None:
 # -- check_format --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content", ["99", "99\n", "0\n", "2"])
+@pytest.mark.parametrize("content", ["99", "99\n", "0\n", "3", "1"])
 def test_unknown_format_version_is_unsupported(project: Path, content: str) -> None:
     fmt = project / DIRNAME / "format"
     fmt.write_text(content)
@@ -120,6 +120,14 @@ def test_unknown_format_version_is_unsupported(project: Path, content: str) -> N
     assert err.path == str(fmt)
     assert f"format version {content.strip()}" in str(err)
     assert str(project / DIRNAME) in str(err)
+
+
+def test_a_format_1_store_names_the_command_that_converts_it(project: Path) -> None:
+    (project / DIRNAME / "format").write_text("1\n")
+    with pytest.raises(UnsupportedFormat) as excinfo:
+        discover(project)
+    assert excinfo.value.exit_code == 6
+    assert "`modelreg migrate`" in str(excinfo.value)
 
 
 @pytest.mark.parametrize("content", ["", "one\n", "1.0\n"])
@@ -134,7 +142,7 @@ def test_garbled_format_file_is_an_integrity_error(project: Path, content: str) 
 
 
 def test_format_with_surrounding_whitespace_is_accepted(project: Path) -> None:
-    (project / DIRNAME / "format").write_text(" 1 \n\n")
+    (project / DIRNAME / "format").write_text(" 2 \n\n")
     assert discover(project).root == project / DIRNAME
 
 

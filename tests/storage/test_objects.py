@@ -51,15 +51,16 @@ def _flip(path: Path, offset: int = 0) -> None:
 # -- put -----------------------------------------------------------------------------------
 
 
-def test_put_bytes_stores_under_the_fan_out_path(store: ObjectStore, layout: Layout) -> None:
+def test_put_bytes_stores_in_the_flat_objects_directory(store: ObjectStore,
+                                                        layout: Layout) -> None:
     data = b"weights of a tiny model"
     oid = store.put_bytes(data)
     assert oid == _sha(data)
-    path = layout.root / "objects" / "sha256" / oid[:2] / oid[2:]
+    path = layout.root / "objects" / oid
     assert store.path(oid) == path
     assert path.read_bytes() == data
     assert stat.S_IMODE(path.stat().st_mode) == OBJECT_MODE == 0o444
-    assert _sha(path.read_bytes()) == path.parent.name + path.name
+    assert _sha(path.read_bytes()) == path.name
     assert store.contains(oid)
     assert list(layout.tmp.iterdir()) == []
 
@@ -72,7 +73,7 @@ def test_put_file_stores_and_reports_size(
     src.write_bytes(data)
     oid, size = store.put_file(src)
     assert (oid, size) == (_sha(data), len(data))
-    path = layout.objects / oid[:2] / oid[2:]
+    path = layout.objects / oid
     assert path.read_bytes() == data
     assert stat.S_IMODE(path.stat().st_mode) == 0o444
     assert src.read_bytes() == data  # the source is copied, not moved

@@ -84,7 +84,7 @@ def _stored(store: ObjectStore, oid: str, size: int) -> bytes:
     """The object's bytes, after checking the invariant every put_file must keep."""
     path = store.path(oid)
     data = path.read_bytes()
-    assert _sha(data) == oid == path.parent.name + path.name
+    assert _sha(data) == oid == path.name and path.parent == store.root
     assert len(data) == size
     assert stat.S_IMODE(path.stat().st_mode) == OBJECT_MODE
     assert list(store.tmp_dir.iterdir()) == []

@@ -97,9 +97,9 @@ class Layout:
             ) from exc
         if version == 1:
             raise UnsupportedFormat(
-                f"{self.root} is a format 1 store; this modelreg reads format "
-                f"{FORMAT_VERSION} only. Convert it with `modelreg migrate` (run it in the "
-                "project, or with --registry pointing at the store).",
+                f"{self.root} has format version 1; this modelreg reads format version "
+                f"{FORMAT_VERSION} only. Convert the store with `modelreg migrate` (run in "
+                "the project, or with --registry pointing at the store).",
                 str(self.format_file),
             )
         if version != FORMAT_VERSION:

@@ -1,4 +1,4 @@
-"""Commits and version-index buckets: canonical JSON encoding and decoding."""
+"""Format 1's commits and version-index buckets (kept for migration): encoding, decoding."""
 
 from __future__ import annotations
 
@@ -9,19 +9,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelreg.errors import EXIT_INTEGRITY, IntegrityError
-from modelreg.registry.state import (
+from modelreg.registry.format1 import (
     BUCKET_SIZE,
-    STATE_FORMAT,
-    Commit,
-    Event,
-    Head,
-    VersionEntry,
+    FORMAT1,
     bucket_of,
     decode_bucket,
     decode_commit,
     encode_bucket,
     encode_commit,
 )
+from modelreg.registry.format1 import Format1Commit as Commit
+from modelreg.registry.state import Event, Head, VersionEntry
 
 _FAST = settings(derandomize=True, database=None, deadline=None)
 
@@ -128,7 +126,7 @@ def test_commit_encoding_is_canonical() -> None:
     assert data.count(b"\n") == 1
     doc = json.loads(data)
     assert doc["type"] == "commit"
-    assert doc["format"] == STATE_FORMAT
+    assert doc["format"] == FORMAT1
     assert doc["event"]["from"] == "staging"
     assert doc["event"]["to"] == "production"
     assert "ünïcödé".encode() in data  # UTF-8, not \\u escapes
@@ -281,6 +279,6 @@ def test_decode_malformed_commit_missing_key() -> None:
     [{"one": {}}, {"1": {"manifest": "m"}}, {"1": "x"}, [1], None],
 )
 def test_decode_malformed_bucket(versions: object) -> None:
-    data = json.dumps({"type": "index", "format": STATE_FORMAT, "versions": versions}).encode()
+    data = json.dumps({"type": "index", "format": FORMAT1, "versions": versions}).encode()
     with pytest.raises(IntegrityError, match="malformed index bucket"):
         decode_bucket(data, "where")
