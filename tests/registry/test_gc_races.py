@@ -23,7 +23,6 @@ import modelreg
 from modelreg.registry import Registry
 from tests.helpers import run_cli
 
-
 VERSIONS = 2000
 
 

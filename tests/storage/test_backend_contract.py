@@ -214,7 +214,7 @@ def test_a_ref_body_is_opaque_bytes_up_to_one_mib(backend: Backend) -> None:
     assert backend.refs.compare_and_swap(REF, None, body)
     assert backend.refs.read(REF) == body
     _, token = backend.refs.read_versioned(REF)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at most"):
         backend.refs.compare_and_swap(REF, token, body + b"!")
     assert backend.refs.read(REF) == body
 

@@ -174,9 +174,13 @@ def test_locked_holds_the_lock_for_the_whole_change(refs: RefStore, layout: Layo
 def test_locked_releases_the_lock_when_the_body_raises(
     refs: RefStore, layout: Layout, exc_type: type[BaseException]
 ) -> None:
-    with pytest.raises(exc_type), refs.locked(NAME, timeout=0):
-        assert refs.compare_and_swap(NAME, None, A)
-        raise exc_type()
+    def change() -> None:
+        with refs.locked(NAME, timeout=0):
+            assert refs.compare_and_swap(NAME, None, A)
+            raise exc_type()
+
+    with pytest.raises(exc_type):
+        change()
     # The swap made stands; the lock is gone.
     assert _files(layout.refs) == ["models/churn"]
     assert refs.read(NAME) == A
