@@ -63,7 +63,9 @@ STORAGE_MOVES: dict[tuple[str, str], str] = {
 # Where, inside storage/atomic.py, each kind of call belongs: the one routine.
 ATOMIC_PLACES: dict[str, set[str]] = {
     "os.replace": {"Staged.publish", "Staged._link"},
-    "os.link": {"Staged._link"},
+    # _links_work probes, with a link to a fresh name beside the temporary file (removed at
+    # once), whether a refused link means "taken" on sshfs; it publishes nothing.
+    "os.link": {"Staged._link", "Staged._links_work"},
     "os.chmod": {"Staged._seal"},
     "os.fsync": {"Staged.sync", "fsync_dir"},
     ".mkdir()": {"ensure_dir"},
