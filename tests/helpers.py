@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def run_cli(*args: str | os.PathLike[str], registry: Path | None = None,
@@ -40,3 +41,18 @@ def flip_byte(path: Path, offset: int = 0) -> None:
     data[offset % len(data)] ^= 0x01
     path.write_bytes(bytes(data))
     os.chmod(path, mode)
+
+
+def count_object_reads(monkeypatch: Any) -> list[str]:
+    """Record the id of every object the file-system backend reads from now on."""
+    from modelreg.storage.objects import ObjectStore
+
+    reads: list[str] = []
+    real = ObjectStore.get_bytes
+
+    def counting(self: ObjectStore, oid: str) -> bytes:
+        reads.append(oid)
+        return real(self, oid)
+
+    monkeypatch.setattr(ObjectStore, "get_bytes", counting)
+    return reads

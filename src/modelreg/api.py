@@ -489,11 +489,10 @@ def gc(
 ) -> GcReport:
     """Remove unreferenced objects, temp files and stale locks older than ``grace`` seconds."""
     from modelreg.registry.maintenance import gc as _gc
-    from modelreg.storage.layout import check_owner
 
     reg = open_registry(registry)
     if not dry_run:
-        check_owner(reg.layout)  # removing files is a change: not in someone else's store
+        reg.check_owner()  # removing files is a change: not in someone else's store
     return _gc(reg, grace=grace, dry_run=dry_run)
 
 

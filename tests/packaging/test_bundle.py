@@ -206,7 +206,7 @@ def test_bundle_layout(source: Registry, bundle: Path) -> None:
     assert sorted(names) == sorted(["modelreg-bundle.json", "manifest.toml", "signature.json",
                                     "requirements.txt", "predict.py", MODEL_ENTRY])
     assert "sha256:" + hashlib.sha256(manifest).hexdigest() == info.manifest == index["manifest"]
-    assert manifest == source.objects.get_bytes(parse_digest(info.manifest) or "")
+    assert manifest == source.manifest_text(source.resolve(info.ref)[2])
     assert index["format"] == BUNDLE_FORMAT
     assert (index["name"], index["version"], index["ref"]) == ("diabetes", 1, "diabetes@1")
     assert index["files"] == [{"path": f.path, "digest": f.digest, "size": f.size}

@@ -16,6 +16,7 @@ from modelreg.registry import Registry
 from modelreg.registry.core import manifest_of
 from modelreg.registry.state import LEAF_SIZE, decode_commit, decode_leaf
 from modelreg.storage.objects import OBJECT_MODE, ObjectStore
+from tests.helpers import count_object_reads
 
 _needs_proc = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(),
                                  reason="needs /proc to name descriptors")
@@ -79,25 +80,12 @@ def test_cache_across_leaf_boundaries(registry: Registry, tmp_path: Path,
         assert repr(registry.show(f"m@{v}")) == repr(fresh.show(f"m@{v}"))
 
 
-def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record the id of every object read from disk from now on."""
-    reads: list[str] = []
-    real = ObjectStore.get_bytes
-
-    def counting(self: ObjectStore, oid: str) -> bytes:
-        reads.append(oid)
-        return real(self, oid)
-
-    monkeypatch.setattr(ObjectStore, "get_bytes", counting)
-    return reads
-
-
 def test_next_register_reads_nothing_back(registry: Registry, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     # The commit (with its manifest) a register wrote is not read from disk again: neither
     # for its own result nor for the next register's duplicate check.
     _register(registry, tmp_path, 0)
-    reads = _count_reads(monkeypatch)
+    reads = count_object_reads(monkeypatch)
     for i in range(1, 4):
         r = _register(registry, tmp_path, i)
         assert r.created and r.version.version == i + 1
@@ -324,7 +312,7 @@ def test_a_loop_of_registers_reads_each_full_leaf_once(long_history: Registry,
     # The duplicate check searches a leaf it does not decode as bytes; a process that
     # registers again searches the bytes it kept instead of reading the file again.
     reg = Registry.open(long_history.layout.root)
-    reads = _count_reads(monkeypatch)
+    reads = count_object_reads(monkeypatch)
     _register(reg, tmp_path, 20_000)
     first = reg.require_state("m").leaves[0]
     assert reads.count(first) == 1

@@ -34,7 +34,7 @@ def test_signature_is_stored_and_shown(registry: Registry, tmp_path: Path) -> No
     info = modelreg.show("eta@1", registry=registry)
     assert info.signature == modelreg.signature("eta@1", registry=registry)
     assert info.to_dict()["signature"]["inputs"]["columns"][0]["name"] == "distance"
-    manifest = registry.objects.get_bytes(info.manifest.split(":")[1]).decode()
+    manifest = registry.manifest_text(registry.resolve(info.ref)[2]).decode()
     assert "[signature" in manifest
 
 

@@ -9,17 +9,23 @@ does not open such a store (``UnsupportedFormat``); these decoders read its obje
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelreg.errors import IntegrityError
-from modelreg.registry.state import Event, Head, VersionEntry, canonical
-from modelreg.types import Approval, CheckRecord
+from modelreg.registry.state import (
+    ENTRY_KEYS,
+    Event,
+    Head,
+    VersionEntry,
+    canonical,
+    load_doc,
+)
 
 __all__ = [
     "BUCKET_SIZE",
     "FORMAT1",
+    "FORMAT1_KEYS",
     "Format1Commit",
     "bucket_of",
     "decode_bucket",
@@ -30,6 +36,8 @@ __all__ = [
 
 FORMAT1 = 1
 BUCKET_SIZE = 256
+FORMAT1_KEYS = {name: name for name in ENTRY_KEYS}
+"""Format 1 stored each index entry's fields under their own names."""
 
 
 def bucket_of(version: int) -> int:
@@ -86,18 +94,6 @@ def encode_commit(c: Format1Commit) -> bytes:
     )
 
 
-def _load(data: bytes, kind: str, where: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, too deep, huge ints
-        raise IntegrityError(f"{where}: not a readable {kind} ({exc})", where) from exc
-    if not isinstance(doc, dict) or doc.get("type") != kind:
-        raise IntegrityError(f"{where}: expected a {kind} object", where)
-    if doc.get("format") != FORMAT1:
-        raise IntegrityError(f"{where}: {kind} format {doc.get('format')!r} is unknown", where)
-    return doc
-
-
 def decode_commit(data: bytes, where: str) -> Format1Commit:
     """Decode a commit read from the store.
 
@@ -111,7 +107,7 @@ def decode_commit(data: bytes, where: str) -> Format1Commit:
     Raises:
         IntegrityError: The bytes are not a commit.
     """
-    doc = _load(data, "commit", where)
+    doc = load_doc(data, "commit", where, FORMAT1)
     try:
         def head(d: dict[str, Any]) -> Head:
             return Head(int(d["version"]), str(d["manifest"]))
@@ -138,29 +134,11 @@ def encode_bucket(entries: dict[int, VersionEntry]) -> bytes:
     Returns:
         Canonical JSON bytes.
     """
-    def row(e: VersionEntry) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "manifest": e.manifest,
-            "fingerprint": e.fingerprint,
-            "created_at": e.created_at,
-            "created_by": e.created_by,
-            "stage": e.stage,
-            "digest": e.digest,
-            "size": e.size,
-        }
-        if e.approvals:
-            doc["approvals"] = [a.to_dict() for a in e.approvals]
-        if e.checks:
-            doc["checks"] = {k: c.to_dict() for k, c in e.checks.items()}
-        if e.meta:
-            doc["meta"] = e.meta
-        return doc
-
     return canonical(
         {
             "type": "index",
             "format": FORMAT1,
-            "versions": {str(v): row(e) for v, e in sorted(entries.items())},
+            "versions": {str(v): e.to_doc(FORMAT1_KEYS) for v, e in sorted(entries.items())},
         }
     )
 
@@ -178,22 +156,10 @@ def decode_bucket(data: bytes, where: str) -> dict[int, VersionEntry]:
     Raises:
         IntegrityError: The bytes are not an index bucket.
     """
-    doc = _load(data, "index", where)
+    doc = load_doc(data, "index", where, FORMAT1)
     try:
         return {
-            int(v): VersionEntry(
-                manifest=str(e["manifest"]),
-                fingerprint=str(e["fingerprint"]),
-                created_at=str(e["created_at"]),
-                created_by=str(e["created_by"]),
-                stage=str(e["stage"]),
-                digest=str(e["digest"]),
-                size=int(e["size"]),
-                approvals=tuple(Approval.from_dict(a) for a in e.get("approvals", [])),
-                checks={str(k): CheckRecord.from_dict(c)
-                        for k, c in e.get("checks", {}).items()},
-                meta=dict(e.get("meta", {})),
-            )
+            int(v): VersionEntry.from_doc(e, keys=FORMAT1_KEYS)
             for v, e in doc["versions"].items()
         }
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

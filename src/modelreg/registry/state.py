@@ -25,6 +25,7 @@ from modelreg.storage.hashing import digest_bytes, is_object_id
 from modelreg.types import Approval, CheckRecord
 
 __all__ = [
+    "ENTRY_KEYS",
     "LEAF_SIZE",
     "STATE_FORMAT",
     "THIS_COMMIT",
@@ -44,6 +45,7 @@ __all__ = [
     "encode_state",
     "group_of",
     "labelled",
+    "load_doc",
     "no_such_version",
     "now_iso",
 ]
@@ -178,6 +180,13 @@ class Event:
         )
 
 
+ENTRY_KEYS = {
+    "manifest": "c", "fingerprint": "f", "created_at": "t", "created_by": "by", "stage": "s",
+    "digest": "d", "size": "n", "approvals": "ap", "checks": "ck", "meta": "m",
+}
+"""The key each field of an index entry is stored under (short: an index holds thousands)."""
+
+
 @dataclass(frozen=True)
 class VersionEntry:
     """A version's line in the index: enough for ``versions`` without manifests.
@@ -200,39 +209,49 @@ class VersionEntry:
         """Return a copy with ``changes`` applied."""
         return replace(self, **changes)
 
-    def to_doc(self) -> dict[str, Any]:
-        """Return the entry as stored (short keys: an index holds thousands)."""
+    def to_doc(self, keys: dict[str, str] | None = None) -> dict[str, Any]:
+        """Return the entry as stored (by default with :data:`ENTRY_KEYS`: short keys)."""
+        k = keys or ENTRY_KEYS
         doc: dict[str, Any] = {
-            "c": None if self.manifest == THIS_COMMIT else self.manifest,
-            "f": self.fingerprint,
-            "t": self.created_at,
-            "by": self.created_by,
-            "s": self.stage,
-            "d": self.digest,
-            "n": self.size,
+            k["manifest"]: None if self.manifest == THIS_COMMIT else self.manifest,
+            k["fingerprint"]: self.fingerprint,
+            k["created_at"]: self.created_at,
+            k["created_by"]: self.created_by,
+            k["stage"]: self.stage,
+            k["digest"]: self.digest,
+            k["size"]: self.size,
         }
         if self.approvals:
-            doc["ap"] = [a.to_dict() for a in self.approvals]
+            doc[k["approvals"]] = [a.to_dict() for a in self.approvals]
         if self.checks:
-            doc["ck"] = {k: c.to_dict() for k, c in self.checks.items()}
+            doc[k["checks"]] = {name: c.to_dict() for name, c in self.checks.items()}
         if self.meta:
-            doc["m"] = self.meta
+            doc[k["meta"]] = self.meta
         return doc
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any], this: str | None = None) -> VersionEntry:
-        """Build an entry from its stored form (``this``: the id a ``null`` id stands for)."""
+    def from_doc(cls, doc: dict[str, Any], this: str | None = None,
+                 keys: dict[str, str] | None = None) -> VersionEntry:
+        """Build an entry from its stored form.
+
+        Args:
+            doc: The stored entry.
+            this: The manifest id a ``null`` one stands for (the ref's head commit).
+            keys: The field names it is stored under (default :data:`ENTRY_KEYS`).
+        """
+        k = keys or ENTRY_KEYS
         return cls(
-            manifest=_manifest_id(doc["c"], this),
-            fingerprint=str(doc["f"]),
-            created_at=str(doc["t"]),
-            created_by=str(doc["by"]),
-            stage=str(doc["s"]),
-            digest=str(doc["d"]),
-            size=int(doc["n"]),
-            approvals=tuple(Approval.from_dict(a) for a in doc.get("ap", [])),
-            checks={str(k): CheckRecord.from_dict(c) for k, c in doc.get("ck", {}).items()},
-            meta=dict(doc.get("m", {})),
+            manifest=_manifest_id(doc[k["manifest"]], this),
+            fingerprint=str(doc[k["fingerprint"]]),
+            created_at=str(doc[k["created_at"]]),
+            created_by=str(doc[k["created_by"]]),
+            stage=str(doc[k["stage"]]),
+            digest=str(doc[k["digest"]]),
+            size=int(doc[k["size"]]),
+            approvals=tuple(Approval.from_dict(a) for a in doc.get(k["approvals"], [])),
+            checks={str(name): CheckRecord.from_dict(c)
+                    for name, c in doc.get(k["checks"], {}).items()},
+            meta=dict(doc.get(k["meta"], {})),
         )
 
 
@@ -277,14 +296,19 @@ class ModelState:
     tail: dict[int, VersionEntry] = field(default_factory=dict)
 
 
-def _load(data: bytes, kind: str, where: str) -> dict[str, Any]:
+def load_doc(data: bytes, kind: str, where: str, fmt: int = STATE_FORMAT) -> dict[str, Any]:
+    """Parse a JSON object of ``type`` ``kind`` and format ``fmt``.
+
+    Raises:
+        IntegrityError: The bytes are not such an object.
+    """
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, too deep, huge ints
         raise IntegrityError(f"{where}: not a readable {kind} ({exc})", where) from exc
     if not isinstance(doc, dict) or doc.get("type") != kind:
         raise IntegrityError(f"{where}: expected a {kind} object", where)
-    if doc.get("format") != STATE_FORMAT:
+    if doc.get("format") != fmt:
         raise IntegrityError(f"{where}: {kind} format {doc.get('format')!r} is unknown", where)
     return doc
 
@@ -318,7 +342,7 @@ def decode_commit(data: bytes, where: str) -> Commit:
     Raises:
         IntegrityError: The bytes are not a commit.
     """
-    doc = _load(data, "commit", where)
+    doc = load_doc(data, "commit", where)
     try:
         manifest = doc.get("manifest")
         commit = Commit(
@@ -364,7 +388,7 @@ def decode_state(data: bytes, where: str, head: str) -> ModelState:
     Raises:
         IntegrityError: The bytes are not a state.
     """
-    doc = _load(data, "state", where)
+    doc = load_doc(data, "state", where)
     try:
         state = ModelState(
             model=str(doc["model"]),
@@ -399,7 +423,7 @@ def decode_leaf(data: bytes, where: str) -> dict[int, VersionEntry]:
     Raises:
         IntegrityError: The bytes are not a leaf.
     """
-    doc = _load(data, "leaf", where)
+    doc = load_doc(data, "leaf", where)
     try:
         return {int(v): VersionEntry.from_doc(e) for v, e in doc["versions"].items()}
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
