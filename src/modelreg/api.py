@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from modelreg.packaging.bundle import BundleResult
     from modelreg.packaging.exporting import ExportResult
     from modelreg.packaging.runtime import BenchResult, PredictResult
+    from modelreg.registry.migrating import MigrateReport
     from modelreg.results import (
         ChangeResult,
         DiffResult,
@@ -475,6 +476,20 @@ def pull(
 
     return pulling.pull(open_registry(registry), ref, Path(dest), force=force,
                         progress=progress)
+
+
+def migrate(*, registry: str | os.PathLike[str] | None = None) -> MigrateReport:
+    """Turn a format-1 store into format 2 in place, or finish an interrupted migration.
+
+    Args:
+        registry: The store or its project directory (default: discover it).
+    """
+    from modelreg.registry.migrating import migrate as _migrate
+    from modelreg.storage.layout import check_owner, discover
+
+    layout = discover(None if registry is None else str(registry), any_format=True)
+    check_owner(layout)
+    return _migrate(layout)
 
 
 def fsck(*, registry: RegistryLike = None) -> FsckReport:

@@ -236,6 +236,23 @@ def fsck(as_json: JsonOpt = False) -> int:
 
 @app.command()
 @command
+def migrate(as_json: JsonOpt = False) -> None:
+    """Turn a format-1 store into format 2, in place (safe to run again if interrupted)."""
+    report = api.migrate(registry=state.registry)
+    if as_json:
+        render.emit_json(report)
+    elif report.status == "current":
+        render.message(f"{report.store} is already format 2; nothing to do")
+    elif report.status == "finished":
+        render.message(f"finished the interrupted migration of {report.store}")
+    else:
+        render.message(f"migrated {report.store} to format 2: {report.models} model(s), "
+                       f"{report.versions} version(s), {report.events} event(s), "
+                       f"{report.objects} object(s) copied")
+
+
+@app.command()
+@command
 def gc(
     grace: Annotated[str, typer.Option(
         "--grace", help="Spare unreferenced objects and temp files younger than this.")] = "1h",

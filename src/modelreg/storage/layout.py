@@ -17,22 +17,35 @@ from modelreg.errors import (
     UnsupportedFormat,
     UsageError,
 )
-from modelreg.storage.atomic import ensure_dir, write_new
+from modelreg.storage.atomic import ensure_dir, fsync_dir, write_atomic, write_new
 
 __all__ = [
     "CONFIG_TEMPLATE",
     "DIRNAME",
     "ENV_DIR",
+    "FORMAT1_OBJECTS",
+    "FORMAT1_REFS",
     "FORMAT_VERSION",
+    "PENDING_REFS",
     "Layout",
     "check_owner",
     "discover",
+    "finish_ref_switch",
     "init",
     "project_dir",
+    "read_format",
+    "remove_pending_refs",
+    "write_format",
 ]
 
 DIRNAME = ".modelreg"
 FORMAT_VERSION = 2
+FORMAT1_OBJECTS = "objects/sha256"
+"""Where format 1 kept its objects (``<2 hex>/<62 hex>`` below it)."""
+PENDING_REFS = "refs.v2"
+"""Where ``migrate`` builds the format-2 refs before the switch."""
+FORMAT1_REFS = "refs.format1"
+"""Where ``migrate`` moves the format-1 refs after the switch, before removing them."""
 ENV_DIR = "MODELREG_DIR"
 
 CONFIG_TEMPLATE = """\
@@ -64,8 +77,13 @@ class Layout:
 
     @property
     def refs(self) -> Path:
-        """Named, mutable pointers to objects."""
-        return self.root / "refs"
+        """Named, mutable pointers to objects.
+
+        While ``refs.v2/`` exists, a migration from format 1 has switched the store but not
+        yet moved its new refs into place (:func:`finish_ref_switch`): they are read there.
+        """
+        pending = self.root / PENDING_REFS
+        return pending if pending.is_dir() else self.root / "refs"
 
     @property
     def model_refs(self) -> Path:
@@ -108,6 +126,66 @@ class Layout:
                 f"{FORMAT_VERSION}. Upgrade modelreg to use this store.",
                 str(self.format_file),
             )
+
+
+def read_format(layout: Layout) -> int:
+    """The store's format number, whatever it is.
+
+    Raises:
+        NotARegistry: There is no format file.
+        IntegrityError: It does not hold an integer.
+    """
+    try:
+        raw = layout.format_file.read_text(encoding="utf-8").strip()
+    except FileNotFoundError as exc:
+        raise NotARegistry(f"{layout.root} is not a modelreg store (no format file)") from exc
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise IntegrityError(f"{layout.format_file}: format version {raw!r} is not an integer",
+                             str(layout.format_file)) from exc
+
+
+def write_format(layout: Layout, version: int) -> None:
+    """Replace the format file (one rename: the switch of a migration)."""
+    write_atomic(layout.format_file, f"{version}\n".encode(), layout.tmp)
+
+
+def remove_pending_refs(layout: Layout) -> None:
+    """Remove a ``refs.v2/`` that a migration killed before its switch left behind."""
+    import shutil
+
+    pending = layout.root / PENDING_REFS
+    if pending.is_dir() and read_format(layout) == 1:
+        shutil.rmtree(pending)
+
+
+def finish_ref_switch(layout: Layout) -> bool:
+    """Finish a migration after its switch: new refs into place, format 1's removed.
+
+    Each step can be repeated, so a run cut short anywhere is finished by the next.
+
+    Returns:
+        Whether anything was left to do.
+    """
+    import shutil
+
+    root = layout.root
+    pending, current, old = root / PENDING_REFS, root / "refs", root / FORMAT1_REFS
+    did = False
+    if pending.is_dir():
+        if current.is_dir():
+            if old.exists():
+                shutil.rmtree(old)
+            os.rename(current, old)
+        os.rename(pending, current)
+        fsync_dir(root)
+        did = True
+    for leftover in (old, root / FORMAT1_OBJECTS):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+            did = True
+    return did
 
 
 def project_dir(path: Path) -> Path:
@@ -156,12 +234,14 @@ def _as_layout(path: Path) -> Layout | None:
     return None
 
 
-def discover(explicit: str | os.PathLike[str] | None = None, start: Path | None = None) -> Layout:
+def discover(explicit: str | os.PathLike[str] | None = None, start: Path | None = None,
+             *, any_format: bool = False) -> Layout:
     """Find the store: ``explicit``, else ``$MODELREG_DIR``, else walk up from ``start``.
 
     Args:
         explicit: A path given with ``--registry`` (the project dir or its ``.modelreg``).
         start: Where the upward walk begins (default: the current directory).
+        any_format: Return a store of any format (``migrate`` opens format 1).
 
     Returns:
         The layout of a store whose format this modelreg reads.
@@ -177,13 +257,15 @@ def discover(explicit: str | os.PathLike[str] | None = None, start: Path | None 
             raise NotARegistry(
                 f"no modelreg store at {given} (run `modelreg init {given}` to create one)"
             )
-        layout.check_format()
+        if not any_format:
+            layout.check_format()
         return layout
     here = (start or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
         layout = _as_layout(candidate)
         if layout is not None:
-            layout.check_format()
+            if not any_format:
+                layout.check_format()
             return layout
     raise NotARegistry(
         f"no modelreg store in {here} or any parent; run `modelreg init`, "
