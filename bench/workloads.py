@@ -469,6 +469,91 @@ def w7(ctx: Context) -> None:
              at_most=False, unit="versions/s", note=f"reference figure; {why} measures it")
 
 
+# -- W8 ------------------------------------------------------------------------------------
+
+
+def store_files(root: Path) -> dict[str, int]:
+    """Every file under a store's ``.modelreg/`` but its scratch ``tmp/``, with its size."""
+    files = {}
+    for path in root.rglob("*"):
+        rel = path.relative_to(root)
+        if rel.parts[0] == "tmp" or not path.is_file():
+            continue
+        files[str(rel)] = path.stat().st_size
+    return files
+
+
+def one_register_cost(d: Path, registers: int) -> dict[str, list[int]]:
+    """Files created and fsyncs made by each of ``registers`` small registers (real fsyncs).
+
+    Counted in this process: ``os.fsync`` is wrapped to count its calls (each still reaches
+    the disk), and the store's file list is compared before and after each register.
+    """
+    reg, _ = modelreg.init(d / "store")
+    files = write_files(d / "files", registers + 1, "c")
+    modelreg.register("cost", [files[0]], registry=reg, git=False)  # the model's first commit
+    real = os.fsync
+    calls = 0
+
+    def counting(fd: int) -> None:
+        nonlocal calls
+        calls += 1
+        real(fd)
+
+    created: list[int] = []
+    fsyncs: list[int] = []
+    os.fsync = counting
+    try:
+        for f in files[1:]:
+            before = set(store_files(reg.layout.root))
+            calls = 0
+            modelreg.register("cost", [f], registry=reg, git=False)
+            fsyncs.append(calls)
+            created.append(len(set(store_files(reg.layout.root)) - before))
+    finally:
+        os.fsync = real
+    return {"created": created, "fsyncs": fsyncs}
+
+
+def w8(ctx: Context) -> None:
+    s = ctx.settings
+    n = s.w8_versions
+    ctx.report.heading(f"W8  the storage engine: {n:,} versions of one model (metadata after "
+                       f"`gc`, `fsck` in a fresh process, median of {s.slow_runs}), and the "
+                       "files and fsyncs of one small register (64 registers)")
+    d = ctx.workdir("w8")
+    reg, _ = modelreg.init(d)
+    build_models(reg, ["big"], n, d, stage_last=False, progress="W8 set-up")
+    with no_fsync():
+        modelreg.gc(registry=reg, grace=0)
+    root = reg.layout.root
+    files = store_files(root)
+    artifact_bytes = sum(len(f"big-{v}".encode()) for v in range(1, n + 1))
+    metadata = sum(files.values()) - artifact_bytes
+    per_version = metadata / n
+    r = ctx.report
+    r.line("w8.bytes_per_version", "metadata per version after gc", per_version,
+           f"{per_version:,.0f} bytes ({metadata / 2**20:,.1f} MiB in {len(files):,} files)")
+    r.budget("W8", "metadata per version <= 2 KB", per_version, 2048, at_most=True,
+             unit="bytes")
+    env = child_env(MODELREG_DIR=str(root))
+    samples = [timed([MODELREG, "fsck"], env=env) for _ in range(s.slow_runs)]
+    fsck_s = sorted(samples)[len(samples) // 2]
+    r.line("w8.fsck", "modelreg fsck", fsck_s, f"{fsck_s:.2f} s "
+           f"(runs {', '.join(f'{x:.2f}' for x in samples)})")
+    r.budget("W8", "fsck of the whole store <= 3 s", fsck_s, 3.0, at_most=True, unit="s")
+    cost = in_fresh_process(
+        "import json; from pathlib import Path; from bench.workloads import one_register_cost; "
+        f"print(json.dumps(one_register_cost(Path({str(ctx.workdir('w8-cost'))!r}), 64)))")
+    for key, limit, what in (("created", 3, "new files"), ("fsyncs", 5, "fsyncs")):
+        values = sorted(cost[key])
+        median, worst = values[len(values) // 2], values[-1]
+        r.line(f"w8.{key}", f"{what} per small register", median,
+               f"median {median}, max {worst} (of {len(values)})")
+        r.budget("W8", f"{what} per small register <= {limit} (median)", median, limit,
+                 at_most=True, unit=what)
+
+
 WORKLOADS: dict[str, Callable[[Context], None]] = {
-    "W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W7": w7,
+    "W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W7": w7, "W8": w8,
 }
