@@ -112,6 +112,38 @@ def predict(
 
 @app.command()
 @command
+def serve(
+    ref: RefArg,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback unless "
+                                      "--allow-remote).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0: any free "
+                                      "one).", min=0, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option("--workers", help="Threads running the model at "
+                                         "once (0: one per CPU).", min=0)] = 0,
+    poll: Annotated[float, typer.Option("--poll", help="Seconds between two looks at the "
+                                        "stage or alias.")] = 0.5,
+    max_body: Annotated[int, typer.Option("--max-body", help="Largest request body in "
+                                          "bytes (larger: 413).", min=1)] = 16 * 2**20,
+    drain: Annotated[float, typer.Option("--drain", help="Seconds SIGTERM waits for "
+                                         "requests in flight.", min=0)] = 30.0,
+    access_log: Annotated[str | None, typer.Option("--access-log", help="Append a JSON "
+                                                   "line per request to FILE (- for "
+                                                   "stderr).")] = None,
+    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a --host other "
+                                               "machines can reach.")] = False,
+) -> None:
+    """Serve a version over HTTP, following its stage or alias without dropping a request.
+
+    The Open Inference Protocol (KServe V2, Triton) and MLflow's /invocations.
+    """
+    api.serve(ref, registry=state.registry, host=host, port=port, workers=workers, poll=poll,
+              max_body=max_body, drain=drain, access_log=access_log,
+              allow_remote=allow_remote,
+              started=lambda url: render.message(f"serving {ref} at {url}"))
+
+
+@app.command()
+@command
 def bench(
     ref: RefArg,
     batch_size: Annotated[list[int] | None, typer.Option(
