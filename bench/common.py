@@ -71,6 +71,7 @@ class Settings:
     w6_rows: int = env_int("MODELREG_BENCH_W6_ROWS", 100_000)
     w7_versions: int = env_int("MODELREG_BENCH_W7_VERSIONS", 500)
     w8_versions: int = env_int("MODELREG_BENCH_W8_VERSIONS", 10_000)
+    w9_seconds: int = env_int("MODELREG_BENCH_W9_SECONDS", 10)
 
 
 SETTINGS = Settings()

@@ -554,6 +554,136 @@ def w8(ctx: Context) -> None:
                  at_most=True, unit=what)
 
 
+# -- W9 ------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_serving(port: int, proc: subprocess.Popen[bytes], body: bytes) -> None:
+    import http.client
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"W9: a server exited with {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise BenchError("W9: a server did not start")
+
+
+def _load(port: int, clients: int, seconds: int, body: bytes) -> dict[str, float]:
+    from bench.serving import LOAD
+
+    out = run([PY, "-c", LOAD, str(port), str(clients), str(seconds), body.decode()],
+              env=child_env(), capture=True)
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    if result["errors"]:
+        raise BenchError(f"W9: {result['errors']:.0f} requests failed")
+    return result
+
+
+def w9(ctx: Context) -> None:
+    import pickle
+
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import Ridge
+
+    s = ctx.settings
+    secs = s.w9_seconds
+    ctx.report.heading(f"W9  `modelreg serve` against a bare uvicorn app on the same ONNX "
+                       f"session (the floor): {secs} s of keep-alive POST /invocations of one "
+                       "row per run, 1 and 8 clients; then 8 clients while production moves "
+                       "every second")
+    d = ctx.workdir("w9")
+    reg, _ = modelreg.init(d)
+    reg.layout.config_file.write_text('[transitions]\ndevelopment = ["production", "archived"]'
+                                      '\narchived = ["production"]\n')
+    reg = modelreg.open_registry(reg.layout.root)
+    data = load_diabetes()
+    names = list(data.feature_names)
+    sig = {"inputs": {n: "float" for n in names}, "outputs": {"target": "float"}}
+    sample = d / "sample.json"
+    sample.write_text(json.dumps([dict(zip(names, r, strict=True)) for r in data.data[:5]]))
+    refs = []
+    for alpha in (0.5, 5.0):
+        path = d / f"ridge-{alpha}.pkl"
+        path.write_bytes(pickle.dumps(Ridge(alpha=alpha).fit(data.data, data.target)))
+        made = modelreg.register("diabetes", [path], registry=reg, signature=sig, sample=sample,
+                                 git=False, actor=ACTOR)
+        refs.append(modelreg.export_onnx(made.version.ref, registry=reg, allow_pickle=True,
+                                         actor=ACTOR).result.version.ref)
+    modelreg.promote(refs[0], "production", registry=reg, actor=ACTOR)
+    pulled = d / "pulled"
+    modelreg.pull(refs[0], pulled, registry=reg)
+    model = next(pulled.glob("*.onnx"))
+    body = json.dumps({"dataframe_split": {"columns": names,
+                                           "data": data.data[:1].tolist()}}).encode()
+    ports = {"floor": _free_port(), "serve": _free_port()}
+    env = child_env(MODELREG_DIR=str(reg.layout.root), MODELREG_ACTOR=ACTOR)
+    procs = {
+        "floor": subprocess.Popen([PY, "-m", "bench.serving", str(model), str(ports["floor"])],
+                                  cwd=REPO, env=env),
+        "serve": subprocess.Popen([MODELREG, "serve", "diabetes@production", "--port",
+                                   str(ports["serve"]), "--poll", "0.5"], env=env,
+                                  stderr=subprocess.DEVNULL),
+    }
+    r = ctx.report
+    try:
+        for name, proc in procs.items():
+            _wait_serving(ports[name], proc, body)
+        figures: dict[tuple[str, int], dict[str, float]] = {}
+        for clients in (1, 8):
+            for name in ("floor", "serve"):
+                figures[name, clients] = _load(ports[name], clients, secs, body)
+                f = figures[name, clients]
+                r.line(f"w9.{name}.{clients}", f"{name}, {clients} client(s)", f,
+                       f"{f['rps']:,.0f} req/s, p50 {f['p50'] * 1000:.2f} ms, "
+                       f"p99 {f['p99'] * 1000:.2f} ms")
+        stop = False
+
+        def mover() -> None:
+            i = 0
+            while not stop:
+                time.sleep(1)
+                i += 1
+                modelreg.promote(refs[i % 2], "production", registry=reg, actor=ACTOR)
+
+        import threading
+
+        thread = threading.Thread(target=mover)
+        thread.start()
+        try:
+            during = _load(ports["serve"], 8, secs, body)
+        finally:
+            stop = True
+            thread.join()
+        r.line("w9.swapping", "serve, 8 clients, production moving", during,
+               f"{during['rps']:,.0f} req/s, p50 {during['p50'] * 1000:.2f} ms, "
+               f"p99 {during['p99'] * 1000:.2f} ms")
+        p50 = figures["serve", 1]["p50"] / figures["floor", 1]["p50"]
+        r.budget("W9", "p50 at 1 client <= 1.3x the floor", p50, 1.3, at_most=True)
+        swap = during["rps"] / figures["serve", 8]["rps"]
+        r.budget("W9", "throughput while swapping >= 0.8x steady", swap, 0.8, at_most=False)
+        r.unmeasured("W9", "throughput >= 3x mlflow models serve",
+                     "modelreg does not export MLflow's format yet")
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
 WORKLOADS: dict[str, Callable[[Context], None]] = {
-    "W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W7": w7, "W8": w8,
+    "W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W7": w7, "W8": w8, "W9": w9,
 }
