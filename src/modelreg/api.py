@@ -23,6 +23,7 @@ from modelreg.registry.core import Registry
 if TYPE_CHECKING:
     from modelreg.packaging.bundle import BundleResult
     from modelreg.packaging.exporting import ExportResult
+    from modelreg.packaging.mlflow_format import MlflowExport
     from modelreg.packaging.runtime import BenchResult, PredictResult
     from modelreg.results import (
         ChangeResult,
@@ -345,6 +346,14 @@ def bench(ref: str, *, registry: RegistryLike = None, batch_sizes: Sequence[int]
         check(result.ref, record, passed=worst <= max_p95_ms, registry=reg, value=worst,
               details=f"{sizes}; limit {max_p95_ms} ms", actor=actor)
     return result
+
+
+def export_mlflow(ref: str, dest: str | os.PathLike[str], *, registry: RegistryLike = None,
+                  force: bool = False) -> MlflowExport:
+    """Write an ONNX version as an MLflow model (a directory, or a zip if DEST ends .zip)."""
+    from modelreg.packaging.mlflow_format import export_mlflow as _export
+
+    return _export(open_registry(registry), ref, Path(dest), force=force)
 
 
 def export_bundle(ref: str, dest: str | os.PathLike[str], *, registry: RegistryLike = None,

@@ -20,10 +20,12 @@ __all__ = ["bench", "export", "import_", "predict"]
 @command
 def export(
     ref: RefArg,
-    to: Annotated[str, typer.Option("--to", help="onnx (convert, prove parity, register) or "
-                                    "bundle (a self-describing zip).")] = "onnx",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="The bundle file to "
-                                                "write (with --to bundle).")] = None,
+    to: Annotated[str, typer.Option("--to", help="onnx (convert, prove parity, register), "
+                                    "bundle (a self-describing zip) or mlflow (an MLflow "
+                                    "model directory of an ONNX version).")] = "onnx",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="The bundle file, or "
+                                                "the MLflow model directory (or .zip), to "
+                                                "write.")] = None,
     as_name: Annotated[str | None, typer.Option("--as", help="Register the ONNX version under "
                                                 "this model name.")] = None,
     opset: Annotated[int | None, typer.Option("--opset", help="Target ONNX opset.")] = None,
@@ -39,8 +41,8 @@ def export(
     allow_pickle: Annotated[bool, typer.Option(
         "--allow-pickle", help="Allow loading a pickle-based model (this runs code from the "
         "file; only for models you trust).")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing bundle file.")
-                     ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing bundle or "
+                                        "MLflow model.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Export a version: to ONNX with a parity proof (a new derived version), or a bundle."""
@@ -59,8 +61,24 @@ def export(
         else:
             render.render_bundle_written(output)
         return
+    if to == "mlflow":
+        if output is None:
+            raise UsageError("--to mlflow needs -o DIR (or -o FILE.zip)")
+        onnx_only = {"--as": as_name, "--opset": opset, "--sample": sample, "--rtol": rtol,
+                     "--atol": atol, "--allow-pickle": allow_pickle or None}
+        given = [flag for flag, value in onnx_only.items() if value is not None]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise UsageError(f"{', '.join(given)} {verb} to --to onnx only, not to MLflow")
+        written = api.export_mlflow(ref, output, registry=state.registry, force=force)
+        if as_json:
+            render.emit_json(written)
+        else:
+            render.message(f"wrote {written.ref} as an MLflow model to {output} "
+                           f"({len(written.files)} files)")
+        return
     if to != "onnx":
-        raise UsageError(f"unknown --to {to!r}: use onnx or bundle")
+        raise UsageError(f"unknown --to {to!r}: use onnx, bundle or mlflow")
     result = api.export_onnx(ref, registry=state.registry, as_name=as_name, opset=opset,
                              sample=sample, rtol=rtol, atol=atol, dynamic_batch=dynamic_batch,
                              allow_pickle=True if allow_pickle else None)

@@ -16,8 +16,8 @@ stored in the version's manifest. Nothing here imports numpy, onnx or jsonschema
 
 from __future__ import annotations
 
-import json
 import functools
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field
