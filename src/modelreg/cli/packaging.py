@@ -46,15 +46,16 @@ def export(
     as_json: JsonOpt = False,
 ) -> None:
     """Export a version: to ONNX with a parity proof (a new derived version), or a bundle."""
+    onnx_only = {"--as": as_name, "--opset": opset, "--sample": sample, "--rtol": rtol,
+                 "--atol": atol, "--allow-pickle": allow_pickle or None}
+    given = [flag for flag, value in onnx_only.items() if value is not None]
+    if to in ("bundle", "mlflow") and given:
+        verb = "applies" if len(given) == 1 else "apply"
+        what = "a bundle" if to == "bundle" else "MLflow"
+        raise UsageError(f"{', '.join(given)} {verb} to --to onnx only, not to {what}")
     if to == "bundle":
         if output is None:
             raise UsageError("--to bundle needs -o FILE.zip")
-        onnx_only = {"--as": as_name, "--opset": opset, "--sample": sample, "--rtol": rtol,
-                     "--atol": atol, "--allow-pickle": allow_pickle or None}
-        given = [flag for flag, value in onnx_only.items() if value is not None]
-        if given:
-            verb = "applies" if len(given) == 1 else "apply"
-            raise UsageError(f"{', '.join(given)} {verb} to --to onnx only, not to a bundle")
         bundle = api.export_bundle(ref, output, registry=state.registry, force=force)
         if as_json:
             render.emit_json(bundle)
@@ -64,12 +65,6 @@ def export(
     if to == "mlflow":
         if output is None:
             raise UsageError("--to mlflow needs -o DIR (or -o FILE.zip)")
-        onnx_only = {"--as": as_name, "--opset": opset, "--sample": sample, "--rtol": rtol,
-                     "--atol": atol, "--allow-pickle": allow_pickle or None}
-        given = [flag for flag, value in onnx_only.items() if value is not None]
-        if given:
-            verb = "applies" if len(given) == 1 else "apply"
-            raise UsageError(f"{', '.join(given)} {verb} to --to onnx only, not to MLflow")
         written = api.export_mlflow(ref, output, registry=state.registry, force=force)
         if as_json:
             render.emit_json(written)
