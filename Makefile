@@ -33,7 +33,7 @@ $(DEMO_STAMP): pyproject.toml $(BIN)/python
 $(MLFLOW_STAMP):
 	$(PYTHON) -m venv $(MLFLOW_VENV)
 	$(MLFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(MLFLOW_VENV)/bin/python -m pip install --quiet 'mlflow>=2.9' onnx onnxruntime pandas
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet 'mlflow>=2.9' onnx onnxruntime pandas scikit-learn
 	touch $(MLFLOW_STAMP)
 
 demo: $(DEMO_STAMP)

@@ -46,6 +46,10 @@ ALLOWED: dict[tuple[str, str], str] = {
         "writes an MLflow model into a staging directory beside the user's destination, "
         "outside the store, then renames it into place"
     ),
+    ("packaging/mlflow_format.py", "import_mlflow"): (
+        "rewrites an MLflow input example into a TemporaryDirectory outside the store; it "
+        "enters the store only through register"
+    ),
     ("packaging/serving.py", "_access_log"): (
         "appends the access log to the file the user named with --access-log, outside the "
         "store"

@@ -364,6 +364,14 @@ def export_bundle(ref: str, dest: str | os.PathLike[str], *, registry: RegistryL
     return _export_bundle(open_registry(registry), ref, Path(dest), force=force)
 
 
+def import_mlflow(src: str | os.PathLike[str], *, registry: RegistryLike = None,
+                  name: str | None = None, actor: str | None = None) -> RegisterResult:
+    """Register an MLflow model directory: its files, signature, run id, flavors, example."""
+    from modelreg.packaging.mlflow_format import import_mlflow as _import
+
+    return _import(open_registry(registry), Path(src), name=name, actor=resolve_actor(actor))
+
+
 def import_bundle(src: str | os.PathLike[str], *, registry: RegistryLike = None,
                   name: str | None = None, actor: str | None = None) -> RegisterResult:
     """Bring a bundle into this registry, verifying every digest and refusing unsafe entries."""

@@ -139,3 +139,87 @@ def test_a_zip_and_the_refusals(store: tuple[Path, list[str], list[list[float]]]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     no_output = run_cli("export", "diabetes@2", "--to", "mlflow", registry=root)
     assert no_output.returncode == 2
+
+
+LOG = r"""
+import json, sys
+import mlflow, mlflow.sklearn, pandas as pd
+from mlflow.models import infer_signature
+from sklearn.linear_model import LinearRegression
+work = sys.argv[1]
+mlflow.set_tracking_uri(f"sqlite:///{work}/mlflow.db")
+x = pd.DataFrame({"rooms": [1.0, 2.0, 3.0, 4.0], "age": [10, 20, 5, 40]})
+y = x.rooms * 2 + x.age / 10
+with mlflow.start_run() as run:
+    model = LinearRegression().fit(x, y)
+    logged = mlflow.sklearn.log_model(model, name="model", input_example=x[:2],
+                                      signature=infer_signature(x, model.predict(x)))
+path = mlflow.artifacts.download_artifacts(logged.model_uri, dst_path=f"{work}/model")
+print(json.dumps({"path": path, "run_id": run.info.run_id}))
+"""
+
+
+def test_import_a_model_mlflow_logged(tmp_path: Path) -> None:
+    if not MLFLOW_PYTHON.exists():
+        pytest.skip(f"no MLflow environment at {MLFLOW_PYTHON} (make test installs it)")
+    done = subprocess.run([str(MLFLOW_PYTHON), "-c", LOG, str(tmp_path)], capture_output=True,
+                          text=True, timeout=300,
+                          env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    logged = json.loads(done.stdout.strip().splitlines()[-1])
+    root = tmp_path / "store"
+    assert run_cli("init", root).returncode == 0
+    imported = run_cli("import", logged["path"], "--as", "houses", "--json",
+                       registry=root / ".modelreg")
+    assert imported.returncode == 0, imported.stderr
+    shown = json.loads(run_cli("show", "houses@1", "--json", registry=root / ".modelreg").stdout)
+    assert shown["lineage"]["run"]["id"] == logged["run_id"]
+    assert shown["tags"]["mlflow.flavors"] == "python_function,sklearn"
+    assert shown["tags"]["mlflow.loader_module"] == "mlflow.sklearn"
+    columns = shown["signature"]["inputs"]["columns"]
+    assert [(c["name"], c["type"]) for c in columns] == [("rooms", "float64"), ("age", "int64")]
+    assert shown["example"] is not None
+    files = {f["path"] for f in shown["artifact"]["files"]}
+    assert "MLmodel" in files
+    payload = tmp_path / "rows.json"
+    payload.write_text(json.dumps([{"rooms": 2.0, "age": 3}]))
+    assert run_cli("validate", "houses@1", payload, registry=root / ".modelreg").returncode == 0
+    payload.write_text(json.dumps([{"rooms": "two", "age": 3}]))
+    assert run_cli("validate", "houses@1", payload, registry=root / ".modelreg").returncode == 1
+
+
+def test_import_refuses_what_is_not_an_mlflow_model(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    assert run_cli("init", root).returncode == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = run_cli("import", empty, registry=root / ".modelreg")
+    assert done.returncode == 2
+    assert "no MLmodel file" in done.stderr
+    (empty / "MLmodel").write_text("flavors: [unclosed\n")
+    done = run_cli("import", empty, registry=root / ".modelreg")
+    assert done.returncode == 2
+    assert "YAML" in done.stderr
+    (empty / "MLmodel").write_text("artifact_path: x\n")
+    assert run_cli("import", empty, registry=root / ".modelreg").returncode == 2
+
+
+def test_export_then_import_round_trip(store: tuple[Path, list[str], list[list[float]]],
+                                       tmp_path: Path) -> None:
+    root, _, _ = store
+    out = tmp_path / "diabetes-mlflow"
+    assert run_cli("export", "diabetes@2", "--to", "mlflow", "-o", out,
+                   registry=root).returncode == 0
+    again = tmp_path / "again"
+    assert run_cli("init", again).returncode == 0
+    done = run_cli("import", out, "--json", registry=again / ".modelreg")
+    assert done.returncode == 0, done.stderr
+    source = json.loads(run_cli("show", "diabetes@2", "--json", registry=root).stdout)
+    copy = json.loads(run_cli("show", "diabetes-mlflow@1", "--json",
+                              registry=again / ".modelreg").stdout)
+    onnx_digest = {f["digest"] for f in source["artifact"]["files"]}
+    assert onnx_digest <= {f["digest"] for f in copy["artifact"]["files"]}
+    assert copy["tags"]["mlflow.flavors"] == "onnx,python_function"
+    # The ONNX version takes its columns through a binding; the MLflow model names them.
+    assert [c["name"] for c in copy["signature"]["inputs"]["columns"]] == [
+        c["name"] for c in source["signature"]["extra"]["binding"]["columns"]]

@@ -86,14 +86,23 @@ def export(
 @app.command("import")
 @command
 def import_(
-    file: Annotated[Path, typer.Argument(help="A bundle made by modelreg export --to bundle.",
+    file: Annotated[Path, typer.Argument(help="A bundle made by modelreg export --to bundle, "
+                                         "or an MLflow model directory.",
                                          show_default=False)],
-    as_name: Annotated[str | None, typer.Option("--as", help="Register under this name.")
-                       ] = None,
+    as_name: Annotated[str | None, typer.Option("--as", help="Register under this name "
+                                                "(an MLflow model: default its directory's "
+                                                "name).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Import a bundle, verifying its digests and refusing entries that would escape."""
-    result = api.import_bundle(file, registry=state.registry, name=as_name)
+    """Import a bundle, or an MLflow model directory, as a new version.
+
+    A bundle's digests are verified and entries that would escape are refused; an MLflow
+    model brings its files, signature, run id, flavors and input example.
+    """
+    if file.is_dir():
+        result = api.import_mlflow(file, registry=state.registry, name=as_name)
+    else:
+        result = api.import_bundle(file, registry=state.registry, name=as_name)
     if as_json:
         render.emit_json(result)
     else:

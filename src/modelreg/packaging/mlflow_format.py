@@ -1,11 +1,13 @@
-"""MLflow's model format, written from a registered ONNX version.
+"""MLflow's model format: an ONNX version written as one, and model directories read in.
 
 :func:`export_mlflow` writes what ``mlflow.onnx.save_model`` writes — an ``MLmodel`` file
 with the ``onnx`` and ``python_function`` flavors, the ONNX file, ``requirements.txt``,
 ``python_env.yaml``, ``conda.yaml`` and the input example — without importing MLflow, so
 ``mlflow.pyfunc.load_model(DIR).predict(df)`` runs the very bytes ``modelreg predict`` runs.
 The version's signature is translated (columns to ColSpec, tensors to TensorSpec), and its
-lineage goes along as the model's ``metadata``. docs/packaging.md describes the mapping.
+lineage goes along as the model's ``metadata``. :func:`import_mlflow` registers an MLflow
+model directory (any flavor) with its signature, run id, flavors and input example.
+docs/packaging.md describes both mappings.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelreg.errors import ConflictError, ModelError
+from modelreg.errors import ConflictError, ModelError, UsageError
 from modelreg.packaging.runtime import InferenceRunner, build_runner, version_signature
 
 if TYPE_CHECKING:
     from modelreg.registry.core import Registry
+    from modelreg.results import RegisterResult
     from modelreg.signatures.model import Schema
     from modelreg.types import VersionInfo
 
-__all__ = ["MLMODEL", "MlflowExport", "export_mlflow", "mlflow_signature"]
+__all__ = ["MLMODEL", "MlflowExport", "export_mlflow", "import_mlflow", "mlflow_signature",
+           "read_mlmodel", "signature_from_mlflow"]
 
 MLMODEL = "MLmodel"
 MIN_MLFLOW = "2.9"
@@ -255,3 +259,133 @@ def export_mlflow(reg: Registry, ref: str, dest: Path, *, force: bool = False) -
         elif staging.exists():
             staging.unlink()
     return MlflowExport(info.ref, str(dest), files)
+
+
+# --- MLflow model directories in ------------------------------------------------------------
+
+# MLflow's ColSpec types as ours.
+_FROM_COLSPEC = {v: k for k, v in _COLSPEC.items()}
+_FROM_COLSPEC["float"] = "float32"
+_MLFLOW_DTYPES = {"object": "string", "str": "string", "bool": "bool"}
+
+
+def read_mlmodel(src: Path) -> dict[str, Any]:
+    """Read a model directory's ``MLmodel`` file (YAML).
+
+    Raises:
+        UsageError: No ``MLmodel`` file, or it is not a YAML mapping with flavors.
+    """
+    from modelreg.packaging.sources import require
+
+    yaml = require("yaml", "mlflow", "reading an MLflow model")
+    path = src / MLMODEL
+    if not path.is_file():
+        raise UsageError(f"{src} is not an MLflow model directory (it has no {MLMODEL} file)")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: not readable YAML ({exc})") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("flavors"), dict) or not doc["flavors"]:
+        raise UsageError(f"{path}: an MLmodel file names the model's flavors; this one does not")
+    return doc
+
+
+def _spec_list(raw: Any, where: str) -> list[dict[str, Any]]:
+    if raw in (None, ""):
+        return []
+    try:
+        items = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError as exc:
+        raise UsageError(f"{where}: not JSON ({exc})") from exc
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise UsageError(f"{where}: expected a list of column or tensor specs")
+    return items
+
+
+def _schema_from_mlflow(items: list[dict[str, Any]], where: str,
+                        default: str) -> dict[str, Any] | None:
+    if not items:
+        return None
+    if all(i.get("type") == "tensor" for i in items):
+        tensors = []
+        for n, item in enumerate(items):
+            spec = item.get("tensor-spec") or {}
+            dtype = str(spec.get("dtype", "float32"))
+            tensors.append({"name": str(item.get("name") or (default if len(items) == 1
+                                                             else f"{default}_{n}")),
+                            "dtype": _MLFLOW_DTYPES.get(dtype, dtype),
+                            "shape": spec.get("shape")})
+        return {"tensors": tensors}
+    columns = []
+    for n, item in enumerate(items):
+        kind = item.get("type")
+        if kind not in _FROM_COLSPEC:
+            raise UsageError(f"{where}[{n}]: MLflow type {kind!r} has no counterpart here "
+                             f"(known: {', '.join(sorted(_FROM_COLSPEC))})")
+        columns.append({"name": str(item.get("name") or f"{default}_{n}"),
+                        "type": _FROM_COLSPEC[kind], "required": bool(item.get("required", True))})
+    return {"columns": columns}
+
+
+def signature_from_mlflow(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """An MLmodel's signature as ours (None when it has none)."""
+    sig = doc.get("signature")
+    if not isinstance(sig, dict):
+        return None
+    inputs = _schema_from_mlflow(_spec_list(sig.get("inputs"), "signature.inputs"),
+                                 "signature.inputs", "input")
+    if inputs is None:
+        return None
+    outputs = _schema_from_mlflow(_spec_list(sig.get("outputs"), "signature.outputs"),
+                                  "signature.outputs", "output")
+    return {"inputs": inputs, **({"outputs": outputs} if outputs else {})}
+
+
+def import_mlflow(reg: Registry, src: Path, *, name: str | None, actor: str) -> RegisterResult:
+    """Register an MLflow model directory as the next version of ``name``.
+
+    Every file of the directory becomes the version's artifact; the signature is translated
+    (ColSpec to columns, TensorSpec to tensors); the run id goes into the lineage; the
+    flavors and MLflow's model id into tags; the input example becomes the version's example.
+
+    Args:
+        reg: The registry.
+        src: The MLflow model directory (with its ``MLmodel`` file).
+        name: The model name (default: the directory's name).
+        actor: Who imports.
+
+    Raises:
+        UsageError: Not an MLflow model directory, or a signature type with no counterpart.
+    """
+    import tempfile
+
+    from modelreg.registry.registering import register
+    from modelreg.types import Lineage, RunInfo
+
+    doc = read_mlmodel(src)
+    signature = signature_from_mlflow(doc)
+    tags = {"mlflow.flavors": ",".join(sorted(doc["flavors"]))}
+    pyfunc = doc["flavors"].get("python_function")
+    if isinstance(pyfunc, dict) and pyfunc.get("loader_module"):
+        tags["mlflow.loader_module"] = str(pyfunc["loader_module"])
+    for key in ("model_id", "model_uuid", "mlflow_version"):
+        if doc.get(key):
+            tags[f"mlflow.{key}"] = str(doc[key])
+    run_id = doc.get("run_id")
+    lineage = Lineage(run=RunInfo(id=str(run_id) if run_id else None))
+    info = doc.get("saved_input_example_info")
+    with tempfile.TemporaryDirectory(prefix="modelreg-mlflow-") as tmp:
+        example = None
+        if isinstance(info, dict) and signature is not None:
+            serving = info.get("serving_input_path")
+            if isinstance(serving, str) and (src / serving).is_file():
+                example = src / serving
+            elif (info.get("type") == "dataframe" and info.get("pandas_orient") == "split"
+                  and isinstance(info.get("artifact_path"), str)
+                  and (src / info["artifact_path"]).is_file()):
+                # MLflow keeps the frame alone; the payload reader wants it named.
+                split = json.loads((src / info["artifact_path"]).read_text(encoding="utf-8"))
+                example = Path(tmp, "input_example.json")
+                example.write_text(json.dumps({"dataframe_split": split}), encoding="utf-8")
+        return register(reg, name or src.resolve().name, [src], actor=actor, lineage=lineage,
+                        tags=tags, signature=signature, example=example)
