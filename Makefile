@@ -6,6 +6,10 @@ STAMP := $(VENV)/.installed-dev
 # `make demo` installs modelreg with the scikit-learn converters only (the `sklearn` extra),
 # not the dev extras (torch, test and lint tools): the examples need no more.
 DEMO_STAMP := $(VENV)/.installed-demo
+# Real MLflow for the MLflow-format tests, in an environment of its own (it pins much of what
+# modelreg's own environment would otherwise have to agree with); tests find it here.
+MLFLOW_VENV := .venv-mlflow
+MLFLOW_STAMP := $(MLFLOW_VENV)/.installed
 # pytest workers (pytest-xdist): `auto` is one per CPU; `make unit PYTEST_WORKERS=0` runs serially.
 PYTEST_WORKERS ?= auto
 # loadgroup: the tests of a module that shares an expensive set-up run on one worker (see
@@ -25,6 +29,12 @@ $(STAMP): pyproject.toml $(BIN)/python
 $(DEMO_STAMP): pyproject.toml $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[sklearn]'
 	touch $(DEMO_STAMP)
+
+$(MLFLOW_STAMP):
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet 'mlflow>=2.9' onnx onnxruntime pandas scikit-learn
+	touch $(MLFLOW_STAMP)
 
 demo: $(DEMO_STAMP)
 	$(BIN)/python examples/quickstart.py
@@ -52,7 +62,7 @@ system-deps:
 	  fi; \
 	fi
 
-unit: $(STAMP) system-deps
+unit: $(STAMP) $(MLFLOW_STAMP) system-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck unit
@@ -64,4 +74,4 @@ bench-peers: $(STAMP)
 	$(BIN)/python -m bench.run --peers
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
+	rm -rf $(VENV) $(MLFLOW_VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

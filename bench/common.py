@@ -70,6 +70,8 @@ class Settings:
     w5_calls: int = env_int("MODELREG_BENCH_W5_CALLS", 16)
     w6_rows: int = env_int("MODELREG_BENCH_W6_ROWS", 100_000)
     w7_versions: int = env_int("MODELREG_BENCH_W7_VERSIONS", 500)
+    w8_versions: int = env_int("MODELREG_BENCH_W8_VERSIONS", 10_000)
+    w9_seconds: int = env_int("MODELREG_BENCH_W9_SECONDS", 10)
 
 
 SETTINGS = Settings()
@@ -329,7 +331,12 @@ class Report:
         """Judge ``value`` against ``limit`` (``at_most``: value <= limit, else >=)."""
         ok = value <= limit if at_most else value >= limit
         verdict = "PASS" if ok else "MISS"
-        measured = f"{value:.2f}{unit}" if unit == "x" else f"{value:,.0f} {unit}"
+        if unit == "x":
+            measured = f"{value:.2f}{unit}"
+        elif value < 100 and value != int(value):
+            measured = f"{value:.2f} {unit}"
+        else:
+            measured = f"{value:,.0f} {unit}"
         self.budgets.append(Budget(workload, what, measured, verdict, note))
         print(f"  budget {what}: {measured} -> {verdict}" + (f" ({note})" if note else ""),
               flush=True)

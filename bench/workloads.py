@@ -469,6 +469,221 @@ def w7(ctx: Context) -> None:
              at_most=False, unit="versions/s", note=f"reference figure; {why} measures it")
 
 
+# -- W8 ------------------------------------------------------------------------------------
+
+
+def store_files(root: Path) -> dict[str, int]:
+    """Every file under a store's ``.modelreg/`` but its scratch ``tmp/``, with its size."""
+    files = {}
+    for path in root.rglob("*"):
+        rel = path.relative_to(root)
+        if rel.parts[0] == "tmp" or not path.is_file():
+            continue
+        files[str(rel)] = path.stat().st_size
+    return files
+
+
+def one_register_cost(d: Path, registers: int) -> dict[str, list[int]]:
+    """Files created and fsyncs made by each of ``registers`` small registers (real fsyncs).
+
+    Counted in this process: ``os.fsync`` is wrapped to count its calls (each still reaches
+    the disk), and the store's file list is compared before and after each register.
+    """
+    reg, _ = modelreg.init(d / "store")
+    files = write_files(d / "files", registers + 1, "c")
+    modelreg.register("cost", [files[0]], registry=reg, git=False)  # the model's first commit
+    real = os.fsync
+    calls = 0
+
+    def counting(fd: int) -> None:
+        nonlocal calls
+        calls += 1
+        real(fd)
+
+    created: list[int] = []
+    fsyncs: list[int] = []
+    os.fsync = counting
+    try:
+        for f in files[1:]:
+            before = set(store_files(reg.layout.root))
+            calls = 0
+            modelreg.register("cost", [f], registry=reg, git=False)
+            fsyncs.append(calls)
+            created.append(len(set(store_files(reg.layout.root)) - before))
+    finally:
+        os.fsync = real
+    return {"created": created, "fsyncs": fsyncs}
+
+
+def w8(ctx: Context) -> None:
+    s = ctx.settings
+    n = s.w8_versions
+    ctx.report.heading(f"W8  the storage engine: {n:,} versions of one model (metadata after "
+                       f"`gc`, `fsck` in a fresh process, median of {s.slow_runs}), and the "
+                       "files and fsyncs of one small register (64 registers)")
+    d = ctx.workdir("w8")
+    reg, _ = modelreg.init(d)
+    build_models(reg, ["big"], n, d, stage_last=False, progress="W8 set-up")
+    with no_fsync():
+        modelreg.gc(registry=reg, grace=0)
+    root = reg.layout.root
+    files = store_files(root)
+    artifact_bytes = sum(len(f"big-{v}".encode()) for v in range(1, n + 1))
+    metadata = sum(files.values()) - artifact_bytes
+    per_version = metadata / n
+    r = ctx.report
+    r.line("w8.bytes_per_version", "metadata per version after gc", per_version,
+           f"{per_version:,.0f} bytes ({metadata / 2**20:,.1f} MiB in {len(files):,} files)")
+    r.budget("W8", "metadata per version <= 2 KB", per_version, 2048, at_most=True,
+             unit="bytes")
+    env = child_env(MODELREG_DIR=str(root))
+    samples = [timed([MODELREG, "fsck"], env=env) for _ in range(s.slow_runs)]
+    fsck_s = sorted(samples)[len(samples) // 2]
+    r.line("w8.fsck", "modelreg fsck", fsck_s, f"{fsck_s:.2f} s "
+           f"(runs {', '.join(f'{x:.2f}' for x in samples)})")
+    r.budget("W8", "fsck of the whole store <= 3 s", fsck_s, 3.0, at_most=True, unit="s")
+    cost = in_fresh_process(
+        "import json; from pathlib import Path; from bench.workloads import one_register_cost; "
+        f"print(json.dumps(one_register_cost(Path({str(ctx.workdir('w8-cost'))!r}), 64)))")
+    for key, limit, what in (("created", 3, "new files"), ("fsyncs", 5, "fsyncs")):
+        values = sorted(cost[key])
+        median, worst = values[len(values) // 2], values[-1]
+        r.line(f"w8.{key}", f"{what} per small register", median,
+               f"median {median}, max {worst} (of {len(values)})")
+        r.budget("W8", f"{what} per small register <= {limit} (median)", median, limit,
+                 at_most=True, unit=what)
+
+
+# -- W9 ------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_serving(port: int, proc: subprocess.Popen[bytes], body: bytes) -> None:
+    import http.client
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"W9: a server exited with {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise BenchError("W9: a server did not start")
+
+
+def _load(port: int, clients: int, seconds: int, body: bytes) -> dict[str, float]:
+    from bench.serving import LOAD
+
+    out = run([PY, "-c", LOAD, str(port), str(clients), str(seconds), body.decode()],
+              env=child_env(), capture=True)
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    if result["errors"]:
+        raise BenchError(f"W9: {result['errors']:.0f} requests failed")
+    return result
+
+
+def w9(ctx: Context) -> None:
+    import pickle
+
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import Ridge
+
+    s = ctx.settings
+    secs = s.w9_seconds
+    ctx.report.heading(f"W9  `modelreg serve` against a bare uvicorn app on the same ONNX "
+                       f"session (the floor): {secs} s of keep-alive POST /invocations of one "
+                       "row per run, 1 and 8 clients; then 8 clients while production moves "
+                       "every second")
+    d = ctx.workdir("w9")
+    reg, _ = modelreg.init(d)
+    reg.layout.config_file.write_text('[transitions]\ndevelopment = ["production", "archived"]'
+                                      '\narchived = ["production"]\n')
+    reg = modelreg.open_registry(reg.layout.root)
+    data = load_diabetes()
+    names = list(data.feature_names)
+    sig = {"inputs": {n: "float" for n in names}, "outputs": {"target": "float"}}
+    sample = d / "sample.json"
+    sample.write_text(json.dumps([dict(zip(names, r, strict=True)) for r in data.data[:5]]))
+    refs = []
+    for alpha in (0.5, 5.0):
+        path = d / f"ridge-{alpha}.pkl"
+        path.write_bytes(pickle.dumps(Ridge(alpha=alpha).fit(data.data, data.target)))
+        made = modelreg.register("diabetes", [path], registry=reg, signature=sig, sample=sample,
+                                 git=False, actor=ACTOR)
+        refs.append(modelreg.export_onnx(made.version.ref, registry=reg, allow_pickle=True,
+                                         actor=ACTOR).result.version.ref)
+    modelreg.promote(refs[0], "production", registry=reg, actor=ACTOR)
+    pulled = d / "pulled"
+    modelreg.pull(refs[0], pulled, registry=reg)
+    model = next(pulled.glob("*.onnx"))
+    body = json.dumps({"dataframe_split": {"columns": names,
+                                           "data": data.data[:1].tolist()}}).encode()
+    ports = {"floor": _free_port(), "serve": _free_port()}
+    env = child_env(MODELREG_DIR=str(reg.layout.root), MODELREG_ACTOR=ACTOR)
+    procs = {
+        "floor": subprocess.Popen([PY, "-m", "bench.serving", str(model), str(ports["floor"])],
+                                  cwd=REPO, env=env),
+        "serve": subprocess.Popen([MODELREG, "serve", "diabetes@production", "--port",
+                                   str(ports["serve"]), "--poll", "0.5"], env=env,
+                                  stderr=subprocess.DEVNULL),
+    }
+    r = ctx.report
+    try:
+        for name, proc in procs.items():
+            _wait_serving(ports[name], proc, body)
+        figures: dict[tuple[str, int], dict[str, float]] = {}
+        for clients in (1, 8):
+            for name in ("floor", "serve"):
+                figures[name, clients] = _load(ports[name], clients, secs, body)
+                f = figures[name, clients]
+                r.line(f"w9.{name}.{clients}", f"{name}, {clients} client(s)", f,
+                       f"{f['rps']:,.0f} req/s, p50 {f['p50'] * 1000:.2f} ms, "
+                       f"p99 {f['p99'] * 1000:.2f} ms")
+        stop = False
+
+        def mover() -> None:
+            i = 0
+            while not stop:
+                time.sleep(1)
+                i += 1
+                modelreg.promote(refs[i % 2], "production", registry=reg, actor=ACTOR)
+
+        import threading
+
+        thread = threading.Thread(target=mover)
+        thread.start()
+        try:
+            during = _load(ports["serve"], 8, secs, body)
+        finally:
+            stop = True
+            thread.join()
+        r.line("w9.swapping", "serve, 8 clients, production moving", during,
+               f"{during['rps']:,.0f} req/s, p50 {during['p50'] * 1000:.2f} ms, "
+               f"p99 {during['p99'] * 1000:.2f} ms")
+        p50 = figures["serve", 1]["p50"] / figures["floor", 1]["p50"]
+        r.budget("W9", "p50 at 1 client <= 1.3x the floor", p50, 1.3, at_most=True)
+        swap = during["rps"] / figures["serve", 8]["rps"]
+        r.budget("W9", "throughput while swapping >= 0.8x steady", swap, 0.8, at_most=False)
+        r.unmeasured("W9", "throughput >= 3x mlflow models serve",
+                     "modelreg does not export MLflow's format yet")
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
 WORKLOADS: dict[str, Callable[[Context], None]] = {
-    "W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W7": w7,
+    "W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W7": w7, "W8": w8, "W9": w9,
 }

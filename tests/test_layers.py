@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "modelreg"
-HEAVY = {"onnx", "onnxruntime", "numpy", "jsonschema", "sklearn", "skl2onnx", "torch"}
+HEAVY = {"onnx", "onnxruntime", "numpy", "jsonschema", "sklearn", "skl2onnx", "torch",
+         "starlette", "uvicorn", "prometheus_client", "anyio"}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -167,6 +168,15 @@ def test_only_packaging_imports_ml_libraries() -> None:
         if path.relative_to(SRC).parts[0] == "packaging":
             continue
         bad = {n for n in imports_of(path) if n.split(".")[0] in ml}
+        assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
+
+
+def test_only_serving_imports_the_web_stack() -> None:
+    web = {"starlette", "uvicorn", "prometheus_client", "anyio"}
+    for path in SRC.rglob("*.py"):
+        if path.relative_to(SRC).as_posix() == "packaging/serving.py":
+            continue
+        bad = {n for n in imports_of(path) if n.split(".")[0] in web}
         assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
 
 

@@ -38,9 +38,21 @@ ALLOWED: dict[tuple[str, str], str] = {
         "work files (the converted model, the sample) in a TemporaryDirectory under the "
         "store's tmp/; they enter the store only through Registry.register"
     ),
-    ("packaging/runtime.py", "_runner"): (
+    ("packaging/runtime.py", "_session_plan.build"): (
         "copies a version's external data files, verified, into a private TemporaryDirectory "
         "outside the store, for ONNX Runtime to read while it loads the model"
+    ),
+    ("packaging/mlflow_format.py", "export_mlflow"): (
+        "writes an MLflow model into a staging directory beside the user's destination, "
+        "outside the store, then renames it into place"
+    ),
+    ("packaging/mlflow_format.py", "import_mlflow"): (
+        "rewrites an MLflow input example into a TemporaryDirectory outside the store; it "
+        "enters the store only through register"
+    ),
+    ("packaging/serving.py", "_access_log"): (
+        "appends the access log to the file the user named with --access-log, outside the "
+        "store"
     ),
     ("registry/pulling.py", "pull"): (
         "writes into the user's destination directory, outside the store: 'xb' files in a "
@@ -63,8 +75,8 @@ STORAGE_MOVES: dict[tuple[str, str], str] = {
 # Where, inside storage/atomic.py, each kind of call belongs: the one routine.
 ATOMIC_PLACES: dict[str, set[str]] = {
     "os.replace": {"Staged.publish", "Staged._link"},
-    # _links_work probes, with a link to a fresh name beside the temporary file (removed at
-    # once), whether a refused link means "taken" on sshfs; it publishes nothing.
+    # _links_work: where a link is refused, a link of the temporary file to a fresh name
+    # beside it tells whether this file system refuses links at all (then removed).
     "os.link": {"Staged._link", "Staged._links_work"},
     "os.chmod": {"Staged._seal"},
     "os.fsync": {"Staged.sync", "fsync_dir"},

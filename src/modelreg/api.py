@@ -10,7 +10,7 @@ caller of those verbs cannot skip it. Nothing here prints; the CLI renders.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -23,6 +23,7 @@ from modelreg.registry.core import Registry
 if TYPE_CHECKING:
     from modelreg.packaging.bundle import BundleResult
     from modelreg.packaging.exporting import ExportResult
+    from modelreg.packaging.mlflow_format import MlflowExport
     from modelreg.packaging.runtime import BenchResult, PredictResult
     from modelreg.registry.migrating import MigrateReport
     from modelreg.results import (
@@ -295,6 +296,37 @@ def predict(ref: str, data: bytes, *, registry: RegistryLike = None,
     return _predict(open_registry(registry), ref, data, filename=filename, fmt=fmt)
 
 
+def serve(ref: str, *, registry: RegistryLike = None, host: str = "127.0.0.1", port: int = 8000,
+          workers: int = 0, poll: float | None = None, max_body: int | None = None,
+          drain: float | None = None, access_log: str | None = None,
+          allow_remote: bool = False, started: Callable[[str], None] | None = None) -> None:
+    """Serve a version over HTTP until SIGTERM, following its stage or alias (docs/serving.md).
+
+    Args:
+        ref: ``NAME@STAGE``, ``NAME@ALIAS`` (followed) or ``NAME@N`` (fixed).
+        registry: The store.
+        host: The address to listen on (loopback unless ``allow_remote``).
+        port: The port (0: any free one; ``started`` is told which).
+        workers: Threads running the model at once (0: one per CPU).
+        poll: Seconds between two looks at the reference.
+        max_body: The largest request body accepted, in bytes (else 413).
+        drain: Seconds a SIGTERM waits for requests in flight.
+        access_log: A file to append JSON-lines access records to, or ``-`` for stderr.
+        allow_remote: Allow a non-loopback ``host``.
+        started: Called with the server's URL once it accepts connections.
+    """
+    from modelreg.packaging import serving
+
+    defaults = serving.ServeOptions()
+    options = serving.ServeOptions(
+        host=host, port=port, workers=workers,
+        poll=defaults.poll if poll is None else poll,
+        max_body=defaults.max_body if max_body is None else max_body,
+        drain=defaults.drain if drain is None else drain,
+        access_log=access_log, allow_remote=allow_remote)
+    serving.serve(lambda: open_registry(registry), ref, options, started=started)
+
+
 def bench(ref: str, *, registry: RegistryLike = None, batch_sizes: Sequence[int] = (1,),
           duration: float = 2.0, record: str | None = None,
           max_p95_ms: float | None = None, actor: str | None = None) -> BenchResult:
@@ -317,12 +349,28 @@ def bench(ref: str, *, registry: RegistryLike = None, batch_sizes: Sequence[int]
     return result
 
 
+def export_mlflow(ref: str, dest: str | os.PathLike[str], *, registry: RegistryLike = None,
+                  force: bool = False) -> MlflowExport:
+    """Write an ONNX version as an MLflow model (a directory, or a zip if DEST ends .zip)."""
+    from modelreg.packaging.mlflow_format import export_mlflow as _export
+
+    return _export(open_registry(registry), ref, Path(dest), force=force)
+
+
 def export_bundle(ref: str, dest: str | os.PathLike[str], *, registry: RegistryLike = None,
                   force: bool = False) -> BundleResult:
     """Write one self-describing zip: model files, manifest, signature, predict.py."""
     from modelreg.packaging.bundle import export_bundle as _export_bundle
 
     return _export_bundle(open_registry(registry), ref, Path(dest), force=force)
+
+
+def import_mlflow(src: str | os.PathLike[str], *, registry: RegistryLike = None,
+                  name: str | None = None, actor: str | None = None) -> RegisterResult:
+    """Register an MLflow model directory: its files, signature, run id, flavors, example."""
+    from modelreg.packaging.mlflow_format import import_mlflow as _import
+
+    return _import(open_registry(registry), Path(src), name=name, actor=resolve_actor(actor))
 
 
 def import_bundle(src: str | os.PathLike[str], *, registry: RegistryLike = None,

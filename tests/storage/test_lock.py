@@ -17,6 +17,7 @@ from modelreg.errors import EXIT_CONFLICT, ConflictError, LockHeld
 from modelreg.storage.atomic import write_atomic
 from modelreg.storage.lock import (
     DEFAULT_STALE_AFTER,
+    RECORD_SIZE,
     UNREADABLE_STALE_AFTER,
     Lock,
     LockInfo,
@@ -61,6 +62,21 @@ def _dead_pid() -> int:
 
 def test_lock_path_for() -> None:
     assert lock_path_for(Path("/s/refs/models/churn")) == Path("/s/refs/models/churn.lock")
+
+
+def test_every_lock_record_has_one_size(lock: Path, tmp_dir: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A network file system may keep the size of an earlier lock at the same name (sshfs
+    # does): with one size for every record, a stale size still reads the whole record.
+    sizes = set()
+    for clock in (1.0, 1795443753.5, 1795443753.123456):
+        monkeypatch.setattr(time, "time", lambda c=clock: c)
+        with acquire(lock, tmp_dir, timeout=0) as held:
+            raw = lock.read_bytes()
+            sizes.add(len(raw))
+            assert json.loads(raw)["token"] == held.token
+            assert held.still_held()
+    assert sizes == {RECORD_SIZE}
 
 
 def test_acquire_creates_lock_with_owner_record(lock: Path, tmp_dir: Path) -> None:

@@ -20,10 +20,12 @@ __all__ = ["bench", "export", "import_", "predict"]
 @command
 def export(
     ref: RefArg,
-    to: Annotated[str, typer.Option("--to", help="onnx (convert, prove parity, register) or "
-                                    "bundle (a self-describing zip).")] = "onnx",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="The bundle file to "
-                                                "write (with --to bundle).")] = None,
+    to: Annotated[str, typer.Option("--to", help="onnx (convert, prove parity, register), "
+                                    "bundle (a self-describing zip) or mlflow (an MLflow "
+                                    "model directory of an ONNX version).")] = "onnx",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="The bundle file, or "
+                                                "the MLflow model directory (or .zip), to "
+                                                "write.")] = None,
     as_name: Annotated[str | None, typer.Option("--as", help="Register the ONNX version under "
                                                 "this model name.")] = None,
     opset: Annotated[int | None, typer.Option("--opset", help="Target ONNX opset.")] = None,
@@ -39,28 +41,39 @@ def export(
     allow_pickle: Annotated[bool, typer.Option(
         "--allow-pickle", help="Allow loading a pickle-based model (this runs code from the "
         "file; only for models you trust).")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing bundle file.")
-                     ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing bundle or "
+                                        "MLflow model.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Export a version: to ONNX with a parity proof (a new derived version), or a bundle."""
+    onnx_only = {"--as": as_name, "--opset": opset, "--sample": sample, "--rtol": rtol,
+                 "--atol": atol, "--allow-pickle": allow_pickle or None}
+    given = [flag for flag, value in onnx_only.items() if value is not None]
+    if to in ("bundle", "mlflow") and given:
+        verb = "applies" if len(given) == 1 else "apply"
+        what = "a bundle" if to == "bundle" else "MLflow"
+        raise UsageError(f"{', '.join(given)} {verb} to --to onnx only, not to {what}")
     if to == "bundle":
         if output is None:
             raise UsageError("--to bundle needs -o FILE.zip")
-        onnx_only = {"--as": as_name, "--opset": opset, "--sample": sample, "--rtol": rtol,
-                     "--atol": atol, "--allow-pickle": allow_pickle or None}
-        given = [flag for flag, value in onnx_only.items() if value is not None]
-        if given:
-            verb = "applies" if len(given) == 1 else "apply"
-            raise UsageError(f"{', '.join(given)} {verb} to --to onnx only, not to a bundle")
         bundle = api.export_bundle(ref, output, registry=state.registry, force=force)
         if as_json:
             render.emit_json(bundle)
         else:
             render.render_bundle_written(output)
         return
+    if to == "mlflow":
+        if output is None:
+            raise UsageError("--to mlflow needs -o DIR (or -o FILE.zip)")
+        written = api.export_mlflow(ref, output, registry=state.registry, force=force)
+        if as_json:
+            render.emit_json(written)
+        else:
+            render.message(f"wrote {written.ref} as an MLflow model to {output} "
+                           f"({len(written.files)} files)")
+        return
     if to != "onnx":
-        raise UsageError(f"unknown --to {to!r}: use onnx or bundle")
+        raise UsageError(f"unknown --to {to!r}: use onnx, bundle or mlflow")
     result = api.export_onnx(ref, registry=state.registry, as_name=as_name, opset=opset,
                              sample=sample, rtol=rtol, atol=atol, dynamic_batch=dynamic_batch,
                              allow_pickle=True if allow_pickle else None)
@@ -73,14 +86,23 @@ def export(
 @app.command("import")
 @command
 def import_(
-    file: Annotated[Path, typer.Argument(help="A bundle made by modelreg export --to bundle.",
+    file: Annotated[Path, typer.Argument(help="A bundle made by modelreg export --to bundle, "
+                                         "or an MLflow model directory.",
                                          show_default=False)],
-    as_name: Annotated[str | None, typer.Option("--as", help="Register under this name.")
-                       ] = None,
+    as_name: Annotated[str | None, typer.Option("--as", help="Register under this name "
+                                                "(an MLflow model: default its directory's "
+                                                "name).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Import a bundle, verifying its digests and refusing entries that would escape."""
-    result = api.import_bundle(file, registry=state.registry, name=as_name)
+    """Import a bundle, or an MLflow model directory, as a new version.
+
+    A bundle's digests are verified and entries that would escape are refused; an MLflow
+    model brings its files, signature, run id, flavors and input example.
+    """
+    if file.is_dir():
+        result = api.import_mlflow(file, registry=state.registry, name=as_name)
+    else:
+        result = api.import_bundle(file, registry=state.registry, name=as_name)
     if as_json:
         render.emit_json(result)
     else:
@@ -108,6 +130,38 @@ def predict(
         render.message(f"wrote outputs of {result.ref} to {output}")
     else:
         render.emit_json(body)
+
+
+@app.command()
+@command
+def serve(
+    ref: RefArg,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback unless "
+                                      "--allow-remote).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0: any free "
+                                      "one).", min=0, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option("--workers", help="Threads running the model at "
+                                         "once (0: one per CPU).", min=0)] = 0,
+    poll: Annotated[float, typer.Option("--poll", help="Seconds between two looks at the "
+                                        "stage or alias.")] = 0.5,
+    max_body: Annotated[int, typer.Option("--max-body", help="Largest request body in "
+                                          "bytes (larger: 413).", min=1)] = 16 * 2**20,
+    drain: Annotated[float, typer.Option("--drain", help="Seconds SIGTERM waits for "
+                                         "requests in flight.", min=0)] = 30.0,
+    access_log: Annotated[str | None, typer.Option("--access-log", help="Append a JSON "
+                                                   "line per request to FILE (- for "
+                                                   "stderr).")] = None,
+    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a --host other "
+                                               "machines can reach.")] = False,
+) -> None:
+    """Serve a version over HTTP, following its stage or alias without dropping a request.
+
+    The Open Inference Protocol (KServe V2, Triton) and MLflow's /invocations.
+    """
+    api.serve(ref, registry=state.registry, host=host, port=port, workers=workers, poll=poll,
+              max_body=max_body, drain=drain, access_log=access_log,
+              allow_remote=allow_remote,
+              started=lambda url: render.message(f"serving {ref} at {url}"))
 
 
 @app.command()

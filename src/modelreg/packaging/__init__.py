@@ -18,8 +18,11 @@ imports only modules listed above it (counting imports inside functions and unde
                 a derived version (imports onnxfile, sources, samples, converters, parity)
     bundle      one version as a self-describing zip with a standalone predict.py
                 (``templates/bundle_predict.py.txt``); imports no sibling
+    serving     ``modelreg serve``: the Open Inference Protocol and MLflow's /invocations
+                over one version, following its stage or alias (imports runtime)
 
-Only this package imports onnx, onnxruntime, skl2onnx, scikit-learn (``sklearn``) or torch.
+Only this package imports onnx, onnxruntime, skl2onnx, scikit-learn (``sklearn``) or torch
+(and, in ``serving`` only, starlette, uvicorn and prometheus-client).
 It imports them, and numpy, only inside the functions that use them, so importing any module
 here is cheap. Whether a declared signature contradicts the one inferred from a graph needs no
 onnx and is decided in :mod:`modelreg.signatures.contradictions`.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from modelreg.types import FileInfo, VersionInfo
 
 __all__ = ["BenchResult", "BenchRow", "InferenceRunner", "PredictResult", "bench",
-           "load_session", "predict"]
+           "build_runner", "jsonable", "load_session", "payload_inputs", "predict",
+           "version_signature"]
 
 
 # --- sessions ----------------------------------------------------------------------------
@@ -208,7 +209,27 @@ def _oid(f: FileInfo) -> str:
 
 
 def _runner(reg: Registry, info: VersionInfo) -> InferenceRunner:
-    """The session of the version's ONNX model, with the version's own data files only.
+    """The session of the version's ONNX model, built once per process (:func:`build_runner`)."""
+    key, build = _session_plan(reg, info)
+    if key not in _RUNNERS:
+        _RUNNERS[key] = build()
+    return _RUNNERS[key]
+
+
+def build_runner(reg: Registry, info: VersionInfo) -> InferenceRunner:
+    """Build a new session of the version's ONNX model (not kept: the caller owns it).
+
+    ``serve`` builds one per version it swaps in and drops the old one when it is done.
+
+    Raises:
+        ModelError: The version is not an ONNX model, or ONNX Runtime cannot load it.
+        IntegrityError: A file's bytes do not match its digest.
+    """
+    return _session_plan(reg, info)[1]()
+
+
+def _session_plan(reg: Registry, info: VersionInfo) -> tuple[str, Callable[[], InferenceRunner]]:
+    """A version's session key and how to build the session, with its own data files only.
 
     The model is loaded from its verified bytes (no copy on disk that someone else could
     swap). When it keeps tensors in external files, each location must name a file of the
@@ -217,7 +238,6 @@ def _runner(reg: Registry, info: VersionInfo) -> InferenceRunner:
     external data there and nowhere else.
     """
     import posixpath
-    import tempfile
 
     from modelreg.packaging import onnxfile
 
@@ -230,7 +250,10 @@ def _runner(reg: Registry, info: VersionInfo) -> InferenceRunner:
     # The same graph bytes in another version may name other data files: both are the key.
     key = " ".join([_oid(model_file), *sorted(f"{loc}={files[t].digest}"
                                                for loc, t in needed.items())])
-    if key not in _RUNNERS:
+
+    def build() -> InferenceRunner:
+        import tempfile
+
         with tempfile.TemporaryDirectory(prefix="modelreg-data-") as tmp:
             # Spellings of one location ("w.bin", "./w.bin") name one file.
             copies = {posixpath.normpath(loc): target for loc, target in needed.items()}
@@ -240,11 +263,13 @@ def _runner(reg: Registry, info: VersionInfo) -> InferenceRunner:
                 with dest.open("xb") as fh:
                     reg.objects.copy_to(_oid(files[target]), fh)
             # ONNX Runtime has read (or mapped) the data once the session exists.
-            _RUNNERS[key] = InferenceRunner(model_bytes, Path(tmp))
-    return _RUNNERS[key]
+            return InferenceRunner(model_bytes, Path(tmp))
+
+    return key, build
 
 
-def _signature(info: VersionInfo) -> Signature:
+def version_signature(info: VersionInfo) -> Signature:
+    """The version's signature (payloads are checked against it)."""
     if info.signature is None:
         raise NotFound(f"{info.ref} has no signature to check payloads against")
     return info.signature
@@ -259,9 +284,17 @@ def _refuse(report: ValidationReport) -> None:
                         f"({report.total_problems} problem(s)):\n{lines}{more}")
 
 
-def _inputs(sig: Signature, data: bytes, filename: str | None,
-            fmt: str | None) -> tuple[dict[str, Any], int | None]:
-    """Validate ``data`` and turn it into model inputs."""
+def payload_inputs(sig: Signature, data: bytes, filename: str | None = None,
+                   fmt: str | None = None) -> tuple[dict[str, Any], int | None]:
+    """Validate a payload against the signature and turn it into the model's inputs.
+
+    Returns:
+        The inputs by graph input name, and the number of rows (None if unknown).
+
+    Raises:
+        VerdictNo: The payload breaks the signature (each problem on its own line).
+        UsageError: The payload cannot be read.
+    """
     import numpy as np
 
     from modelreg.signatures.payload import ColumnPayload, parse_payload
@@ -286,7 +319,8 @@ def _inputs(sig: Signature, data: bytes, filename: str | None,
     return arrays, None if first is None or first.ndim == 0 else int(first.shape[0])
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """An output value as plain JSON data (arrays become nested lists)."""
     tolist = getattr(value, "tolist", None)
     return tolist() if callable(tolist) else value
 
@@ -301,10 +335,10 @@ def predict(reg: Registry, ref: str, data: bytes, *, filename: str | None = None
     """
     info = reg.show(ref)
     _onnx_file(info)
-    sig = _signature(info)
-    inputs, rows = _inputs(sig, data, filename, fmt)
+    sig = version_signature(info)
+    inputs, rows = payload_inputs(sig, data, filename, fmt)
     outputs = _runner(reg, info).run(inputs)
-    return PredictResult(info.ref, rows, {k: _jsonable(v) for k, v in outputs.items()})
+    return PredictResult(info.ref, rows, {k: jsonable(v) for k, v in outputs.items()})
 
 
 def _generated(sig: Signature, batch: int, seed: int) -> dict[str, Any]:
@@ -342,7 +376,7 @@ def bench(reg: Registry, ref: str, *, batch_sizes: list[int], duration: float = 
     generated from the signature.
     """
     info = reg.show(ref)
-    sig = _signature(info)
+    sig = version_signature(info)
     runner = _runner(reg, info)
     results: list[BenchRow] = []
     for batch in batch_sizes:

@@ -33,7 +33,8 @@ __all__ = ["SourceModel", "input_names", "load_source", "order_inputs", "recorde
 _KINDS = {".pkl": ("sklearn", "pickle"), ".pickle": ("sklearn", "pickle"),
           ".joblib": ("sklearn", "joblib"), ".pt": ("torch", "torchscript"),
           ".pth": ("torch", "torchscript"), ".pt2": ("torch", "exported_program")}
-_EXTRAS = {"sklearn": "pip install 'modelreg[sklearn]'", "torch": "pip install 'modelreg[torch]'"}
+_EXTRAS = {"sklearn": "pip install 'modelreg[sklearn]'", "torch": "pip install 'modelreg[torch]'",
+           "serve": "pip install 'modelreg[serve]'", "mlflow": "pip install 'modelreg[mlflow]'"}
 
 
 def require(module: str, extra: str, why: str) -> Any:
@@ -41,7 +42,7 @@ def require(module: str, extra: str, why: str) -> Any:
 
     Args:
         module: The module to import (``torch``, ``skl2onnx``, ...).
-        extra: The extra that provides it: ``sklearn`` or ``torch``.
+        extra: The extra that provides it: ``sklearn``, ``torch`` or ``serve``.
         why: What needs it, for the message ("converting a PyTorch model").
 
     Returns:

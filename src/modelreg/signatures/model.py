@@ -16,6 +16,7 @@ stored in the version's manifest. Nothing here imports numpy, onnx or jsonschema
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import tomllib
@@ -152,6 +153,11 @@ class Signature:
         callers send those columns and that they are stacked, in order, into the single
         ``[N, F]`` input tensor. Payloads are then validated against the columns.
         """
+        return self._binding
+
+    @functools.cached_property
+    def _binding(self) -> tuple[str, str, Schema] | None:
+        # Read once per signature: `serve` checks every request against one signature.
         bound = self.extra.get("binding")
         if not isinstance(bound, dict):
             return None
