@@ -38,7 +38,7 @@ from modelreg.storage.lock import break_lock, is_stale, read_info, stale_after_s
 from modelreg.storage.objects import ObjectStore
 from modelreg.storage.refs import RefStore
 
-__all__ = ["DEFAULT_GRACE", "fsck", "gc"]
+__all__ = ["DEFAULT_GRACE", "check_models", "fsck", "gc"]
 
 DEFAULT_GRACE = 3600.0
 """Seconds an unreferenced object or temp file is spared by ``gc`` (a register in flight)."""
@@ -263,6 +263,16 @@ def _fs(reg: Registry) -> tuple[ObjectStore, RefStore] | None:
     if isinstance(reg.objects, ObjectStore) and isinstance(reg.refs, RefStore):
         return reg.objects, reg.refs
     return None
+
+
+def check_models(reg: Registry) -> list[Problem]:
+    """Walk every model's ref, chain, index and manifests, and the objects they name.
+
+    What ``fsck`` reports about the models, without its look at the directory (``migrate``
+    checks the store it built before switching to it).
+    """
+    reg.decoded.clear()
+    return list(_walk(reg, reg.config).problems)
 
 
 def fsck(reg: Registry) -> FsckReport:

@@ -233,6 +233,16 @@ def migrate(layout: Layout) -> MigrateReport:
                                              builder.ref_body()):
                 raise IntegrityError(f"two format-1 models map to {builder.name.lower()}")
         objects.sync()
+        # The new store is checked whole before it replaces the old: every version's files
+        # present and verified, every chain whole (a format-1 store missing an artifact is
+        # reported, not carried over).
+        from modelreg.registry.maintenance import check_models
+
+        problems = check_models(reg)
+        if problems:
+            found = "; ".join(f"{p.path}: {p.message}" for p in problems[:5])
+            raise IntegrityError(f"the format-1 store has problems, so it was not switched "
+                                 f"to format 2: {found}", str(layout.root))
         write_format(layout, FORMAT_VERSION)  # the switch
     finally:
         for lock in locks:
