@@ -63,6 +63,11 @@ ALLOWED: dict[tuple[str, str], str] = {
 # Inside storage/, the calls that change the file system without opening a file for
 # writing, and where each may appear. Everything else of the kind is in storage/atomic.py.
 STORAGE_MOVES: dict[tuple[str, str], str] = {
+    ("storage/layout.py", "finish_ref_switch"): (
+        "migrate, after its switch to format 2: moves the format-1 refs directory aside and "
+        "the new refs directory (built through the write path) into its place; creates "
+        "nothing"
+    ),
     ("storage/lock.py", "break_lock"): (
         "renames a stale lock aside into tmp/ and links it back if it was replaced since it "
         "was judged: moves an existing lock file, writes no byte"
