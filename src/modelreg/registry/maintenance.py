@@ -20,7 +20,7 @@ from pathlib import Path
 
 from modelreg.errors import IntegrityError, ModelregError, ObjectMissing
 from modelreg.registry.core import MODELS_PREFIX, Registry
-from modelreg.registry.manifest import decode_manifest
+from modelreg.registry.manifest import Outline, decode_manifest, outline
 from modelreg.registry.policy import StoreConfig
 from modelreg.registry.state import (
     LEAF_SIZE,
@@ -55,6 +55,8 @@ class _Walk:
     """Objects the walk read whole and found intact (fsck does not hash them again)."""
     blobs: dict[str, str] = field(default_factory=dict)
     """Each file object a manifest names, with the first version naming it."""
+    present: set[str] | None = None
+    """The ids in the store, if the caller listed them (else each is looked up)."""
     problems: list[Problem] = field(default_factory=list)
     notes: list[Problem] = field(default_factory=list)
     corrupt_named: set[str] = field(default_factory=set)
@@ -85,19 +87,23 @@ def _check_manifest(reg: Registry, walk: _Walk, model: str, version: int, oid: s
     """Check a register commit's manifest and note the file objects it names."""
     where = reg.where(oid)
     context = f"model {model}, version {version}: manifest"
-    try:
-        m = decode_manifest(text.encode("utf-8"), where)
-    except ModelregError as exc:
-        walk.problems.append(Problem(where, f"{context}: {exc}"))
-        return
-    if m.name != model or m.version != version:
-        walk.problems.append(Problem(where, f"{context} names {m.name}@{m.version}"))
-    digests = [f.digest for f in m.artifact.files]
-    if m.artifact.kind == "directory":
-        digests.append(m.artifact.digest)
-    if m.example is not None:
-        digests.append(m.example.digest)
-    for digest in digests:
+    data = text.encode("utf-8")
+    found = outline(data)
+    if found is None:  # not in the shape modelreg writes: parse it whole
+        try:
+            m = decode_manifest(data, where)
+        except ModelregError as exc:
+            walk.problems.append(Problem(where, f"{context}: {exc}"))
+            return
+        digests = [f.digest for f in m.artifact.files]
+        if m.artifact.kind == "directory":
+            digests.append(m.artifact.digest)
+        if m.example is not None:
+            digests.append(m.example.digest)
+        found = Outline(m.name, m.version, digests)
+    if found.name != model or found.version != version:
+        walk.problems.append(Problem(where, f"{context} names {found.name}@{found.version}"))
+    for digest in found.objects:
         blob = parse_digest(digest)
         if blob is None:
             walk.problems.append(Problem(where, f"{context}: bad digest {digest!r}"))
@@ -106,7 +112,8 @@ def _check_manifest(reg: Registry, walk: _Walk, model: str, version: int, oid: s
         if blob in walk.blobs:
             continue
         walk.blobs[blob] = f"model {model}, version {version}"
-        if not reg.objects.contains(blob):
+        if not (blob in walk.present if walk.present is not None
+                else reg.objects.contains(blob)):
             walk.problems.append(Problem(
                 reg.where(blob), f"model {model}, version {version}: file object is missing"))
 
@@ -166,8 +173,9 @@ def _check_policy(config: StoreConfig, walk: _Walk, state: ModelState,
                 "again under another name")))
 
 
-def _walk(reg: Registry, config: StoreConfig | None = None) -> _Walk:
-    walk = _Walk()
+def _walk(reg: Registry, config: StoreConfig | None = None,
+          present: set[str] | None = None) -> _Walk:
+    walk = _Walk(present=present)
     for ref_name in reg.model_names():
         ref_path = reg.refs.where(ref_name)
         try:
@@ -286,16 +294,21 @@ def fsck(reg: Registry) -> FsckReport:
         reg.layout.check_format()
     config = reg.config
     reg.decoded.clear()
-    walk = _walk(reg, config)
-    problems = list(walk.problems)
     fs = _fs(reg)
-    names = (((name, path) for name, path in fs[0].iter_objects()) if fs is not None
-             else ((oid, None) for oid in reg.objects.ids()))
+    listing = fs[0].scan() if fs is not None else [(oid, True) for oid in reg.objects.ids()]
+    problems: list[Problem] = []
+    ids: list[str] = []
+    for name, regular in listing:
+        if regular and is_object_id(name):
+            ids.append(name)
+        else:
+            problems.append(Problem(reg.where(name) if is_object_id(name) else
+                                    str(fs[0].root / name) if fs is not None else name,
+                                    "unexpected entry in the object directory"))
+    walk = _walk(reg, config, set(ids))
+    problems[:0] = walk.problems
     count = 0
-    for name, path in names:
-        if path is not None and (not is_object_id(name) or not path.is_file()):
-            problems.append(Problem(str(path), "unexpected entry in the object directory"))
-            continue
+    for name in ids:
         count += 1
         if name in walk.verified or reg.objects.verify(name):
             continue
