@@ -196,7 +196,8 @@ def _string(value: str) -> str | None:
     if len(value) < 2 or not value.startswith('"') or not value.endswith('"'):
         return None
     try:
-        text = json.loads(value)  # the escapes encode_manifest writes are JSON's
+        # The escapes encode_manifest writes are JSON's; TOML also lets a tab stand as is.
+        text = json.loads(value.replace("\t", "\\t"))
     except ValueError:
         return None
     return text if isinstance(text, str) else None
