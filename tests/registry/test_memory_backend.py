@@ -177,3 +177,14 @@ def test_a_race_lost_every_time_is_a_conflict_and_changes_nothing(
     assert excinfo.value.exit_code == 4
     assert len(tries) == transaction.MAX_ATTEMPTS
     assert reg.refs.read("models/m") == before
+
+
+def test_a_state_too_large_for_a_ref_is_refused_with_nothing_changed(tmp_path: Path) -> None:
+    reg = Registry.in_memory()
+    modelreg.register("m", [_file(tmp_path, 0)], registry=reg, git=False, actor="a")
+    before = reg.refs.read("models/m")
+    with pytest.raises(UsageError, match="more than a ref holds") as excinfo:
+        modelreg.check("m@1", "soak", passed=True, details="x" * (1 << 20), registry=reg,
+                       actor="ci")
+    assert excinfo.value.exit_code == 2
+    assert reg.refs.read("models/m") == before
