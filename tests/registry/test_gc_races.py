@@ -64,7 +64,7 @@ def gc_seconds(base_store: Path) -> float:
     return time.perf_counter() - start
 
 
-@pytest.mark.parametrize("fraction", [0.0, 0.45, 0.65, 0.85])
+@pytest.mark.parametrize("fraction", [0.0, 0.4, 0.55, 0.7])
 def test_paused_gc_loses_nothing_committed_meanwhile(base_store: Path, tmp_path: Path,
                                                      gc_seconds: float, fraction: float) -> None:
     # Paused at a fraction of the time gc takes: before its cutoff, during its walk, while
@@ -83,6 +83,10 @@ def test_paused_gc_loses_nothing_committed_meanwhile(base_store: Path, tmp_path:
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(pause_after)
     gc.send_signal(signal.SIGSTOP)
+    # On a quiet machine a late instant may come after gc has ended; then it removed the
+    # orphan before the register stored it again, as it should, and only the checks that
+    # nothing committed was lost below apply.
+    paused = gc.poll() is None
     try:
         for name, path in (("fresh", fresh), ("reused", reused)):
             done = run_cli("register", name, path, "--no-git", registry=store)
@@ -92,7 +96,8 @@ def test_paused_gc_loses_nothing_committed_meanwhile(base_store: Path, tmp_path:
         gc.send_signal(signal.SIGCONT)
     out, err = gc.communicate(timeout=120)
     assert gc.returncode == 0, err
-    assert orphan not in json.loads(out)["objects"]  # it is reachable now
+    if paused:
+        assert orphan not in json.loads(out)["objects"]  # it is reachable now
 
     report = modelreg.fsck(registry=store)
     assert report.ok, report.problems
