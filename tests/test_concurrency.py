@@ -63,3 +63,40 @@ def test_parallel_identical_registers_make_one_version(registry: Registry,
     assert all(p.returncode == 0 for p in procs)
     assert {r["version"] for r in results} == {1}
     assert sum(r["created"] for r in results) == 1
+
+
+_LOOP = """
+import json, sys
+from pathlib import Path
+import modelreg
+reg = modelreg.api.open_registry(sys.argv[1])
+got = []
+for j in range(int(sys.argv[3])):
+    f = Path(sys.argv[2]) / f"w{sys.argv[4]}-{j}.bin"
+    f.write_bytes(f"writer {sys.argv[4]} model {j}".encode())
+    got.append(modelreg.register("busy", [f], registry=reg, git=False).version.version)
+print(json.dumps(got))
+"""
+
+
+def test_sixteen_processes_times_twenty_five_registers_land_as_1_to_400(
+        registry: Registry, tmp_path: Path) -> None:
+    store = registry.layout.root
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _LOOP, str(store), str(tmp_path), "25", str(i)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(16)
+    ]
+    outputs = [p.communicate(timeout=180) for p in procs]
+    for p, (_out, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err
+    got = [v for out, _ in outputs for v in json.loads(out)]
+    assert sorted(got) == list(range(1, 401))
+    for out, _ in outputs:  # each writer's versions rise: none was numbered twice
+        mine = json.loads(out)
+        assert mine == sorted(mine)
+    assert [r.version for r in modelreg.versions("busy", registry=registry)] == list(
+        range(1, 401))
+    report = modelreg.fsck(registry=registry)
+    assert report.ok, report.problems
+    assert report.events == 400

@@ -14,8 +14,10 @@ from modelreg.errors import EXIT_INTEGRITY, IntegrityError
 from modelreg.registry.manifest import (
     MANIFEST_FORMAT,
     Manifest,
+    Outline,
     decode_manifest,
     encode_manifest,
+    outline,
 )
 from modelreg.types import Artifact, DataRef, FileInfo, GitInfo, Lineage, RunInfo
 
@@ -255,3 +257,49 @@ def test_decode_malformed_fields(section: str | None, key: str, value: object) -
     with pytest.raises(IntegrityError) as info:
         decode_manifest(tomli_w.dumps(doc).encode(), "where")
     assert info.value.exit_code == 6
+
+
+# -- outline: what fsck and gc read of a manifest without parsing it whole -----------------
+
+
+def _full_outline(m: Manifest) -> Outline:
+    named = [f.digest for f in m.artifact.files]
+    if m.artifact.kind == "directory":
+        named.append(m.artifact.digest)
+    if m.example is not None:
+        named.append(m.example.digest)
+    return Outline(m.name, m.version, sorted(named))
+
+
+def _sorted(o: Outline | None) -> Outline | None:
+    return None if o is None else Outline(o.name, o.version, sorted(o.objects))
+
+
+@_FAST
+@given(_manifests)
+def test_outline_agrees_with_a_full_parse(m: Manifest) -> None:
+    data = encode_manifest(m)
+    found = outline(data)
+    # None sends the caller to the full parse; anything else must agree with it.
+    assert found is None or _sorted(found) == _full_outline(decode_manifest(data, "o"))
+
+
+def test_outline_reads_names_with_tabs_and_escapes() -> None:
+    m = _manifest(name="a\tb \"c\" \\ ü\x7f", example=FileInfo("x.json", _D3, 2))
+    assert _sorted(outline(encode_manifest(m))) == _full_outline(m)
+
+
+def test_outline_ignores_digests_that_name_no_object() -> None:
+    # A tag, a param or a data file called "digest" is not an object of the store.
+    m = _manifest(tags={"digest": _D3}, example=FileInfo("x.json", _D3, 2))
+    m = replace(m, lineage=replace(m.lineage, params={"digest": _D1, "name": "other"}))
+    assert _sorted(outline(encode_manifest(m))) == Outline("ResNet", 3, [_D1, _D2, _D3, _D3])
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"\xff", b"name = 1\nversion = 2\n", b'name = "x"\nversion = "2"\n',
+    b'name = "x"\nversion = 2\n[artifact]\nkind = "file"\ndigest = sha256\n',
+    b'name = "x"\nversion = 2\n[artifact]\nkind = "directory"\n',
+])
+def test_outline_of_text_in_another_shape_is_none(data: bytes) -> None:
+    assert outline(data) is None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
 import modelreg
-from modelreg.errors import IntegrityError, NotFound, PolicyDenied, UsageError
-from modelreg.registry import Registry
+from modelreg.errors import ConflictError, IntegrityError, NotFound, PolicyDenied, UsageError
+from modelreg.registry import Registry, transaction
 from modelreg.registry.policy import StagePolicy, StoreConfig
 from modelreg.storage.memory import MemoryObjects, MemoryRefs
 
@@ -105,3 +106,85 @@ def test_memory_store_verifies_what_it_reads(tmp_path: Path) -> None:
     with pytest.raises(IntegrityError):
         fresh.show("m")
     assert not modelreg.fsck(registry=fresh).ok
+
+
+# -- races on a backend with no lock: the compare-and-swap decides, losers re-plan --------
+
+
+def test_threads_registering_at_once_land_as_consecutive_versions(tmp_path: Path) -> None:
+    reg = Registry.in_memory()
+    errors: list[BaseException] = []
+
+    def writer(i: int) -> None:
+        try:
+            for j in range(10):
+                f = tmp_path / f"t{i}-{j}.bin"
+                f.write_bytes(b"thread %d model %d" % (i, j))
+                modelreg.register("m", [f], registry=reg, git=False, actor="a")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [v.version for v in modelreg.versions("m", registry=reg)] == list(range(1, 81))
+    report = modelreg.fsck(registry=reg)
+    assert report.ok and report.events == 80
+
+
+def test_racing_promotions_leave_exactly_one_production(tmp_path: Path) -> None:
+    reg = Registry.in_memory()
+    for i in range(6):
+        modelreg.register("m", [_file(tmp_path, i)], registry=reg, git=False, actor="a")
+        modelreg.promote(f"m@{i + 1}", "staging", registry=reg, actor="a")
+    start = threading.Barrier(6)
+
+    def promote(v: int) -> None:
+        start.wait()
+        modelreg.promote(f"m@{v}", "production", registry=reg, actor="b")
+
+    threads = [threading.Thread(target=promote, args=(v,)) for v in range(1, 7)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stages = [v.stage for v in modelreg.versions("m", registry=reg)]
+    assert stages.count("production") == 1 and stages.count("archived") == 5
+    _, events = modelreg.history("m", registry=reg)
+    assert sum(e.to_stage == "production" for e in events) == 6  # every move recorded
+    assert modelreg.fsck(registry=reg).ok
+
+
+def test_a_race_lost_every_time_is_a_conflict_and_changes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = Registry.in_memory()
+    modelreg.register("m", [_file(tmp_path, 0)], registry=reg, git=False, actor="a")
+    before = reg.refs.read("models/m")
+    tries: list[int] = []
+
+    def always_lost(name: str, expected: object, body: bytes) -> bool:
+        tries.append(1)
+        return False
+
+    monkeypatch.setattr(reg.refs, "compare_and_swap", always_lost)
+    monkeypatch.setattr(transaction, "random", type("R", (), {"uniform": staticmethod(
+        lambda a, b: 0.0)}))
+    with pytest.raises(ConflictError) as excinfo:
+        modelreg.promote("m@1", "staging", registry=reg, actor="a")
+    assert excinfo.value.exit_code == 4
+    assert len(tries) == transaction.MAX_ATTEMPTS
+    assert reg.refs.read("models/m") == before
+
+
+def test_a_state_too_large_for_a_ref_is_refused_with_nothing_changed(tmp_path: Path) -> None:
+    reg = Registry.in_memory()
+    modelreg.register("m", [_file(tmp_path, 0)], registry=reg, git=False, actor="a")
+    before = reg.refs.read("models/m")
+    with pytest.raises(UsageError, match="more than a ref holds") as excinfo:
+        modelreg.check("m@1", "soak", passed=True, details="x" * (1 << 20), registry=reg,
+                       actor="ci")
+    assert excinfo.value.exit_code == 2
+    assert reg.refs.read("models/m") == before

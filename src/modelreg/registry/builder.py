@@ -15,6 +15,7 @@ ref's head. So an index group completed by a register becomes a leaf one event l
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +31,6 @@ from modelreg.registry.state import (
     Head,
     ModelState,
     VersionEntry,
-    canonical,
     decode_commit,
     decode_leaf,
     encode_commit,
@@ -124,7 +124,7 @@ class StateBuilder:
         yet read is searched as verified bytes for ``value`` (as canonical JSON spells it)
         and decoded only if it occurs there: at 10,000 versions a scan meets 156 leaves.
         """
-        needle = canonical({"": value})[4:-2]  # the JSON string, as a leaf spells it
+        needle = json.dumps(value, ensure_ascii=False).encode()  # as a leaf spells it
         for number in sorted(set(self.leaves) | set(self._groups), reverse=newest):
             if number not in self._groups and not self.reg.decoded.may_hold(
                 self.leaves[number], needle, decode_leaf

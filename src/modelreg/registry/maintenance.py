@@ -1,12 +1,12 @@
 """Keeping a store healthy: ``fsck`` verifies everything, ``gc`` removes what nothing needs.
 
-Both walk every model once: its ref (head commit id and state), every commit of its chain
-back to the first (each register commit's manifest, and the blobs the manifest names), and
-the index leaves the state names. Old states are not stored, so nothing else is reachable:
-a leaf rewritten by a later change is garbage once no ref's state names it. Both work on
-any backend through the ``Objects``/``Refs`` protocol; what only a directory has (``tmp/``,
-lock files, the quarantine that makes ``gc`` safe against concurrent writers) is used
-where the store is one.
+Both walk every model once (:mod:`modelreg.registry.walk`): its ref (head commit id and
+state), every commit of its chain back to the first (each register commit's manifest, and
+the blobs the manifest names), and the index leaves the state names. Old states are not
+stored, so nothing else is reachable: a leaf rewritten by a later change is garbage once no
+ref's state names it. Both work on any backend through the ``Objects``/``Refs`` protocol;
+what only a directory has (``tmp/``, lock files, the quarantine that makes ``gc`` safe
+against concurrent writers) is used where the store is one.
 """
 
 from __future__ import annotations
@@ -15,28 +15,15 @@ import contextlib
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelreg.errors import IntegrityError, ModelregError, ObjectMissing
+from modelreg.errors import IntegrityError
 from modelreg.registry.core import MODELS_PREFIX, Registry
-from modelreg.registry.manifest import decode_manifest
-from modelreg.registry.policy import StoreConfig
-from modelreg.registry.state import (
-    LEAF_SIZE,
-    ModelState,
-    VersionEntry,
-    decode_commit,
-    decode_leaf,
-    decode_ref,
-    decode_state,
-    group_of,
-)
+from modelreg.registry.walk import file_stores, walk_store
 from modelreg.results import FsckReport, GcReport, Problem
-from modelreg.storage.hashing import is_object_id, parse_digest
+from modelreg.storage.hashing import is_object_id
 from modelreg.storage.lock import break_lock, is_stale, read_info, stale_after_setting
 from modelreg.storage.objects import ObjectStore
-from modelreg.storage.refs import RefStore
 
 __all__ = ["DEFAULT_GRACE", "check_models", "fsck", "gc"]
 
@@ -46,223 +33,6 @@ QUARANTINE_PREFIX = "gc-quarantine-"
 """Names the directory in ``tmp/`` where gc holds objects between its two walks."""
 
 
-@dataclass
-class _Walk:
-    """What a walk over every model's history reached, and what it found wrong."""
-
-    reachable: set[str] = field(default_factory=set)
-    verified: set[str] = field(default_factory=set)
-    """Objects the walk read whole and found intact (fsck does not hash them again)."""
-    blobs: dict[str, str] = field(default_factory=dict)
-    """Each file object a manifest names, with the first version naming it."""
-    problems: list[Problem] = field(default_factory=list)
-    notes: list[Problem] = field(default_factory=list)
-    corrupt_named: set[str] = field(default_factory=set)
-    models: int = 0
-    versions: int = 0
-    events: int = 0
-
-
-def _read(reg: Registry, walk: _Walk, oid: str, context: str) -> bytes | None:
-    """Fetch (and verify) an object for the walk, recording a problem instead of raising."""
-    walk.reachable.add(oid)
-    try:
-        data = reg.objects.get_bytes(oid)
-    except ObjectMissing:
-        walk.problems.append(Problem(reg.where(oid), f"{context}: object is missing"))
-    except IntegrityError:
-        walk.corrupt_named.add(oid)
-        walk.problems.append(Problem(reg.where(oid),
-                                     f"{context}: object is corrupt (digest mismatch)"))
-    else:
-        walk.verified.add(oid)
-        return data
-    return None
-
-
-def _check_manifest(reg: Registry, walk: _Walk, model: str, version: int, oid: str,
-                    text: str) -> None:
-    """Check a register commit's manifest and note the file objects it names."""
-    where = reg.where(oid)
-    context = f"model {model}, version {version}: manifest"
-    try:
-        m = decode_manifest(text.encode("utf-8"), where)
-    except ModelregError as exc:
-        walk.problems.append(Problem(where, f"{context}: {exc}"))
-        return
-    if m.name != model or m.version != version:
-        walk.problems.append(Problem(where, f"{context} names {m.name}@{m.version}"))
-    digests = [f.digest for f in m.artifact.files]
-    if m.artifact.kind == "directory":
-        digests.append(m.artifact.digest)
-    if m.example is not None:
-        digests.append(m.example.digest)
-    for digest in digests:
-        blob = parse_digest(digest)
-        if blob is None:
-            walk.problems.append(Problem(where, f"{context}: bad digest {digest!r}"))
-            continue
-        walk.reachable.add(blob)
-        if blob in walk.blobs:
-            continue
-        walk.blobs[blob] = f"model {model}, version {version}"
-        if not reg.objects.contains(blob):
-            walk.problems.append(Problem(
-                reg.where(blob), f"model {model}, version {version}: file object is missing"))
-
-
-def _check_state(walk: _Walk, state: ModelState, entries: dict[int, VersionEntry],
-                 registered: dict[int, str] | None, where: str) -> None:
-    """Check the state's index against itself and against the chain's register commits."""
-    model = state.model
-    expected = set(range(1, state.latest.version + 1))
-    if set(entries) != expected:
-        missing = sorted(expected - set(entries))[:5]
-        extra = sorted(set(entries) - expected)[:5]
-        walk.problems.append(Problem(where, f"model {model}: index does not hold versions "
-                                     f"1..{state.latest.version} (missing {missing}, "
-                                     f"beyond {extra})"))
-    if registered is not None:
-        if set(registered) != expected:
-            walk.problems.append(Problem(where, f"model {model}: the history registers "
-                                         f"{len(registered)} versions, the state says "
-                                         f"{state.latest.version}"))
-        for v, e in sorted(entries.items()):
-            if registered.get(v, e.manifest) != e.manifest:
-                walk.problems.append(Problem(where, (
-                    f"model {model}: the index entry of v{v} names commit {e.manifest}, "
-                    f"not {registered[v]}, which registered it")))
-    for label, h in [("latest", state.latest), *state.stages.items(), *state.aliases.items()]:
-        found = entries.get(h.version)
-        if found is not None and found.manifest != h.manifest:
-            walk.problems.append(Problem(where, f"model {model}: {label} points at "
-                                         f"v{h.version} with a manifest the index does not "
-                                         "list"))
-
-
-def _check_policy(config: StoreConfig, walk: _Walk, state: ModelState,
-                  held: dict[str, list[int]], ref_path: str) -> None:
-    """Check the model's state against the store's policy as it is configured now.
-
-    An exclusive stage holding more than one version is a problem (the state the policy
-    forbids, reached under an older configuration or by a bug); an alias named like a
-    stage is a note (references resolve the stage; the alias is unreachable by name).
-    """
-    for stage, versions in sorted(held.items()):
-        if len(versions) > 1 and stage in config.stages and config.policy(stage).exclusive:
-            listed = ", ".join(f"v{v}" for v in sorted(versions))
-            walk.problems.append(Problem(ref_path, (
-                f"model {state.model}: stage {stage} is exclusive (holds one version at a time) "
-                f"but holds {len(versions)}: {listed}; archive all but one "
-                f"(`modelreg archive {state.model}@N`)")))
-    stages = {s.lower(): s for s in config.stages}
-    for alias, h in sorted(state.aliases.items()):
-        clash = stages.get(alias.lower())
-        if clash is not None:
-            walk.notes.append(Problem(ref_path, (
-                f"model {state.model}: alias {alias} (v{h.version}) clashes with stage {clash}, "
-                f"configured after the alias was made; {state.model}@{clash} means the stage "
-                f"only. Remove the alias (`modelreg alias rm {state.model} {alias}`) and set it "
-                "again under another name")))
-
-
-def _walk(reg: Registry, config: StoreConfig | None = None) -> _Walk:
-    walk = _Walk()
-    for ref_name in reg.model_names():
-        ref_path = reg.refs.where(ref_name)
-        try:
-            body, _ = reg.refs.read_versioned(ref_name)
-            if body is None:
-                continue
-            head, state_bytes, digest = decode_ref(body, ref_path)
-        except IntegrityError as exc:
-            walk.problems.append(Problem(ref_path, str(exc)))
-            continue
-        walk.models += 1
-        key = ref_name.split("/", 1)[1]
-        registered: dict[int, str] = {}
-        complete = True
-        head_state: str | None = None
-        child_seq: int | None = None
-        current: str | None = head
-        while current is not None:
-            label = (f"model {key}, event {child_seq - 1}" if child_seq is not None
-                     else f"model {key}, head event")
-            data = _read(reg, walk, current, f"{label}: commit")
-            where = reg.where(current)
-            try:
-                c = None if data is None else decode_commit(data, where)
-            except ModelregError as exc:
-                walk.problems.append(Problem(where, f"{label}: {exc}"))
-                c = None
-            if c is None:
-                complete = False
-                break
-            walk.events += 1
-            label = f"model {c.model}, event {c.seq} ({c.event.action})"
-            if head_state is None:
-                head_state = c.state
-            if c.model.lower() != key:
-                walk.problems.append(Problem(where, f"{label}: commit belongs to {c.model!r}, "
-                                             f"found under ref {ref_path}"))
-            if child_seq is not None and c.seq != child_seq - 1:
-                walk.problems.append(Problem(where, f"{label}: sequence jumps from {c.seq} to "
-                                             f"{child_seq} (an event was removed)"))
-            if c.parent is None and c.seq != 1:
-                walk.problems.append(Problem(where, f"{label}: history starts at event {c.seq}, "
-                                             "not 1 (earlier events were removed)"))
-            if c.manifest is not None:
-                version = c.event.version
-                if c.event.action != "register" or version is None or version in registered:
-                    walk.problems.append(Problem(where, f"{label}: holds a manifest but does "
-                                                 "not register a new version"))
-                else:
-                    registered[version] = current
-                    _check_manifest(reg, walk, c.model, version, current, c.manifest)
-            child_seq = c.seq
-            current = c.parent
-        if head_state is None:
-            continue
-        if head_state != digest:
-            walk.problems.append(Problem(ref_path, (
-                f"model {key}: the state in the ref does not match the digest its head "
-                f"commit {head} records (the ref was edited or damaged)")))
-            continue
-        try:
-            state = decode_state(state_bytes, ref_path, head)
-        except IntegrityError as exc:
-            walk.problems.append(Problem(ref_path, str(exc)))
-            continue
-        walk.versions += state.latest.version
-        entries = dict(state.tail)
-        for number, leaf in sorted(state.leaves.items()):
-            data = _read(reg, walk, leaf, f"model {key}: index leaf {number}")
-            if data is None:
-                continue
-            try:
-                got = decode_leaf(data, reg.where(leaf))
-            except ModelregError as exc:
-                walk.problems.append(Problem(reg.where(leaf), str(exc)))
-                continue
-            if len(got) != LEAF_SIZE or any(group_of(v) != number for v in got):
-                walk.problems.append(Problem(reg.where(leaf), (
-                    f"model {key}: index leaf {number} does not hold exactly versions "
-                    f"{number * LEAF_SIZE + 1}..{(number + 1) * LEAF_SIZE}")))
-            entries.update(got)
-        _check_state(walk, state, entries, registered if complete else None, ref_path)
-        if config is not None:
-            held: dict[str, list[int]] = {}
-            for v, e in entries.items():
-                held.setdefault(e.stage, []).append(v)
-            _check_policy(config, walk, state, held, ref_path)
-    return walk
-
-
-def _fs(reg: Registry) -> tuple[ObjectStore, RefStore] | None:
-    """The file-system object and ref stores of a directory store, else None."""
-    if isinstance(reg.objects, ObjectStore) and isinstance(reg.refs, RefStore):
-        return reg.objects, reg.refs
-    return None
 
 
 def check_models(reg: Registry) -> list[Problem]:
@@ -296,16 +66,21 @@ def fsck(reg: Registry) -> FsckReport:
         reg.layout.check_format()
     config = reg.config
     reg.decoded.clear()
-    walk = _walk(reg, config)
-    problems = list(walk.problems)
-    fs = _fs(reg)
-    names = (((name, path) for name, path in fs[0].iter_objects()) if fs is not None
-             else ((oid, None) for oid in reg.objects.ids()))
+    fs = file_stores(reg)
+    listing = fs[0].scan() if fs is not None else [(oid, True) for oid in reg.objects.ids()]
+    problems: list[Problem] = []
+    ids: list[str] = []
+    for name, regular in listing:
+        if regular and is_object_id(name):
+            ids.append(name)
+        else:
+            problems.append(Problem(reg.where(name) if is_object_id(name) else
+                                    str(fs[0].root / name) if fs is not None else name,
+                                    "unexpected entry in the object directory"))
+    walk = walk_store(reg, config, set(ids))
+    problems[:0] = walk.problems
     count = 0
-    for name, path in names:
-        if path is not None and (not is_object_id(name) or not path.is_file()):
-            problems.append(Problem(str(path), "unexpected entry in the object directory"))
-            continue
+    for name in ids:
         count += 1
         if name in walk.verified or reg.objects.verify(name):
             continue
@@ -336,7 +111,7 @@ def fsck(reg: Registry) -> FsckReport:
 def _reachable(reg: Registry) -> set[str]:
     """Every object reachable from a ref now; refuse to go on if the store has problems."""
     reg.decoded.clear()
-    fs = _fs(reg)
+    fs = file_stores(reg)
     strays = [] if fs is None else [(path, what) for path, harmless, what
                                     in fs[1].strays(MODELS_PREFIX) if not harmless]
     if strays:
@@ -345,7 +120,7 @@ def _reachable(reg: Registry) -> set[str]:
             f"gc refused: {path} is {what.removeprefix('not a ref: ')}, not a ref; a model "
             "whose ref is unreadable would lose its objects. Move it out of refs/ and run "
             "`modelreg fsck`.", str(path))
-    walk = _walk(reg)
+    walk = walk_store(reg)
     if walk.problems:
         raise IntegrityError(
             f"gc refused: the store has {len(walk.problems)} problem(s), first: "
@@ -465,7 +240,7 @@ def gc(reg: Registry, *, grace: float = DEFAULT_GRACE, dry_run: bool = False) ->
     Raises:
         IntegrityError: The store has missing or corrupt history; run fsck first.
     """
-    fs = _fs(reg)
+    fs = file_stores(reg)
     if fs is not None:
         reg.layout.check_format()
     # The cutoff is taken before anything is read: an object written or re-used (its mtime

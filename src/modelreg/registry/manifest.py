@@ -7,6 +7,7 @@ author, time, the artifact's files, and the lineage (params, metrics, run, git, 
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 from modelreg.errors import IntegrityError, UsageError
 from modelreg.types import Artifact, DataRef, FileInfo, GitInfo, Lineage, RunInfo
 
-__all__ = ["MANIFEST_FORMAT", "Manifest", "decode_manifest", "encode_manifest"]
+__all__ = ["MANIFEST_FORMAT", "Manifest", "Outline", "decode_manifest", "encode_manifest",
+           "outline"]
 
 MANIFEST_FORMAT = 1
 
@@ -174,3 +176,80 @@ def decode_manifest(data: bytes, where: str) -> Manifest:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError,
             AttributeError, RecursionError) as exc:
         raise IntegrityError(f"{where}: not a readable manifest ({exc})", where) from exc
+
+
+@dataclass(frozen=True)
+class Outline:
+    """What ``fsck`` and ``gc`` need of a manifest: who it is and the objects it names."""
+
+    name: str
+    version: int
+    objects: list[str]
+    """The ``sha256:`` digests of its files, its tree (a directory) and its input example."""
+
+
+# The tables of a manifest whose ``digest`` names an object of the store.
+_NAMING = {"[artifact]": "artifact", "[[artifact.files]]": "file", "[example]": "example"}
+
+
+def _string(value: str) -> str | None:
+    if len(value) < 2 or not value.startswith('"') or not value.endswith('"'):
+        return None
+    try:
+        # The escapes encode_manifest writes are JSON's; TOML also lets a tab stand as is.
+        text = json.loads(value.replace("\t", "\\t"))
+    except ValueError:
+        return None
+    return text if isinstance(text, str) else None
+
+
+def outline(data: bytes) -> Outline | None:
+    """Read a manifest's name, version and object digests without parsing it whole.
+
+    A walk over every version (``fsck``, ``gc``) would spend most of its time in the TOML
+    parser; this reads the lines :func:`encode_manifest` writes for those fields, in the
+    tables where they mean objects. It answers None for a text not in that shape (the
+    caller then parses it with :func:`decode_manifest`).
+
+    Args:
+        data: The manifest's TOML bytes (already verified against a digest).
+
+    Returns:
+        The outline, or None.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    fields: dict[str, str] = {}
+    named: list[str] = []
+    section = ""
+    for line in text.split("\n"):
+        if line.startswith("["):
+            section = _NAMING.get(line, "other")
+            continue
+        key, sep, value = line.partition(" = ")
+        if not sep or section == "other":
+            continue
+        if section == "":
+            if key in ("name", "version"):
+                fields[key] = value
+        elif key == "digest":
+            digest = _string(value)
+            if digest is None:
+                return None
+            if section != "artifact":
+                named.append(digest)
+            else:
+                fields["digest"] = digest
+        elif key == "kind" and section == "artifact":
+            fields["kind"] = _string(value) or ""
+    name = _string(fields.get("name", ""))
+    version = fields.get("version", "")
+    if name is None or not version.isdigit() or fields.get("kind") not in ("file", "directory"):
+        return None
+    if fields["kind"] == "directory":
+        if "digest" not in fields:
+            return None
+        named.append(fields["digest"])
+    return Outline(name, int(version), named)

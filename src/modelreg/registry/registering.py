@@ -217,7 +217,11 @@ def heal_blobs(reg: Registry, artifact: Artifact, sources: list[SourceFile]) -> 
     source files still at hand, closes that window.
     """
     by_path = {s.relpath: s.source for s in sources}
+    healed = False
     for f in artifact.files:
         oid = parse_digest(f.digest)
         if oid is not None and not reg.objects.contains(oid):
             reg.objects.put_file(by_path[f.path])
+            healed = True
+    if healed:
+        reg.objects.sync()  # the ref names it already: make its directory entry durable

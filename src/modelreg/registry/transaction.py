@@ -21,11 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from modelreg.errors import ConflictError, Denial, ModelregError, PolicyDenied
+from modelreg.errors import ConflictError, Denial, ModelregError, PolicyDenied, UsageError
 from modelreg.registry.builder import StateBuilder
 from modelreg.registry.core import Registry
 from modelreg.registry.events import event_record
 from modelreg.registry.state import no_such_version, now_iso
+from modelreg.storage.backend import MAX_REF_BODY
 from modelreg.types import EventRecord, VersionInfo
 
 if TYPE_CHECKING:
@@ -116,7 +117,13 @@ def mutate(reg: Registry, name: str, plan: Callable[[StateBuilder], T]) -> Outco
             if b.flush() is None:
                 break
             token = None if current is None else current.token
-            if reg.refs.compare_and_swap(ref_name, token, b.ref_body()):
+            body = b.ref_body()
+            if len(body) > MAX_REF_BODY:
+                raise UsageError(
+                    f"the state of {b.name} would take {len(body):,} bytes, more than a ref "
+                    f"holds ({MAX_REF_BODY:,}): the newest versions' checks, approvals or "
+                    "edited metadata are too large; nothing was changed")
+            if reg.refs.compare_and_swap(ref_name, token, body):
                 break
             if attempt == MAX_ATTEMPTS or time.monotonic() >= deadline:
                 raise ConflictError(

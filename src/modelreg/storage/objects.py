@@ -52,8 +52,14 @@ class ObjectStore:
         return self.root / oid
 
     def where(self, oid: str) -> str:
-        """How messages name object ``oid``: its path."""
-        return str(self.path(oid))
+        """How messages name object ``oid``: its path (as a string, built cheaply).
+
+        Raises:
+            IntegrityError: ``oid`` is not a well-formed id.
+        """
+        if not is_object_id(oid):
+            raise IntegrityError(f"malformed object id {oid!r}")
+        return f"{self.root}{os.sep}{oid}"
 
     def contains(self, oid: str) -> bool:
         """Tell whether object ``oid`` is stored."""
@@ -135,15 +141,16 @@ class ObjectStore:
             ObjectMissing: The object is missing (a referenced object: the store is damaged).
             IntegrityError: The bytes do not hash to ``oid``.
         """
-        path = self.path(oid)
+        path = self.where(oid)  # a walk reads thousands: no Path object for each
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as fh:
+                data = fh.read()
         except FileNotFoundError as exc:
-            raise ObjectMissing(f"object {oid} is missing ({path})", str(path)) from exc
+            raise ObjectMissing(f"object {oid} is missing ({path})", path) from exc
         if digest_bytes(data) != oid:
             raise IntegrityError(
                 f"object {oid} is corrupt: its content does not match its digest ({path})",
-                str(path),
+                path,
             )
         return data
 
@@ -226,10 +233,25 @@ class ObjectStore:
         for entry in sorted(self.root.iterdir()):
             yield entry.name, entry
 
+    def scan(self) -> list[tuple[str, bool]]:
+        """List the object directory in one pass.
+
+        Returns:
+            Each entry's name, sorted, and whether it is a regular file (told by the
+            directory listing itself, with no ``stat`` per entry where the file system
+            says).
+        """
+        try:
+            with os.scandir(self.root) as it:
+                found = [(e.name, e.is_file(follow_symlinks=False)) for e in it]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(found)
+
     def ids(self) -> Iterator[str]:
         """Yield the id of every well-formed object file (fsck reports the rest)."""
-        for name, path in self.iter_objects():
-            if is_object_id(name) and path.is_file():
+        for name, regular in self.scan():
+            if regular and is_object_id(name):
                 yield name
 
     def remove(self, oid: str) -> None:
