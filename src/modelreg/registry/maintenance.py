@@ -42,7 +42,7 @@ def check_models(reg: Registry) -> list[Problem]:
     checks the store it built before switching to it).
     """
     reg.decoded.clear()
-    return list(_walk(reg, reg.config).problems)
+    return list(walk_store(reg, reg.config).problems)
 
 
 def fsck(reg: Registry) -> FsckReport:
