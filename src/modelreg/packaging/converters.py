@@ -72,22 +72,139 @@ def _torch_module(source: SourceModel) -> Any:
     return _Unlifted(source.model.module())
 
 
+# scikit-learn estimators whose predict casts X to float32 and compares it with float64
+# thresholds chosen between float32 values (tree_.threshold): decision trees and the
+# forests and gradient boosting built on them. Histogram gradient boosting is apart: it
+# compares X in float64 with float64 thresholds.
+_FLOAT32_TREES = ("BaseDecisionTree", "BaseForest", "BaseGradientBoosting")
+_HIST_TREES = ("BaseHistGradientBoosting",)
+_TREE_OPS = ("TreeEnsembleRegressor", "TreeEnsembleClassifier")
+
+
+def _is_a(model: Any, bases: tuple[str, ...]) -> bool:
+    return any(cls.__name__ in bases for cls in type(model).__mro__)
+
+
+def _mirror_sklearn(model: Any, trees: list[Any]) -> Any:
+    """The model with a float32 cast in front of every tree estimator, for a float64 graph.
+
+    scikit-learn computes in float64 and casts to float32 only where its trees do. A
+    graph with a float64 input computes the rest (scalers, linear parts) in float64 too;
+    the cast makes skl2onnx convert the tree on float32 values, as scikit-learn compares
+    them. Trees met (top level or a pipeline step, at any depth of pipelines) are appended
+    to ``trees`` in the order their ONNX nodes will appear.
+    """
+    from skl2onnx.sklapi import CastTransformer  # type: ignore[import-untyped]
+    from sklearn.pipeline import Pipeline  # type: ignore[import-untyped]
+
+    def cast() -> Any:
+        import numpy as np
+
+        return CastTransformer(dtype=np.float32)
+
+    if isinstance(model, Pipeline):
+        steps: list[tuple[str, Any]] = []
+        for name, step in model.steps:
+            if _is_a(step, _FLOAT32_TREES + _HIST_TREES):
+                trees.append(step)
+                steps.append((f"{name}__float32", cast()))
+                steps.append((name, step))
+            elif isinstance(step, Pipeline):
+                steps.append((name, _mirror_sklearn(step, trees)))
+            else:
+                steps.append((name, step))
+        return Pipeline(steps)
+    if _is_a(model, _FLOAT32_TREES + _HIST_TREES):
+        trees.append(model)
+        return Pipeline([("float32", cast()), ("model", model)])
+    return model
+
+
+def _hist_thresholds(model: Any, node: Any) -> list[float]:
+    """The float64 thresholds of a histogram gradient boosting model, in the node's order.
+
+    skl2onnx numbers the trees of iteration ``i`` and class ``k`` as ``i * K + k`` (K trees
+    an iteration) and a tree's nodes by their index in the predictor.
+    """
+    predictors = [p for iteration in model._predictors for p in iteration]
+    attrs = {a.name: a for a in node.attribute}
+    return [float(predictors[t].nodes[n]["num_threshold"]) if mode == b"BRANCH_LEQ"
+            else 0.0 for t, n, mode in zip(attrs["nodes_treeids"].ints,
+                                           attrs["nodes_nodeids"].ints,
+                                           attrs["nodes_modes"].strings, strict=True)]
+
+
+def _exact_hist_trees(proto: Any, trees: list[Any]) -> None:
+    """Give histogram gradient boosting nodes float64 inputs and thresholds (in place).
+
+    skl2onnx writes every tree with float32 thresholds. scikit-learn's histogram gradient
+    boosting compares float64 values with float64 thresholds, which only
+    ``ai.onnx.ml`` 3's ``nodes_values_as_tensor`` can hold: the node is fed the float64
+    value the cast in front of it received, and its thresholds become the model's own.
+    """
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    nodes = [n for n in proto.graph.node if n.op_type in _TREE_OPS]
+    if len(nodes) != len(trees):
+        raise ModelError(f"the converted graph has {len(nodes)} tree ensembles for "
+                         f"{len(trees)} tree models")
+    producers = {out: n for n in proto.graph.node for out in n.output}
+    changed = False
+    for node, tree in zip(nodes, trees, strict=True):
+        if not _is_a(tree, _HIST_TREES):
+            continue
+        cast = producers.get(node.input[0])
+        if cast is None or cast.op_type != "Cast":
+            raise ModelError("the converted graph has no cast in front of a histogram "
+                             "gradient boosting model")
+        thresholds = _hist_thresholds(tree, node)
+        kept = [a for a in node.attribute if a.name != "nodes_values"]
+        del node.attribute[:]
+        node.attribute.extend(kept)
+        node.attribute.append(helper.make_attribute(
+            "nodes_values_as_tensor",
+            numpy_helper.from_array(np.asarray(thresholds, dtype=np.float64))))
+        node.input[0] = cast.input[0]
+        changed = True
+    if not changed:
+        return
+    for opset in proto.opset_import:
+        if opset.domain == "ai.onnx.ml":
+            opset.version = max(opset.version, 3)
+
+
 def _convert_sklearn(source: SourceModel, x: np.ndarray, opset: int | None,
                      dynamic_batch: bool) -> tuple[bytes, str]:
+    """Convert with a float64 input, else (a converter without float64 support) float32."""
     skl2onnx = require("skl2onnx", "sklearn", "converting a scikit-learn model")
+    import numpy as np
+    from skl2onnx.common.data_types import (  # type: ignore[import-untyped]
+        DoubleTensorType,
+        FloatTensorType,
+    )
     from sklearn.base import is_classifier  # type: ignore[import-untyped]
 
-    options = {id(source.model): {"zipmap": False}} if is_classifier(source.model) else None
-    kwargs: dict[str, Any] = {"X": x[:1]}
-    if not dynamic_batch:
-        from skl2onnx.common.data_types import FloatTensorType  # type: ignore[import-untyped]
-        kwargs = {"initial_types": [("X", FloatTensorType(list(x.shape)))]}
-    try:
-        proto = skl2onnx.to_onnx(source.model, target_opset=opset, options=options, **kwargs)
-    except Exception as exc:  # converters raise RuntimeError, NotImplementedError, ...
-        raise ModelError(f"skl2onnx cannot convert {type(source.model).__name__}: {exc}") \
-            from exc
-    return proto.SerializeToString(), str(skl2onnx.__version__)
+    trees: list[Any] = []
+    mirrored = _mirror_sklearn(source.model, trees)
+    attempts = [(mirrored, np.float64, DoubleTensorType),
+                (source.model, np.float32, FloatTensorType)]
+    error: Exception | None = None
+    for model, dtype, tensor_type in attempts:
+        options = {id(model): {"zipmap": False}} if is_classifier(model) else None
+        # A type example leaves the batch dimension dynamic (and the opset to skl2onnx).
+        kwargs: dict[str, Any] = {"X": x[:1].astype(dtype)} if dynamic_batch else {
+            "initial_types": [("X", tensor_type(list(x.shape)))]}
+        try:
+            proto = skl2onnx.to_onnx(model, target_opset=opset, options=options, **kwargs)
+            if dtype is np.float64:
+                _exact_hist_trees(proto, trees)
+        except Exception as exc:  # converters raise RuntimeError, NotImplementedError, ...
+            error = error or exc
+            continue
+        return proto.SerializeToString(), str(skl2onnx.__version__)
+    raise ModelError(f"skl2onnx cannot convert {type(source.model).__name__}: {error}") \
+        from error
 
 
 def _convert_torch(source: SourceModel, sample: dict[str, np.ndarray], opset: int | None,
