@@ -77,22 +77,21 @@ def _torch_module(source: SourceModel) -> Any:
 # forests and gradient boosting built on them. Histogram gradient boosting is apart: it
 # compares X in float64 with float64 thresholds.
 _FLOAT32_TREES = ("BaseDecisionTree", "BaseForest", "BaseGradientBoosting")
-_HIST_TREES = ("BaseHistGradientBoosting",)
-_TREE_OPS = ("TreeEnsembleRegressor", "TreeEnsembleClassifier")
 
 
 def _is_a(model: Any, bases: tuple[str, ...]) -> bool:
     return any(cls.__name__ in bases for cls in type(model).__mro__)
 
 
-def _mirror_sklearn(model: Any, trees: list[Any]) -> Any:
-    """The model with a float32 cast in front of every tree estimator, for a float64 graph.
+def _mirror_sklearn(model: Any) -> Any:
+    """The model with a float32 cast in front of every tree, for a graph with a float64 input.
 
-    scikit-learn computes in float64 and casts to float32 only where its trees do. A
-    graph with a float64 input computes the rest (scalers, linear parts) in float64 too;
-    the cast makes skl2onnx convert the tree on float32 values, as scikit-learn compares
-    them. Trees met (top level or a pipeline step, at any depth of pipelines) are appended
-    to ``trees`` in the order their ONNX nodes will appear.
+    scikit-learn computes in float64 and casts X to float32 only inside the predict of
+    its trees. A graph with a float64 input computes the rest (scalers, linear parts) in
+    float64 too; the cast makes skl2onnx convert each tree on float32 values, and skl2onnx
+    already rounds a tree's float64 thresholds down to the float32 below, which gives the
+    same decision for every float32 value. Trees at the top level or as a pipeline step
+    (in pipelines at any depth) are found.
     """
     from skl2onnx.sklapi import CastTransformer  # type: ignore[import-untyped]
     from sklearn.pipeline import Pipeline  # type: ignore[import-untyped]
@@ -105,103 +104,158 @@ def _mirror_sklearn(model: Any, trees: list[Any]) -> Any:
     if isinstance(model, Pipeline):
         steps: list[tuple[str, Any]] = []
         for name, step in model.steps:
-            if _is_a(step, _FLOAT32_TREES + _HIST_TREES):
-                trees.append(step)
+            if _is_a(step, _FLOAT32_TREES):
                 steps.append((f"{name}__float32", cast()))
-                steps.append((name, step))
-            elif isinstance(step, Pipeline):
-                steps.append((name, _mirror_sklearn(step, trees)))
-            else:
-                steps.append((name, step))
+            steps.append((name, _mirror_sklearn(step) if isinstance(step, Pipeline) else step))
         return Pipeline(steps)
-    if _is_a(model, _FLOAT32_TREES + _HIST_TREES):
-        trees.append(model)
+    if _is_a(model, _FLOAT32_TREES):
         return Pipeline([("float32", cast()), ("model", model)])
     return model
 
 
-def _hist_thresholds(model: Any, node: Any) -> list[float]:
-    """The float64 thresholds of a histogram gradient boosting model, in the node's order.
+def _hist_ensemble(model: Any) -> dict[str, Any]:
+    """A ``TreeEnsembleRegressor`` (``ai.onnx.ml`` 3) computing the raw scores, in float64.
 
-    skl2onnx numbers the trees of iteration ``i`` and class ``k`` as ``i * K + k`` (K trees
-    an iteration) and a tree's nodes by their index in the predictor.
-    """
-    predictors = [p for iteration in model._predictors for p in iteration]
-    attrs = {a.name: a for a in node.attribute}
-    return [float(predictors[t].nodes[n]["num_threshold"]) if mode == b"BRANCH_LEQ"
-            else 0.0 for t, n, mode in zip(attrs["nodes_treeids"].ints,
-                                           attrs["nodes_nodeids"].ints,
-                                           attrs["nodes_modes"].strings, strict=True)]
-
-
-def _exact_hist_trees(proto: Any, trees: list[Any]) -> None:
-    """Give histogram gradient boosting nodes float64 inputs and thresholds (in place).
-
-    skl2onnx writes every tree with float32 thresholds. scikit-learn's histogram gradient
-    boosting compares float64 values with float64 thresholds, which only
-    ``ai.onnx.ml`` 3's ``nodes_values_as_tensor`` can hold: the node is fed the float64
-    value the cast in front of it received, and its thresholds become the model's own.
+    One target per tree of an iteration (K: one, or one per class for a multi-class
+    classifier); the tree of iteration ``i`` and target ``k`` is tree ``i * K + k``. The
+    thresholds, leaf values and baseline are the model's own float64 values
+    (``*_as_tensor``), compared with float64 inputs as scikit-learn compares them.
     """
     import numpy as np
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
-    nodes = [n for n in proto.graph.node if n.op_type in _TREE_OPS]
-    if len(nodes) != len(trees):
-        raise ModelError(f"the converted graph has {len(nodes)} tree ensembles for "
-                         f"{len(trees)} tree models")
-    producers = {out: n for n in proto.graph.node for out in n.output}
-    changed = False
-    for node, tree in zip(nodes, trees, strict=True):
-        if not _is_a(tree, _HIST_TREES):
-            continue
-        cast = producers.get(node.input[0])
-        if cast is None or cast.op_type != "Cast":
-            raise ModelError("the converted graph has no cast in front of a histogram "
-                             "gradient boosting model")
-        thresholds = _hist_thresholds(tree, node)
-        kept = [a for a in node.attribute if a.name != "nodes_values"]
-        del node.attribute[:]
-        node.attribute.extend(kept)
-        node.attribute.append(helper.make_attribute(
-            "nodes_values_as_tensor",
-            numpy_helper.from_array(np.asarray(thresholds, dtype=np.float64))))
-        node.input[0] = cast.input[0]
-        changed = True
-    if not changed:
+    k_per_iteration = int(model.n_trees_per_iteration_)
+    cols: dict[str, list[Any]] = {key: [] for key in (
+        "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_modes",
+        "nodes_truenodeids", "nodes_falsenodeids", "nodes_missing_value_tracks_true",
+        "target_treeids", "target_nodeids", "target_ids")}
+    values: list[float] = []
+    weights: list[float] = []
+    for i, iteration in enumerate(model._predictors):
+        for k, predictor in enumerate(iteration):
+            tree = i * k_per_iteration + k
+            for n, node in enumerate(predictor.nodes):
+                if not node["is_leaf"] and node["is_categorical"]:
+                    raise ModelError("categorical splits of histogram gradient boosting "
+                                     "cannot be converted")
+                leaf = bool(node["is_leaf"])
+                for key, value in (("nodes_treeids", tree), ("nodes_nodeids", n),
+                                   ("nodes_featureids", 0 if leaf else node["feature_idx"]),
+                                   ("nodes_modes", "LEAF" if leaf else "BRANCH_LEQ"),
+                                   ("nodes_truenodeids", 0 if leaf else node["left"]),
+                                   ("nodes_falsenodeids", 0 if leaf else node["right"]),
+                                   ("nodes_missing_value_tracks_true",
+                                    0 if leaf else node["missing_go_to_left"])):
+                    cols[key].append(value if key == "nodes_modes" else int(value))
+                values.append(0.0 if leaf else float(node["num_threshold"]))
+                if leaf:
+                    cols["target_treeids"].append(tree)
+                    cols["target_nodeids"].append(n)
+                    cols["target_ids"].append(k)
+                    weights.append(float(node["value"]))
+
+    def tensor(xs: Any) -> Any:
+        return numpy_helper.from_array(np.asarray(xs, dtype=np.float64).ravel())
+
+    return {**cols, "n_targets": k_per_iteration, "aggregate_function": "SUM",
+            "post_transform": "NONE", "nodes_values_as_tensor": tensor(values),
+            "target_weights_as_tensor": tensor(weights),
+            "base_values_as_tensor": tensor(model._baseline_prediction)}
+
+
+def _convert_hist(scope: Any, operator: Any, container: Any) -> None:
+    """skl2onnx converter for histogram gradient boosting, in float64 as scikit-learn is.
+
+    The raw scores come from :func:`_hist_ensemble` (ONNX writes them in float32, the
+    type its tree operators give); the link (identity, exp, logistic, softmax) and the
+    label are computed in float64.
+    """
+    import numpy as np
+    from onnx import TensorProto
+    from skl2onnx.common.data_types import guess_proto_type  # type: ignore[import-untyped]
+    from sklearn.base import is_classifier  # type: ignore[import-untyped]
+
+    model = operator.raw_operator
+
+    def name(seed: str) -> str:
+        return str(scope.get_unique_variable_name(seed))
+
+    def node(op: str, inputs: list[str], seed: str, **attrs: Any) -> str:
+        out = name(seed)
+        container.add_node(op, inputs, [out], name=scope.get_unique_operator_name(op), **attrs)
+        return out
+
+    x = node("Cast", [operator.inputs[0].full_name], "x64", to=TensorProto.DOUBLE)
+    raw = name("raw")
+    container.add_node("TreeEnsembleRegressor", [x], [raw], op_domain="ai.onnx.ml",
+                       op_version=3, name=scope.get_unique_operator_name("TreeEnsemble"),
+                       **_hist_ensemble(model))
+    raw = node("Cast", [raw], "raw64", to=TensorProto.DOUBLE)
+    link = type(model._loss.link).__name__
+    if not is_classifier(model):
+        if link not in ("IdentityLink", "LogLink"):
+            raise ModelError(f"histogram gradient boosting with the {link} link cannot be "
+                             "converted")
+        out = node("Exp", [raw], "y") if link == "LogLink" else raw
+        container.add_node("Cast", [out], [operator.outputs[0].full_name],
+                           name=scope.get_unique_operator_name("Cast"),
+                           to=guess_proto_type(operator.outputs[0].type))
         return
-    for opset in proto.opset_import:
-        if opset.domain == "ai.onnx.ml":
-            opset.version = max(opset.version, 3)
+    if model.n_trees_per_iteration_ == 1:  # binary: the positive class's logit
+        positive = node("Sigmoid", [raw], "p1")
+        one = name("one")
+        container.add_initializer(one, TensorProto.DOUBLE, [], [1.0])
+        proba = node("Concat", [node("Sub", [one, positive], "p0"), positive], "p", axis=1)
+    else:
+        proba = node("Softmax", [raw], "p", axis=1)
+    container.add_node("Cast", [proba], [operator.outputs[1].full_name],
+                       name=scope.get_unique_operator_name("Cast"),
+                       to=guess_proto_type(operator.outputs[1].type))
+    best = node("ArgMax", [proba], "best", axis=1, keepdims=0)
+    classes = name("classes")
+    labels = np.asarray(model.classes_)
+    if labels.dtype.kind in "iub":
+        container.add_initializer(classes, TensorProto.INT64, [len(labels)],
+                                  labels.astype(np.int64).tolist())
+    else:
+        container.add_initializer(classes, TensorProto.STRING, [len(labels)],
+                                  [str(c).encode() for c in labels])
+    container.add_node("Gather", [classes, best], [operator.outputs[0].full_name],
+                       name=scope.get_unique_operator_name("Gather"), axis=0)
 
 
 def _convert_sklearn(source: SourceModel, x: np.ndarray, opset: int | None,
                      dynamic_batch: bool) -> tuple[bytes, str]:
     """Convert with a float64 input, else (a converter without float64 support) float32."""
     skl2onnx = require("skl2onnx", "sklearn", "converting a scikit-learn model")
-    import numpy as np
-    from skl2onnx.common.data_types import (  # type: ignore[import-untyped]
+    from skl2onnx.common.data_types import (
         DoubleTensorType,
         FloatTensorType,
     )
-    from sklearn.base import is_classifier  # type: ignore[import-untyped]
+    from sklearn.base import is_classifier
+    from sklearn.ensemble import (  # type: ignore[import-untyped]
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+    )
 
-    trees: list[Any] = []
-    mirrored = _mirror_sklearn(source.model, trees)
-    attempts = [(mirrored, np.float64, DoubleTensorType),
-                (source.model, np.float32, FloatTensorType)]
+    custom = {HistGradientBoostingClassifier: _convert_hist,
+              HistGradientBoostingRegressor: _convert_hist}
+    shape = [None if dynamic_batch else int(x.shape[0]), int(x.shape[1])]
     error: Exception | None = None
-    for model, dtype, tensor_type in attempts:
+    for model, tensor_type in ((_mirror_sklearn(source.model), DoubleTensorType),
+                               (source.model, FloatTensorType)):
         options = {id(model): {"zipmap": False}} if is_classifier(model) else None
-        # A type example leaves the batch dimension dynamic (and the opset to skl2onnx).
-        kwargs: dict[str, Any] = {"X": x[:1].astype(dtype)} if dynamic_batch else {
-            "initial_types": [("X", tensor_type(list(x.shape)))]}
         try:
-            proto = skl2onnx.to_onnx(model, target_opset=opset, options=options, **kwargs)
-            if dtype is np.float64:
-                _exact_hist_trees(proto, trees)
+            proto = skl2onnx.convert_sklearn(
+                model, name=f"ONNX({type(source.model).__name__})",
+                initial_types=[("X", tensor_type(shape))], target_opset=opset,
+                options=options, custom_conversion_functions=custom)
         except Exception as exc:  # converters raise RuntimeError, NotImplementedError, ...
             error = error or exc
             continue
+        for entry in proto.opset_import:  # the opset asked for, as skl2onnx.to_onnx does
+            if entry.domain == "" and opset is not None:
+                entry.version = opset
         return proto.SerializeToString(), str(skl2onnx.__version__)
     raise ModelError(f"skl2onnx cannot convert {type(source.model).__name__}: {error}") \
         from error
