@@ -18,9 +18,12 @@ joblib = pytest.importorskip("joblib")
 
 from sklearn import ensemble, linear_model, tree  # noqa: E402
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris  # noqa: E402
+from sklearn.ensemble import VotingRegressor  # noqa: E402
 from sklearn.pipeline import Pipeline, make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.svm import SVR  # noqa: E402
 
+from modelreg.errors import EXIT_MODEL, ModelError  # noqa: E402
 from modelreg.packaging.converters import convert  # noqa: E402
 from modelreg.packaging.parity import DEFAULT_ATOL, DEFAULT_RTOL, check_parity  # noqa: E402
 from modelreg.packaging.runtime import InferenceRunner  # noqa: E402
@@ -132,3 +135,33 @@ def test_adversarial_rows_sit_on_the_edges() -> None:
         model.steps[0][1].transform(rows.astype(np.float32)).astype(np.float32))
     assert np.count_nonzero(~np.isclose(in_float32, model.predict(rows), rtol=DEFAULT_RTOL,
                                         atol=DEFAULT_ATOL)) > 0
+
+
+@pytest.mark.parametrize("model", [
+    pytest.param(lambda: SVR(), id="svr"),  # ONNX Runtime has no float64 SVM kernel
+    pytest.param(lambda: VotingRegressor([  # trees inside a container get no cast
+        ("forest", ensemble.RandomForestRegressor(4, max_depth=4, random_state=0)),
+        ("ridge", linear_model.Ridge())]), id="voting"),
+])
+def test_models_without_a_float64_graph_convert_in_float32(tmp_path: Path,
+                                                          model: Any) -> None:
+    x, y = load_diabetes(return_X_y=True)
+    joblib.dump(model().fit(x, y), tmp_path / "model.pkl")
+    source = load_source(tmp_path, allow_pickle=True)
+    sample = {"X": x[::9]}
+    conversion = convert(source, sample)
+    assert InferenceRunner(conversion.onnx_bytes).input_types == {"X": "tensor(float)"}
+    report = check_parity(source, conversion, sample)
+    assert report.ok, report.details
+
+
+def test_categorical_histogram_splits_are_refused(tmp_path: Path) -> None:
+    x, y = load_diabetes(return_X_y=True)
+    x[:, 1] = x[:, 1] > 0
+    joblib.dump(ensemble.HistGradientBoostingRegressor(max_iter=3, categorical_features=[1])
+                .fit(x, y), tmp_path / "model.pkl")
+    source = load_source(tmp_path, allow_pickle=True)
+    with pytest.raises(ModelError, match="categorical splits of histogram gradient boosting "
+                                         "cannot be converted") as refused:
+        convert(source, {"X": x[:4]})
+    assert refused.value.exit_code == EXIT_MODEL

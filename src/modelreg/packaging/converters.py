@@ -7,9 +7,12 @@ Proving the conversion faithful is :mod:`modelreg.packaging.parity`'s job, and
 :mod:`modelreg.packaging.exporting` runs the whole chain. skl2onnx, torch and numpy are
 imported inside functions (they are optional extras).
 
-* scikit-learn models convert with ``skl2onnx.to_onnx`` on one float32 ``X`` input;
-  classifiers use ``zipmap=False`` so the probabilities are a plain ``[N, classes]`` tensor
-  next to the label tensor.
+* scikit-learn models convert with ``skl2onnx.convert_sklearn`` on one float64 ``X``
+  input, with a float32 cast in front of each tree (:func:`_mirror_sklearn`) and
+  histogram gradient boosting converted here in float64 (:func:`_convert_hist`), so the
+  graph computes as scikit-learn does; a model that cannot go that way converts on a
+  float32 ``X``. Classifiers use ``zipmap=False`` so the probabilities are a plain
+  ``[N, classes]`` tensor next to the label tensor.
 * torch models (TorchScript, whole modules saved with ``torch.save``, exported programs)
   all convert with the TorchScript-based ``torch.onnx.export(dynamo=False)``, which needs
   no onnxscript.
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from modelreg.errors import ModelError
 from modelreg.packaging import onnxfile
+from modelreg.packaging.runtime import InferenceRunner
 from modelreg.packaging.sources import SourceModel, order_inputs, require, run_torch
 
 if TYPE_CHECKING:
@@ -73,9 +77,8 @@ def _torch_module(source: SourceModel) -> Any:
 
 
 # scikit-learn estimators whose predict casts X to float32 and compares it with float64
-# thresholds chosen between float32 values (tree_.threshold): decision trees and the
-# forests and gradient boosting built on them. Histogram gradient boosting is apart: it
-# compares X in float64 with float64 thresholds.
+# thresholds (tree_.threshold): decision trees and the forests and gradient boosting built
+# on them. Histogram gradient boosting compares float64 X with float64 thresholds instead.
 _FLOAT32_TREES = ("BaseDecisionTree", "BaseForest", "BaseGradientBoosting")
 
 
@@ -226,7 +229,7 @@ def _convert_hist(scope: Any, operator: Any, container: Any) -> None:
 
 def _convert_sklearn(source: SourceModel, x: np.ndarray, opset: int | None,
                      dynamic_batch: bool) -> tuple[bytes, str]:
-    """Convert with a float64 input, else (a converter without float64 support) float32."""
+    """Convert with a float64 input, else (no float64 converter, graph or kernel) float32."""
     skl2onnx = require("skl2onnx", "sklearn", "converting a scikit-learn model")
     from skl2onnx.common.data_types import (
         DoubleTensorType,
@@ -256,7 +259,16 @@ def _convert_sklearn(source: SourceModel, x: np.ndarray, opset: int | None,
         for entry in proto.opset_import:  # the opset asked for, as skl2onnx.to_onnx does
             if entry.domain == "" and opset is not None:
                 entry.version = opset
-        return proto.SerializeToString(), str(skl2onnx.__version__)
+        raw = bytes(proto.SerializeToString())
+        if tensor_type is DoubleTensorType:
+            # Some float64 graphs are invalid (trees inside a VotingRegressor) or have no
+            # ONNX Runtime kernel (the SVM operators): those models take the float32 way.
+            try:
+                InferenceRunner(onnxfile.check_and_infer(raw))
+            except ModelError as exc:
+                error = error or exc
+                continue
+        return raw, str(skl2onnx.__version__)
     raise ModelError(f"skl2onnx cannot convert {type(source.model).__name__}: {error}") \
         from error
 

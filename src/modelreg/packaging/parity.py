@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_ATOL", "DEFAULT_RTOL", "ParityReport", "check_parity"]
 
-# Sources are float64 (scikit-learn) or float32 (torch); ONNX graphs compute in float32
-# with a different operation order. float32 carries ~7 significant digits, and a sum over
-# F features loses about sqrt(F) ulps: rtol=1e-3 leaves two orders of magnitude above that
+# Sources are float64 (scikit-learn) or float32 (torch); ONNX graphs compute partly in
+# float32 (torch graphs, tree leaf values) with a different operation order. float32
+# carries ~7 significant digits, and a sum over F features loses about sqrt(F) ulps:
+# rtol=1e-3 leaves two orders of magnitude above that
 # for models with hundreds of features, and atol=1e-4 covers values near zero (logits,
 # probabilities close to 0) where a relative bound means nothing. A real conversion bug
 # (a dropped scaler, a wrong class order) is off by far more than either.
