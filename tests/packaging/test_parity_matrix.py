@@ -165,3 +165,23 @@ def test_categorical_histogram_splits_are_refused(tmp_path: Path) -> None:
                                          "cannot be converted") as refused:
         convert(source, {"X": x[:4]})
     assert refused.value.exit_code == EXIT_MODEL
+
+
+@pytest.mark.parametrize("case", ["poisson", "missing_values", "float_labels"])
+def test_hist_gradient_boosting_links_missing_values_and_labels(tmp_path: Path,
+                                                                case: str) -> None:
+    x, y = load_diabetes(return_X_y=True)
+    if case == "poisson":  # a log link: exp of the raw score
+        model = ensemble.HistGradientBoostingRegressor(loss="poisson", max_iter=10)
+    elif case == "missing_values":  # NaN follows each split's missing_go_to_left
+        x[::7, 2] = np.nan
+        model = ensemble.HistGradientBoostingRegressor(max_iter=10)
+    else:  # classes 0.0, 1.0, 2.0 come out as int64 labels that equal them
+        x, y = load_iris(return_X_y=True)
+        y = y.astype(float)
+        model = ensemble.HistGradientBoostingClassifier(max_iter=5)
+    joblib.dump(model.fit(x, y), tmp_path / "model.pkl")
+    source = load_source(tmp_path, allow_pickle=True)
+    sample = {"X": x[::5]}
+    report = check_parity(source, convert(source, sample), sample)
+    assert report.ok and report.label_mismatches == 0, report.details

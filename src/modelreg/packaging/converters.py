@@ -108,7 +108,7 @@ def _mirror_sklearn(model: Any) -> Any:
         steps: list[tuple[str, Any]] = []
         for name, step in model.steps:
             if _is_a(step, _FLOAT32_TREES):
-                steps.append((f"{name}__float32", cast()))
+                steps.append((f"{name}_float32", cast()))
             steps.append((name, _mirror_sklearn(step) if isinstance(step, Pipeline) else step))
         return Pipeline(steps)
     if _is_a(model, _FLOAT32_TREES):
@@ -217,12 +217,12 @@ def _convert_hist(scope: Any, operator: Any, container: Any) -> None:
     best = node("ArgMax", [proba], "best", axis=1, keepdims=0)
     classes = name("classes")
     labels = np.asarray(model.classes_)
-    if labels.dtype.kind in "iub":
-        container.add_initializer(classes, TensorProto.INT64, [len(labels)],
-                                  labels.astype(np.int64).tolist())
-    else:
+    if guess_proto_type(operator.outputs[0].type) == TensorProto.STRING:
         container.add_initializer(classes, TensorProto.STRING, [len(labels)],
                                   [str(c).encode() for c in labels])
+    else:  # integer labels, and integral float ones, are int64 in skl2onnx's graphs
+        container.add_initializer(classes, TensorProto.INT64, [len(labels)],
+                                  labels.astype(np.int64).tolist())
     container.add_node("Gather", [classes, best], [operator.outputs[0].full_name],
                        name=scope.get_unique_operator_name("Gather"), axis=0)
 
