@@ -15,7 +15,8 @@ How a graph becomes a :class:`~modelreg.signatures.model.Signature`:
   one of ``TENSOR_DTYPES``, else by the lower-cased ``TensorProto.DataType`` name
   (``string``, ``float8e4m3fn``). A type modelreg cannot name raises :class:`ModelError`.
 * A dimension with ``dim_value`` is that int; one with a ``dim_param`` is its name when the
-  name is a valid symbol, else -1 (expressions such as ``s0 + 1``); one with neither is -1.
+  name is a valid symbol, else -1 (expressions such as ``s0 + 1``); one with neither is -1,
+  and so is one named ``unk__N`` (what shape inference calls a dimension with neither).
   A tensor with no shape at all has ``shape=None`` (unknown rank).
 * Non-tensor values become ``kind="sequence"`` or ``kind="map"`` specs with ``dtype=""``.
   For a sequence ``elem`` is the element's description; for a map it is
@@ -51,6 +52,9 @@ __all__ = ["ExternalData", "GraphSummary", "check_and_infer", "check_external_fi
 
 # The same rule signatures.model applies to symbolic dimensions, so inferred shapes re-parse.
 _SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*\Z")
+# The names ONNX shape inference gives dimensions that had neither a size nor a name: they
+# mean nothing more than "dynamic", so they read as -1, as before inference.
+_INVENTED = re.compile(r"^unk__[0-9]+\Z")
 # is_onnx_file parses files without an .onnx suffix only up to this size.
 _SNIFF_PARSE_LIMIT = 64 * 1024 * 1024
 
@@ -110,7 +114,8 @@ def _shape(tensor_type: onnx.TypeProto.Tensor) -> tuple[int | str, ...] | None:
         which = dim.WhichOneof("value")
         if which == "dim_value" and dim.dim_value >= 0:
             dims.append(int(dim.dim_value))
-        elif which == "dim_param" and _SYMBOL.match(dim.dim_param):
+        elif (which == "dim_param" and _SYMBOL.match(dim.dim_param)
+              and not _INVENTED.match(dim.dim_param)):
             dims.append(str(dim.dim_param))
         else:
             dims.append(-1)
