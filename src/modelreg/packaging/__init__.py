@@ -19,7 +19,9 @@ imports only modules listed above it (counting imports inside functions and unde
     bundle      one version as a self-describing zip with a standalone predict.py
                 (``templates/bundle_predict.py.txt``); imports no sibling
     serving     ``modelreg serve``: the Open Inference Protocol and MLflow's /invocations
-                over one version, following its stage or alias (imports runtime)
+                over one version, following its stage or alias (imports runtime, sources)
+    mlflow_format  MLflow's model format: an ONNX version written as an MLflow model, and
+                an MLflow model directory registered (imports runtime, sources)
 
 Only this package imports onnx, onnxruntime, skl2onnx, scikit-learn (``sklearn``) or torch
 (and, in ``serving`` only, starlette, uvicorn and prometheus-client).
