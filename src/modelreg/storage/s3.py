@@ -1,0 +1,687 @@
+"""The S3 backend: objects and refs in an S3 bucket, changed by conditional writes, no locks.
+
+A store at ``s3://BUCKET/PREFIX`` keeps object ``<id>`` at ``PREFIX/objects/<id>`` and ref
+``<name>`` at ``PREFIX/refs/<name>``. It implements the backend protocol
+(:mod:`modelreg.storage.backend`), version 2, in which a ref holds a small opaque body
+(at most :data:`MAX_REF_BODY` bytes) rather than an object id:
+
+- An object is created with ``PutObject`` and ``If-None-Match: *``: a 412 (or a 409, a
+  concurrent create in flight) means it is already there, and since an object's key is the
+  sha256 of its bytes, whatever is there is the same object. Every read re-hashes.
+- A ref is read with ``GetObject``; its ETag is the version token. It is created with
+  ``If-None-Match: *``, replaced with ``If-Match: <ETag>`` and deleted with ``DeleteObject``
+  and ``If-Match: <ETag>``. S3 applies each of these atomically, so of several writers
+  holding one token exactly one wins; the others get 412 (or 409, or 404 if the ref was
+  deleted) and are told False.
+
+**The rule callers keep.** An ETag names a body's *content* (for a single-part upload it is
+the MD5 of the bytes), so a ref that went from body X to Y and back to X carries X's old
+ETag again, and a writer still holding that token would win a swap it should lose (ABA).
+Callers therefore never write a body the ref held before; the registry's state document
+names its parent commit, so a new body always differs from every earlier one.
+
+**Retries.** botocore retries network errors, 5xx and throttling (its ``standard`` mode,
+:data:`MAX_ATTEMPTS` attempts in all); what still fails becomes a :class:`ConflictError`
+("try again", exit 4). A conditional write whose first attempt landed but whose answer was
+lost is retried and then refused (412) by its own earlier success; when botocore reports it
+retried, the backend reads the ref back and counts the write as won if the ref holds exactly
+the body it wrote (or, for a delete, is gone). Two writers of one token that happen to write
+byte-identical bodies, one of them retried, could then both be told they won; both meant the
+same new state, which is what the ref holds.
+
+**Endpoints that ignore conditions.** An S3-compatible server that ignores ``If-None-Match``
+or ``If-Match`` would let every writer win and silently lose updates. Before the first ref
+write of a process to an endpoint and bucket, :func:`check_conditional_writes` probes them
+(five requests on a key under ``PREFIX/probe/``) and refuses the endpoint with a
+:class:`UsageError` if any condition is ignored; the verdict is kept for the process.
+
+**Large files.** An object's key is its digest, which is known only once every byte has been
+read, while a multipart upload names its key when it starts. So :meth:`S3Objects.put_file`
+hashes a file larger than the multipart threshold first (one local read pass), asks whether
+the object is already stored (then nothing is uploaded), and only then uploads it in parts
+to its final key, hashing again as the parts go; ``CompleteMultipartUpload`` carries
+``If-None-Match: *`` (S3 and moto honour it there), and if the second pass does not hash to
+the first (the file changed meanwhile) the upload is aborted before it completes. Uploading
+to a temporary key and copying would stream in one pass but costs a server-side copy of
+every large object, a second key to clean up after a crash, and ``UploadPartCopy`` beyond
+5 GB. Files up to the threshold are read once into memory and sent in one ``PutObject``
+with their sha256 as ``x-amz-checksum-sha256``, which S3 checks against what it received.
+
+Credentials, region and endpoint come from the standard AWS chain (``AWS_ACCESS_KEY_ID``,
+``AWS_PROFILE``, ``AWS_ENDPOINT_URL``, ...). boto3 is imported only by :func:`open_s3`, and
+nothing imports this module unless an ``s3://`` store is opened. docs/s3.md has the request
+count of each operation and the IAM permissions needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
+
+from modelreg.errors import (
+    ConflictError,
+    IntegrityError,
+    NotFound,
+    ObjectMissing,
+    PolicyDenied,
+    UsageError,
+)
+from modelreg.storage.copying import copy_stream
+from modelreg.storage.hashing import (
+    CHUNK_SIZE,
+    Progress,
+    digest_bytes,
+    digest_file,
+    is_object_id,
+    new_hasher,
+)
+from modelreg.storage.refs import check_ref_name
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
+
+__all__ = [
+    "MAX_ATTEMPTS",
+    "MAX_REF_BODY",
+    "MULTIPART_THRESHOLD",
+    "PART_SIZE",
+    "S3Location",
+    "S3Objects",
+    "S3Refs",
+    "check_conditional_writes",
+    "open_s3",
+]
+
+MULTIPART_THRESHOLD = 64 << 20
+"""Files larger than this go up as a multipart upload; smaller ones in one ``PutObject``."""
+
+PART_SIZE = 16 << 20
+"""The size of each part of a multipart upload (S3 wants at least 5 MiB, 10,000 at most)."""
+
+_MAX_PARTS = 10_000
+
+MAX_REF_BODY = 1 << 20
+"""The largest ref body, in bytes."""
+
+MAX_ATTEMPTS = 5
+"""Attempts per request, the first included, in botocore's ``standard`` retry mode."""
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+_PREFIX_PART = re.compile(r"^[A-Za-z0-9._-]+\Z")
+_IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+\Z")
+
+# Error codes, as botocore reports them.
+_CONDITION_FAILED = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
+_NO_KEY = frozenset({"NoSuchKey", "404", "NotFound"})
+_DENIED = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                     "ExpiredToken", "InvalidToken", "AllAccessDisabled", "403", "Forbidden"})
+
+@dataclass(frozen=True)
+class S3Location:
+    """Where a store lives: a bucket and a key prefix (``""`` for the bucket's root)."""
+
+    bucket: str
+    prefix: str
+
+    @classmethod
+    def parse(cls, url: str) -> S3Location:
+        """Read ``s3://BUCKET`` or ``s3://BUCKET/PREFIX``.
+
+        Args:
+            url: The store's URL. A trailing ``/`` is allowed.
+
+        Returns:
+            The location.
+
+        Raises:
+            UsageError: The URL is not of that form, the bucket name breaks S3's naming
+                rules, or a prefix segment is empty, ``.``, ``..`` or has characters other
+                than letters, digits, ``.``, ``_`` and ``-``.
+        """
+        if not url.startswith("s3://"):
+            raise UsageError(f"not an S3 URL: {url!r} (expected s3://BUCKET/PREFIX)")
+        bucket, _, prefix = url[len("s3://"):].partition("/")
+        if not _BUCKET.match(bucket) or ".." in bucket or _IP_ADDRESS.match(bucket):
+            raise UsageError(
+                f"malformed S3 bucket name {bucket!r} in {url!r}: 3 to 63 lowercase letters, "
+                "digits, '.' and '-', starting and ending with a letter or digit")
+        prefix = prefix.rstrip("/")
+        for part in prefix.split("/") if prefix else ():
+            if part in (".", "..") or not _PREFIX_PART.match(part):
+                raise UsageError(
+                    f"malformed S3 prefix {prefix!r} in {url!r}: each '/'-separated segment "
+                    "must be letters, digits, '.', '_' or '-' (and not '.' or '..')")
+        return cls(bucket, prefix)
+
+    def key(self, *parts: str) -> str:
+        """Return the key of ``parts`` joined under the prefix."""
+        return "/".join((self.prefix, *parts) if self.prefix else parts)
+
+    def url(self, *parts: str) -> str:
+        """Return the ``s3://`` URL of ``parts`` under the prefix (how messages name keys)."""
+        return f"s3://{self.bucket}/{self.key(*parts)}"
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """An expected error answer: its S3 code, and whether botocore had retried."""
+
+    code: str
+    retried: bool
+
+
+class _Bucket:
+    """One client on one bucket: requests, with S3's errors turned into modelreg's."""
+
+    def __init__(self, client: Any, location: S3Location, max_attempts: int) -> None:
+        self.client = client
+        self.location = location
+        self.max_attempts = max_attempts
+        self.endpoint = str(client.meta.endpoint_url)
+        self._bucket_seen = False
+
+    def call(self, operation: str, where: str, expect: frozenset[str] = frozenset(),
+             **params: Any) -> Any:
+        """Make one request (botocore retries it); return its answer or a :class:`_Refused`.
+
+        Args:
+            operation: The client method, such as ``put_object``.
+            where: The key or prefix it concerns, for messages.
+            expect: Error codes the caller handles: returned as :class:`_Refused`.
+            **params: The request's parameters (the bucket is added).
+
+        Returns:
+            botocore's response dict, or a :class:`_Refused` for an expected error.
+
+        Raises:
+            NotFound: The bucket does not exist.
+            PolicyDenied: The credentials were refused, or lack a permission.
+            ConflictError: The endpoint could not be reached, or kept failing (5xx).
+            UsageError: No credentials or region, or another request S3 refused.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            answer = getattr(self.client, operation)(Bucket=self.location.bucket, **params)
+        except ClientError as exc:
+            code = _code(exc)
+            if code in expect:
+                return _Refused(code, _retries(exc) > 0)
+            self.fail(exc, where)
+        except BotoCoreError as exc:
+            self.unreachable(exc, where)
+        self._bucket_seen = True
+        return answer
+
+    def fail(self, exc: ClientError, where: str) -> NoReturn:
+        """Raise the modelreg error for an S3 error answer."""
+        code = _code(exc)
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        message = exc.response.get("Error", {}).get("Message") or code
+        if code == "NoSuchBucket":
+            raise NotFound(self.no_bucket()) from exc
+        if code in _DENIED or status == 403:
+            raise PolicyDenied(
+                f"S3 refused access to {self.location.url(where)} ({code}: {message}); check "
+                "the credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE) and that they allow "
+                "s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket there "
+                "(docs/s3.md)") from exc
+        if status >= 500 or code in ("SlowDown", "Throttling", "RequestTimeout"):
+            raise ConflictError(
+                f"S3 at {self.endpoint} kept failing on {self.location.url(where)} after "
+                f"{self.max_attempts} attempts ({code}: {message}); try again later") from exc
+        raise UsageError(
+            f"S3 refused a request on {self.location.url(where)} ({status} {code}: "
+            f"{message})") from exc
+
+    def unreachable(self, exc: Exception, where: str) -> NoReturn:
+        """Raise the modelreg error for a request that got no answer (or no credentials)."""
+        from botocore.exceptions import (
+            NoCredentialsError,
+            NoRegionError,
+            PartialCredentialsError,
+        )
+
+        if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+            raise UsageError(
+                f"no usable AWS credentials for {self.location} ({exc}): set "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE") from exc
+        if isinstance(exc, NoRegionError):
+            raise UsageError(f"no AWS region for {self.location}: set AWS_DEFAULT_REGION "
+                             "or a profile's region") from exc
+        raise ConflictError(
+            f"cannot reach S3 at {self.endpoint} for {self.location.url(where)} after "
+            f"{self.max_attempts} attempts ({exc}); try again later") from exc
+
+    def missing_key(self, where: str) -> None:
+        """After a HEAD's bare 404, raise NotFound if it is the bucket that is missing."""
+        if self._bucket_seen:
+            return
+        answer = self.call("head_bucket", where, _NO_KEY | {"NoSuchBucket"})
+        if isinstance(answer, _Refused):  # a HEAD's answer has no body, so no code either
+            raise NotFound(self.no_bucket())
+
+    def no_bucket(self) -> str:
+        """The message for a bucket that does not exist."""
+        return (f"S3 bucket {self.location.bucket!r} does not exist at {self.endpoint}: "
+                "create it, or check the bucket name and the endpoint (AWS_ENDPOINT_URL)")
+
+    def read_body(self, body: Any, where: str) -> bytes:
+        """Read a response's body to its end."""
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            with body:
+                return bytes(body.read())
+        except BotoCoreError as exc:
+            self.unreachable(exc, where)
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _retries(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
+
+
+def _checksum(data: bytes) -> str:
+    """The base64 sha256 that S3's ``x-amz-checksum-sha256`` carries."""
+    return base64.b64encode(bytes.fromhex(digest_bytes(data))).decode()
+
+
+class S3Objects:
+    """Content-addressed objects under ``PREFIX/objects/`` in a bucket."""
+
+    def __init__(self, bucket: _Bucket, *, multipart_threshold: int = MULTIPART_THRESHOLD,
+                 part_size: int = PART_SIZE) -> None:
+        self._s3 = bucket
+        self.multipart_threshold = multipart_threshold
+        self.part_size = part_size
+
+    def key(self, oid: str) -> str:
+        """Return the key of object ``oid``.
+
+        Raises:
+            IntegrityError: ``oid`` is not a well-formed id (a corrupt reference).
+        """
+        if not is_object_id(oid):
+            raise IntegrityError(f"malformed object id {oid!r}")
+        return self._s3.location.key("objects", oid)
+
+    def where(self, oid: str) -> str:
+        """How messages name an object of this store."""
+        return self._s3.location.url("objects", oid)
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store ``data`` unless present (one conditional ``PutObject``); return its id."""
+        oid = digest_bytes(data)
+        self._put(oid, data)
+        return oid
+
+    def _put(self, oid: str, data: bytes) -> None:
+        """Create object ``oid`` from ``data`` (whose digest it is) unless it is there."""
+        self._s3.call("put_object", self.key(oid), _CONDITION_FAILED, Key=self.key(oid),
+                      Body=data, IfNoneMatch="*",
+                      ChecksumSHA256=base64.b64encode(bytes.fromhex(oid)).decode())
+
+    def put_file(self, source: Path, progress: Progress | None = None) -> tuple[str, int]:
+        """Store a file; return its id and size.
+
+        Up to ``multipart_threshold`` bytes, the file is read once and sent in one request.
+        A larger file is hashed first, skipped if already stored, else uploaded in parts of
+        ``part_size`` bytes (memory use: one part), re-hashed as the parts are read, and
+        completed with ``If-None-Match: *`` (the module docstring says why two passes).
+
+        Args:
+            source: The file.
+            progress: Called with the byte count of each chunk sent (or, for a large file
+                already stored, once with its size); the counts add up to the size.
+
+        Returns:
+            The object id and the size in bytes.
+
+        Raises:
+            ConflictError: The file changed between the two passes; nothing was stored.
+        """
+        if source.stat().st_size <= self.multipart_threshold:
+            buffer = io.BytesIO()
+            with open(source, "rb") as fh:
+                oid, size = copy_stream(fh, buffer, progress)
+            self._put(oid, buffer.getvalue())
+            return oid, size
+        oid, size = digest_file(source)
+        if self.contains(oid):
+            if progress is not None:
+                progress(size)
+            return oid, size
+        self._upload_parts(source, oid, size, progress)
+        return oid, size
+
+    def _upload_parts(self, source: Path, oid: str, size: int,
+                      progress: Progress | None) -> None:
+        """Upload ``source`` as object ``oid`` in parts; abort unless it still hashes to it."""
+        key = self.key(oid)
+        part_size = max(self.part_size, -(-size // _MAX_PARTS))
+        upload = self._s3.call("create_multipart_upload", key, Key=key)["UploadId"]
+        completed = False
+        try:
+            hasher = new_hasher()
+            parts: list[dict[str, Any]] = []
+            sent = 0
+            with open(source, "rb") as fh:
+                while data := fh.read(part_size):
+                    hasher.update(data)
+                    answer = self._s3.call(
+                        "upload_part", key, Key=key, UploadId=upload, Body=data,
+                        PartNumber=len(parts) + 1, ChecksumSHA256=_checksum(data))
+                    parts.append({"PartNumber": len(parts) + 1, "ETag": answer["ETag"]})
+                    sent += len(data)
+                    if progress is not None:
+                        progress(len(data))
+            if hasher.hexdigest() != oid or sent != size:
+                raise ConflictError(
+                    f"{source} changed while it was being stored (it no longer hashes to "
+                    f"the digest read a moment before); nothing was stored, try again")
+            self._s3.call("complete_multipart_upload", key, _CONDITION_FAILED, Key=key,
+                          UploadId=upload, IfNoneMatch="*",
+                          MultipartUpload={"Parts": parts})
+            completed = True
+        finally:
+            if not completed:  # a refused completion too: the parts would linger (and cost)
+                self._s3.call("abort_multipart_upload", key, frozenset({"NoSuchUpload"}),
+                              Key=key, UploadId=upload)
+
+    def _open(self, oid: str) -> Any:
+        """GetObject on ``oid``; its body stream, or ObjectMissing."""
+        key = self.key(oid)
+        answer = self._s3.call("get_object", key, frozenset({"NoSuchKey"}), Key=key)
+        if isinstance(answer, _Refused):
+            raise ObjectMissing(f"object {oid} is missing ({self.where(oid)})", self.where(oid))
+        return answer["Body"]
+
+    def _corrupt(self, oid: str) -> IntegrityError:
+        return IntegrityError(f"object {oid} is corrupt: its content does not match its "
+                              f"digest ({self.where(oid)})", self.where(oid))
+
+    def get_bytes(self, oid: str) -> bytes:
+        """Return an object's bytes, verified (one ``GetObject``).
+
+        Raises:
+            ObjectMissing: No such object.
+            IntegrityError: Its bytes do not hash to ``oid``.
+        """
+        body = self._open(oid)
+        data = self._s3.read_body(body, self.key(oid))
+        if digest_bytes(data) != oid:
+            raise self._corrupt(oid)
+        return data
+
+    def copy_to(self, oid: str, dst: BinaryIO, progress: Progress | None = None) -> int:
+        """Stream an object out, verifying its digest at the end; return its size.
+
+        Raises:
+            ObjectMissing: No such object.
+            IntegrityError: Its bytes do not hash to ``oid`` (discard what was written).
+            ConflictError: The connection broke mid-stream.
+        """
+        found, size = self._stream(oid, dst.write, progress)
+        if found != oid:
+            raise self._corrupt(oid)
+        return size
+
+    def _stream(self, oid: str, sink: Callable[[bytes], object],
+                progress: Progress | None) -> tuple[str, int]:
+        """Feed an object's bytes to ``sink`` in chunks; return their digest and count."""
+        from botocore.exceptions import BotoCoreError
+
+        body = self._open(oid)
+        hasher = new_hasher()
+        size = 0
+        try:
+            with body:
+                for chunk in body.iter_chunks(CHUNK_SIZE):
+                    hasher.update(chunk)
+                    sink(chunk)
+                    size += len(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+        except BotoCoreError as exc:
+            self._s3.unreachable(exc, self.key(oid))
+        return hasher.hexdigest(), size
+
+    def contains(self, oid: str) -> bool:
+        """Tell whether the object is stored (one ``HeadObject``)."""
+        key = self.key(oid)
+        answer = self._s3.call("head_object", key, _NO_KEY, Key=key)
+        if isinstance(answer, _Refused):
+            self._s3.missing_key(key)
+            return False
+        return True
+
+    def verify(self, oid: str) -> bool:
+        """Re-hash the object as it streams (one ``GetObject``); False if missing or corrupt."""
+        try:
+            found, _ = self._stream(oid, lambda chunk: None, None)
+        except ObjectMissing:
+            return False
+        return found == oid
+
+    def ids(self) -> Iterator[str]:
+        """Yield every stored id, sorted (``ListObjectsV2``, 1,000 keys a request)."""
+        prefix = self._s3.location.key("objects", "")
+        token: str | None = None
+        while True:
+            more: dict[str, Any] = {"ContinuationToken": token} if token else {}
+            page = self._s3.call("list_objects_v2", prefix, Prefix=prefix, **more)
+            for entry in page.get("Contents", ()):
+                oid = entry["Key"][len(prefix):]
+                if is_object_id(oid):
+                    yield oid
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+
+    def remove(self, oid: str) -> None:
+        """Delete an object (one ``DeleteObject``); no error if absent."""
+        self._s3.call("delete_object", self.key(oid), Key=self.key(oid))
+
+
+_VERDICTS: dict[tuple[str, str], UsageError | None] = {}
+_VERDICTS_LOCK = threading.Lock()
+
+
+def check_conditional_writes(bucket: _Bucket) -> None:
+    """Refuse an endpoint that ignores conditional writes; probe once per process.
+
+    On a fresh key under ``PREFIX/probe/``: create it with ``If-None-Match: *`` (must work),
+    again (must be refused), replace it with ``If-Match`` on a wrong ETag (must be refused),
+    delete it with ``If-Match`` on a wrong ETag (must be refused), then delete it. The
+    verdict is kept per endpoint and bucket for the life of the process.
+
+    Raises:
+        UsageError: The endpoint let a write through that a condition should have stopped.
+    """
+    ident = (bucket.endpoint, bucket.location.bucket)
+    with _VERDICTS_LOCK:
+        if ident in _VERDICTS:
+            verdict = _VERDICTS[ident]
+            if verdict is not None:
+                raise verdict
+            return
+        verdict = _probe(bucket)
+        _VERDICTS[ident] = verdict
+    if verdict is not None:
+        raise verdict
+
+
+def _probe(s3: _Bucket) -> UsageError | None:
+    key = s3.location.key("probe", uuid.uuid4().hex)
+    wrong = '"00000000000000000000000000000000"'
+    # Codes a server that does not implement a condition may answer with instead of obeying.
+    unsupported = frozenset({"NotImplemented", "InvalidArgument", "InvalidRequest", "501"})
+    ignored: list[str] = []
+    try:
+        s3.call("put_object", key, Key=key, Body=b"1", IfNoneMatch="*")
+        for what, operation, params in (
+            ("If-None-Match: * on PutObject", "put_object",
+             {"Body": b"2", "IfNoneMatch": "*"}),
+            ("If-Match on PutObject", "put_object", {"Body": b"3", "IfMatch": wrong}),
+            ("If-Match on DeleteObject", "delete_object", {"IfMatch": wrong}),
+        ):
+            answer = s3.call(operation, key, _CONDITION_FAILED | unsupported, Key=key,
+                             **params)
+            if not isinstance(answer, _Refused) or answer.code in unsupported:
+                ignored.append(what)
+                if operation == "delete_object":  # it is gone: the next steps need it back
+                    s3.call("put_object", key, Key=key, Body=b"4")
+    finally:
+        s3.call("delete_object", key, Key=key)
+    if not ignored:
+        return None
+    return UsageError(
+        f"the S3 endpoint {s3.endpoint} does not implement conditional writes "
+        f"({', '.join(ignored)} let a write through that should have been refused); two "
+        f"writers could both win and one's change be lost, so {s3.location} cannot hold a "
+        "modelreg store there (docs/s3.md lists what is needed)")
+
+
+class S3Refs:
+    """Refs under ``PREFIX/refs/`` in a bucket: small bodies, ETags as tokens."""
+
+    def __init__(self, bucket: _Bucket) -> None:
+        self._s3 = bucket
+
+    def key(self, name: str) -> str:
+        """Return the key of ref ``name``.
+
+        Raises:
+            ValueError: The name is malformed (see :func:`modelreg.storage.refs.check_ref_name`).
+        """
+        check_ref_name(name)
+        return self._s3.location.key("refs", name)
+
+    def read(self, name: str) -> bytes | None:
+        """Return the body ref ``name`` holds, or None if it does not exist."""
+        return self.read_versioned(name)[0]
+
+    def read_versioned(self, name: str) -> tuple[bytes | None, str | None]:
+        """Return the ref's body and ETag (one ``GetObject``); (None, None) if absent.
+
+        Raises:
+            IntegrityError: The ref is larger than :data:`MAX_REF_BODY`.
+        """
+        key = self.key(name)
+        answer = self._s3.call("get_object", key, frozenset({"NoSuchKey"}), Key=key)
+        if isinstance(answer, _Refused):
+            return None, None
+        body = answer["Body"]
+        if int(answer.get("ContentLength", 0)) > MAX_REF_BODY:
+            body.close()
+            raise IntegrityError(
+                f"ref {name} is larger than {MAX_REF_BODY} bytes: not a ref modelreg wrote "
+                f"({self._s3.location.url('refs', name)})", self._s3.location.url("refs", name))
+        data = self._s3.read_body(body, key)
+        return data, str(answer["ETag"])
+
+    def compare_and_swap(self, name: str, expected: str | None, body: bytes) -> bool:
+        """Write ``body`` to ref ``name`` if its token is still ``expected``.
+
+        ``expected=None`` creates the ref only if it does not exist (``If-None-Match: *``);
+        otherwise it is replaced only if its ETag is still ``expected`` (``If-Match``). One
+        ``PutObject``; the first write of a process to a bucket probes it first
+        (:func:`check_conditional_writes`).
+
+        Returns:
+            False, changing nothing, if the ref exists (create), moved or was deleted.
+
+        Raises:
+            ValueError: ``body`` is larger than :data:`MAX_REF_BODY`.
+        """
+        if len(body) > MAX_REF_BODY:
+            raise ValueError(f"a ref body is at most {MAX_REF_BODY} bytes, not {len(body)}")
+        key = self.key(name)
+        check_conditional_writes(self._s3)
+        condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
+        answer = self._s3.call("put_object", key, _CONDITION_FAILED | _NO_KEY, Key=key,
+                               Body=body, ChecksumSHA256=_checksum(body), **condition)
+        if not isinstance(answer, _Refused):
+            return True
+        # Refused, perhaps by our own earlier attempt whose answer was lost (module docstring).
+        return answer.retried and self.read(name) == body
+
+    def delete_if(self, name: str, expected: str | None) -> bool:
+        """Delete ref ``name`` if its token is still ``expected`` (``If-Match``).
+
+        Returns:
+            False, changing nothing, if the ref moved or does not exist (always False for
+            ``expected=None``: there is no token of an absent ref to match).
+        """
+        key = self.key(name)
+        if expected is None:
+            return False
+        check_conditional_writes(self._s3)
+        answer = self._s3.call("delete_object", key, _CONDITION_FAILED | _NO_KEY, Key=key,
+                               IfMatch=expected)
+        if not isinstance(answer, _Refused):
+            return True
+        return answer.retried and self.read(name) is None
+
+    def names(self, prefix: str) -> Iterator[str]:
+        """Yield the names of the refs directly under ``prefix``, sorted (``ListObjectsV2``)."""
+        check_ref_name(prefix.rstrip("/"))
+        start = self._s3.location.key("refs", prefix.rstrip("/"), "")
+        token: str | None = None
+        while True:
+            more: dict[str, Any] = {"ContinuationToken": token} if token else {}
+            page = self._s3.call("list_objects_v2", start, Prefix=start, Delimiter="/",
+                                 **more)
+            for entry in page.get("Contents", ()):
+                yield prefix.rstrip("/") + "/" + entry["Key"][len(start):]
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+
+
+def open_s3(url: str, *, max_attempts: int = MAX_ATTEMPTS,
+            multipart_threshold: int = MULTIPART_THRESHOLD,
+            part_size: int = PART_SIZE) -> tuple[S3Objects, S3Refs]:
+    """Open the store at ``url`` (``s3://BUCKET/PREFIX``): its objects and its refs.
+
+    No request is made yet; the first one finds out whether the bucket exists and the
+    credentials work. Credentials, region and endpoint come from the standard AWS chain.
+
+    Args:
+        url: The store's URL.
+        max_attempts: Attempts per request (botocore's ``standard`` retry mode).
+        multipart_threshold: Files larger than this are uploaded in parts.
+        part_size: The size of each part.
+
+    Returns:
+        The objects and refs of the store, sharing one client.
+
+    Raises:
+        UsageError: The URL is malformed, or boto3 is not installed.
+    """
+    location = S3Location.parse(url)
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError as exc:
+        raise UsageError("s3:// stores need boto3: pip install 'modelreg[s3]'") from exc
+    config = Config(retries={"mode": "standard", "max_attempts": max_attempts},
+                    connect_timeout=10, read_timeout=60)
+    client = boto3.session.Session().client("s3", config=config)
+    bucket = _Bucket(client, location, max_attempts)
+    return (S3Objects(bucket, multipart_threshold=multipart_threshold, part_size=part_size),
+            S3Refs(bucket))
