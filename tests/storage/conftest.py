@@ -6,6 +6,7 @@ import multiprocessing
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +37,20 @@ def s3_endpoint() -> Iterator[str]:
     server.close()
 
 
+@pytest.fixture(scope="session")
+def s3_admin(s3_endpoint: str) -> Any:
+    """A boto3 client on the loopback S3, for tests to set up and inspect buckets directly."""
+    import boto3
+
+    from tests.s3server import FAKE_CREDENTIALS
+
+    return boto3.session.Session(
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=FAKE_CREDENTIALS["AWS_DEFAULT_REGION"],
+    ).client("s3", endpoint_url=s3_endpoint)
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, s3_endpoint: str) -> str:
     """Fake credentials and the loopback endpoint in the environment, nothing of the user's.
@@ -57,10 +72,8 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, s3_endpoint: str) -
 
 
 @pytest.fixture
-def s3_url(aws_env: str) -> str:
+def s3_url(aws_env: str, s3_admin: Any) -> str:
     """A fresh bucket on the loopback S3; the store's URL, with a prefix, inside it."""
-    import boto3
-
     bucket = f"test-{uuid.uuid4().hex[:20]}"
-    boto3.session.Session().client("s3").create_bucket(Bucket=bucket)
+    s3_admin.create_bucket(Bucket=bucket)
     return f"s3://{bucket}/team/registry"

@@ -88,6 +88,7 @@ if TYPE_CHECKING:
     from botocore.exceptions import ClientError
 
 __all__ = [
+    "LIST_PAGE",
     "MAX_ATTEMPTS",
     "MAX_REF_BODY",
     "MULTIPART_THRESHOLD",
@@ -109,6 +110,9 @@ _MAX_PARTS = 10_000
 
 MAX_REF_BODY = 1 << 20
 """The largest ref body, in bytes."""
+
+LIST_PAGE = 1000
+"""Keys asked for per ``ListObjectsV2`` request (S3's own maximum)."""
 
 MAX_ATTEMPTS = 5
 """Attempts per request, the first included, in botocore's ``standard`` retry mode."""
@@ -232,16 +236,16 @@ class _Bucket:
             raise NotFound(self.no_bucket()) from exc
         if code in _DENIED or status == 403:
             raise PolicyDenied(
-                f"S3 refused access to {self.location.url(where)} ({code}: {message}); check "
+                f"S3 refused access to {self.url_of(where)} ({code}: {message}); check "
                 "the credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE) and that they allow "
                 "s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket there "
                 "(docs/s3.md)") from exc
         if status >= 500 or code in ("SlowDown", "Throttling", "RequestTimeout"):
             raise ConflictError(
-                f"S3 at {self.endpoint} kept failing on {self.location.url(where)} after "
+                f"S3 at {self.endpoint} kept failing on {self.url_of(where)} after "
                 f"{self.max_attempts} attempts ({code}: {message}); try again later") from exc
         raise UsageError(
-            f"S3 refused a request on {self.location.url(where)} ({status} {code}: "
+            f"S3 refused a request on {self.url_of(where)} ({status} {code}: "
             f"{message})") from exc
 
     def unreachable(self, exc: Exception, where: str) -> NoReturn:
@@ -260,8 +264,26 @@ class _Bucket:
             raise UsageError(f"no AWS region for {self.location}: set AWS_DEFAULT_REGION "
                              "or a profile's region") from exc
         raise ConflictError(
-            f"cannot reach S3 at {self.endpoint} for {self.location.url(where)} after "
+            f"cannot reach S3 at {self.endpoint} for {self.url_of(where)} after "
             f"{self.max_attempts} attempts ({exc}); try again later") from exc
+
+    def list(self, prefix: str, delimiter: str = "") -> Iterator[str]:
+        """Yield the keys under ``prefix``, without it, in order, a page a request.
+
+        With a ``delimiter``, only the keys with none after the prefix (no "folders").
+        """
+        token: str | None = None
+        while True:
+            more: dict[str, Any] = {"ContinuationToken": token} if token else {}
+            if delimiter:
+                more["Delimiter"] = delimiter
+            page = self.call("list_objects_v2", prefix, Prefix=prefix, MaxKeys=LIST_PAGE,
+                             **more)
+            for entry in page.get("Contents", ()):
+                yield entry["Key"][len(prefix):]
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
 
     def missing_key(self, where: str) -> None:
         """After a HEAD's bare 404, raise NotFound if it is the bucket that is missing."""
@@ -270,6 +292,10 @@ class _Bucket:
         answer = self.call("head_bucket", where, _NO_KEY | {"NoSuchBucket"})
         if isinstance(answer, _Refused):  # a HEAD's answer has no body, so no code either
             raise NotFound(self.no_bucket())
+
+    def url_of(self, key: str) -> str:
+        """Return the ``s3://`` URL of a key of this bucket."""
+        return f"s3://{self.location.bucket}/{key}"
 
     def no_bucket(self) -> str:
         """The message for a bucket that does not exist."""
@@ -373,19 +399,21 @@ class S3Objects:
         """Upload ``source`` as object ``oid`` in parts; abort unless it still hashes to it."""
         key = self.key(oid)
         part_size = max(self.part_size, -(-size // _MAX_PARTS))
-        upload = self._s3.call("create_multipart_upload", key, Key=key)["UploadId"]
+        upload = self._s3.call("create_multipart_upload", key, Key=key,
+                               ChecksumAlgorithm="SHA256")["UploadId"]
         completed = False
         try:
             hasher = new_hasher()
             parts: list[dict[str, Any]] = []
             sent = 0
-            with open(source, "rb") as fh:
-                while data := fh.read(part_size):
+            with open(source, "rb") as fh:  # the bytes hashed, and no more if it grew
+                while data := fh.read(min(part_size, size - sent)):
                     hasher.update(data)
-                    answer = self._s3.call(
-                        "upload_part", key, Key=key, UploadId=upload, Body=data,
-                        PartNumber=len(parts) + 1, ChecksumSHA256=_checksum(data))
-                    parts.append({"PartNumber": len(parts) + 1, "ETag": answer["ETag"]})
+                    part: dict[str, Any] = {"PartNumber": len(parts) + 1,
+                                            "ChecksumSHA256": _checksum(data)}
+                    answer = self._s3.call("upload_part", key, Key=key, UploadId=upload,
+                                           Body=data, **part)
+                    parts.append({**part, "ETag": answer["ETag"]})
                     sent += len(data)
                     if progress is not None:
                         progress(len(data))
@@ -479,18 +507,8 @@ class S3Objects:
 
     def ids(self) -> Iterator[str]:
         """Yield every stored id, sorted (``ListObjectsV2``, 1,000 keys a request)."""
-        prefix = self._s3.location.key("objects", "")
-        token: str | None = None
-        while True:
-            more: dict[str, Any] = {"ContinuationToken": token} if token else {}
-            page = self._s3.call("list_objects_v2", prefix, Prefix=prefix, **more)
-            for entry in page.get("Contents", ()):
-                oid = entry["Key"][len(prefix):]
-                if is_object_id(oid):
-                    yield oid
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return
+        return (oid for oid in self._s3.list(self._s3.location.key("objects", ""))
+                if is_object_id(oid))
 
     def remove(self, oid: str) -> None:
         """Delete an object (one ``DeleteObject``); no error if absent."""
@@ -639,18 +657,10 @@ class S3Refs:
 
     def names(self, prefix: str) -> Iterator[str]:
         """Yield the names of the refs directly under ``prefix``, sorted (``ListObjectsV2``)."""
-        check_ref_name(prefix.rstrip("/"))
-        start = self._s3.location.key("refs", prefix.rstrip("/"), "")
-        token: str | None = None
-        while True:
-            more: dict[str, Any] = {"ContinuationToken": token} if token else {}
-            page = self._s3.call("list_objects_v2", start, Prefix=start, Delimiter="/",
-                                 **more)
-            for entry in page.get("Contents", ()):
-                yield prefix.rstrip("/") + "/" + entry["Key"][len(start):]
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return
+        prefix = prefix.rstrip("/")
+        check_ref_name(prefix)
+        below = self._s3.location.key("refs", prefix, "")
+        return (f"{prefix}/{rest}" for rest in self._s3.list(below, delimiter="/"))
 
 
 def open_s3(url: str, *, max_attempts: int = MAX_ATTEMPTS,
@@ -679,7 +689,7 @@ def open_s3(url: str, *, max_attempts: int = MAX_ATTEMPTS,
         from botocore.config import Config
     except ImportError as exc:
         raise UsageError("s3:// stores need boto3: pip install 'modelreg[s3]'") from exc
-    config = Config(retries={"mode": "standard", "max_attempts": max_attempts},
+    config = Config(retries={"mode": "standard", "total_max_attempts": max_attempts},
                     connect_timeout=10, read_timeout=60)
     client = boto3.session.Session().client("s3", config=config)
     bucket = _Bucket(client, location, max_attempts)
