@@ -64,13 +64,14 @@ class Faults:
 
     ``fail_before(n)``: the next ``n`` requests get a 500 and never reach moto.
     ``fail_after(n)``: the next ``n`` requests reach moto (a write lands) but the client is
-    told 500. ``ignore_conditions``: ``If-Match`` and ``If-None-Match`` are dropped, as an
-    endpoint that does not implement conditional writes would.
+    told 500. ``conditions``: ``"honour"`` (moto's own handling), ``"ignore"`` (``If-Match``
+    and ``If-None-Match`` are dropped, as by a server that does not know them) or
+    ``"reject"`` (a request carrying one is answered 501 NotImplemented).
     """
 
-    def __init__(self, app: WSGIApp, *, ignore_conditions: bool = False) -> None:
+    def __init__(self, app: WSGIApp, *, conditions: str = "honour") -> None:
         self._app = app
-        self.ignore_conditions = ignore_conditions
+        self.conditions = conditions
         self._before = 0
         self._after = 0
         self.requests = 0
@@ -92,21 +93,24 @@ class Faults:
             after = not before and self._after > 0
             self._before -= before
             self._after -= after
-        if self.ignore_conditions:
-            environ.pop("HTTP_IF_MATCH", None)
-            environ.pop("HTTP_IF_NONE_MATCH", None)
+        conditional = {"HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH"} & environ.keys()
+        if conditional and self.conditions == "ignore":
+            for name in conditional:
+                del environ[name]
         if before:
-            return _internal_error(start_response)
+            return _error(start_response, "500 Internal Server Error", b"InternalError")
+        if conditional and self.conditions == "reject":
+            return _error(start_response, "501 Not Implemented", b"NotImplemented")
         if after:
             body = b"".join(self._app(environ, lambda *args, **kwargs: None))
             del body  # moto did the work; the client hears otherwise
-            return _internal_error(start_response)
+            return _error(start_response, "500 Internal Server Error", b"InternalError")
         return self._app(environ, start_response)
 
 
-def _internal_error(start_response: Callable[..., Any]) -> Iterator[bytes]:
-    body = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>InternalError</Code>"
+def _error(start_response: Callable[..., Any], status: str, code: bytes) -> Iterator[bytes]:
+    body = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>" + code + b"</Code>"
             b"<Message>injected by the test</Message></Error>")
-    start_response("500 Internal Server Error",
+    start_response(status,
                    [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
     yield body

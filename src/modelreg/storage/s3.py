@@ -56,6 +56,7 @@ count of each operation and the IAM permissions needed.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import re
 import threading
@@ -68,6 +69,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 from modelreg.errors import (
     ConflictError,
     IntegrityError,
+    ModelregError,
     NotFound,
     ObjectMissing,
     PolicyDenied,
@@ -126,6 +128,7 @@ _CONDITION_FAILED = frozenset({"PreconditionFailed", "412", "ConditionalRequestC
 _NO_KEY = frozenset({"NoSuchKey", "404", "NotFound"})
 _DENIED = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
                      "ExpiredToken", "InvalidToken", "AllAccessDisabled", "403", "Forbidden"})
+
 
 @dataclass(frozen=True)
 class S3Location:
@@ -240,7 +243,7 @@ class _Bucket:
                 "the credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE) and that they allow "
                 "s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket there "
                 "(docs/s3.md)") from exc
-        if status >= 500 or code in ("SlowDown", "Throttling", "RequestTimeout"):
+        if (status >= 500 and status != 501) or code in ("SlowDown", "RequestTimeout"):
             raise ConflictError(
                 f"S3 at {self.endpoint} kept failing on {self.url_of(where)} after "
                 f"{self.max_attempts} attempts ({code}: {message}); try again later") from exc
@@ -249,23 +252,27 @@ class _Bucket:
             f"{message})") from exc
 
     def unreachable(self, exc: Exception, where: str) -> NoReturn:
-        """Raise the modelreg error for a request that got no answer (or no credentials)."""
-        from botocore.exceptions import (
-            NoCredentialsError,
-            NoRegionError,
-            PartialCredentialsError,
-        )
+        """Raise the modelreg error for a request that got no answer (or no credentials).
 
-        if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        botocore's other errors (a parameter it refuses, say) are modelreg's bugs and go
+        up as they are.
+        """
+        from botocore import exceptions as bce
+
+        if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError
+                      | bce.CredentialRetrievalError):
             raise UsageError(
                 f"no usable AWS credentials for {self.location} ({exc}): set "
                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE") from exc
-        if isinstance(exc, NoRegionError):
+        if isinstance(exc, bce.NoRegionError):
             raise UsageError(f"no AWS region for {self.location}: set AWS_DEFAULT_REGION "
                              "or a profile's region") from exc
-        raise ConflictError(
-            f"cannot reach S3 at {self.endpoint} for {self.url_of(where)} after "
-            f"{self.max_attempts} attempts ({exc}); try again later") from exc
+        if isinstance(exc, bce.ConnectionError | bce.HTTPClientError
+                      | bce.IncompleteReadError):
+            raise ConflictError(
+                f"cannot reach S3 at {self.endpoint} for {self.url_of(where)} after "
+                f"{self.max_attempts} attempts ({exc}); try again later") from exc
+        raise exc
 
     def list(self, prefix: str, delimiter: str = "") -> Iterator[str]:
         """Yield the keys under ``prefix``, without it, in order, a page a request.
@@ -544,34 +551,40 @@ def check_conditional_writes(bucket: _Bucket) -> None:
 
 
 def _probe(s3: _Bucket) -> UsageError | None:
+    """Try each condition on a fresh key; the refusal to give if any is not honoured."""
     key = s3.location.key("probe", uuid.uuid4().hex)
     wrong = '"00000000000000000000000000000000"'
-    # Codes a server that does not implement a condition may answer with instead of obeying.
+    # What a server that does not implement a condition may answer instead of obeying it.
     unsupported = frozenset({"NotImplemented", "InvalidArgument", "InvalidRequest", "501"})
-    ignored: list[str] = []
+    steps: list[tuple[str, str, dict[str, Any], frozenset[str]]] = [
+        ("If-None-Match: * on PutObject", "put_object", {"Body": b"1", "IfNoneMatch": "*"},
+         frozenset()),  # creating the fresh key must work
+        ("If-None-Match: * on PutObject", "put_object", {"Body": b"2", "IfNoneMatch": "*"},
+         _CONDITION_FAILED),
+        ("If-Match on PutObject", "put_object", {"Body": b"3", "IfMatch": wrong},
+         _CONDITION_FAILED),
+        ("If-Match on DeleteObject", "delete_object", {"IfMatch": wrong}, _CONDITION_FAILED),
+    ]
+    failed: list[str] = []
     try:
-        s3.call("put_object", key, Key=key, Body=b"1", IfNoneMatch="*")
-        for what, operation, params in (
-            ("If-None-Match: * on PutObject", "put_object",
-             {"Body": b"2", "IfNoneMatch": "*"}),
-            ("If-Match on PutObject", "put_object", {"Body": b"3", "IfMatch": wrong}),
-            ("If-Match on DeleteObject", "delete_object", {"IfMatch": wrong}),
-        ):
-            answer = s3.call(operation, key, _CONDITION_FAILED | unsupported, Key=key,
-                             **params)
-            if not isinstance(answer, _Refused) or answer.code in unsupported:
-                ignored.append(what)
-                if operation == "delete_object":  # it is gone: the next steps need it back
-                    s3.call("put_object", key, Key=key, Body=b"4")
+        for what, operation, params, refusals in steps:
+            answer = s3.call(operation, key, refusals | unsupported, Key=key, **params)
+            obeyed = (answer.code in refusals if isinstance(answer, _Refused)
+                      else not refusals)
+            if not obeyed:
+                failed.append(what)
+                if not refusals:
+                    break  # not even a create: nothing to test the others on
     finally:
-        s3.call("delete_object", key, Key=key)
-    if not ignored:
+        with contextlib.suppress(ModelregError):  # a probe key left over is harmless
+            s3.call("delete_object", key, Key=key)
+    if not failed:
         return None
     return UsageError(
-        f"the S3 endpoint {s3.endpoint} does not implement conditional writes "
-        f"({', '.join(ignored)} let a write through that should have been refused); two "
-        f"writers could both win and one's change be lost, so {s3.location} cannot hold a "
-        "modelreg store there (docs/s3.md lists what is needed)")
+        f"the S3 endpoint {s3.endpoint} does not implement conditional writes (it did not "
+        f"honour {', '.join(failed)}); two writers could both win and one's change be "
+        f"lost, so {s3.location} cannot hold a modelreg store (docs/s3.md says what an "
+        "endpoint needs)")
 
 
 class S3Refs:
