@@ -65,8 +65,9 @@ class Faults:
     ``fail_before(n)``: the next ``n`` requests get a 500 and never reach moto.
     ``fail_after(n)``: the next ``n`` requests reach moto (a write lands) but the client is
     told 500. ``conditions``: ``"honour"`` (moto's own handling), ``"ignore"`` (``If-Match``
-    and ``If-None-Match`` are dropped, as by a server that does not know them) or
-    ``"reject"`` (a request carrying one is answered 501 NotImplemented).
+    and ``If-None-Match`` are dropped, as by a server that does not know them),
+    ``"ignore-on-delete"`` (dropped from DELETE requests only) or ``"reject"`` (a request
+    carrying one is answered 501 NotImplemented).
     """
 
     def __init__(self, app: WSGIApp, *, conditions: str = "honour") -> None:
@@ -94,7 +95,8 @@ class Faults:
             self._before -= before
             self._after -= after
         conditional = {"HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH"} & environ.keys()
-        if conditional and self.conditions == "ignore":
+        if conditional and (self.conditions == "ignore" or (
+                self.conditions == "ignore-on-delete" and environ["REQUEST_METHOD"] == "DELETE")):
             for name in conditional:
                 del environ[name]
         if before:

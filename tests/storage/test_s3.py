@@ -459,33 +459,44 @@ def test_a_write_whose_answer_was_lost_still_counts(s3_url: str, faults: Faults)
     assert refs.read(REF) is None
 
 
-@pytest.mark.parametrize(("conditions", "named"), [
-    ("ignore", ["If-None-Match: * on PutObject", "If-Match on PutObject",
-                "If-Match on DeleteObject"]),
-    ("reject", ["If-None-Match: * on PutObject"]),
+SWAP = "If-None-Match: * on PutObject, If-Match on PutObject"
+DELETE = "If-Match on DeleteObject"
+
+
+@pytest.mark.parametrize(("conditions", "swap_lacks", "delete_lacks"), [
+    ("ignore", SWAP, DELETE),
+    ("reject", SWAP, DELETE),
+    ("ignore-on-delete", None, DELETE),
 ])
 def test_an_endpoint_without_conditional_writes_is_refused(
         s3_admin: Any, s3_url: str, aws_env: str, monkeypatch: pytest.MonkeyPatch,
-        conditions: str, named: list[str]) -> None:
+        conditions: str, swap_lacks: str | None, delete_lacks: str) -> None:
     layer = Faults(moto_app(), conditions=conditions)
     server = LoopbackServer(layer)
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
         _, refs = open_s3(s3_url)
-        with pytest.raises(UsageError, match="does not implement conditional writes") \
-                as caught:
-            refs.compare_and_swap(REF, None, b"x")
-        assert caught.value.exit_code == EXIT_USAGE
-        assert f"did not honour {', '.join(named)})" in str(caught.value)
+        if swap_lacks is None:
+            assert refs.compare_and_swap(REF, None, b"x")
+        else:
+            with pytest.raises(UsageError, match="does not implement conditional writes") \
+                    as caught:
+                refs.compare_and_swap(REF, None, b"x")
+            assert caught.value.exit_code == EXIT_USAGE
+            assert f"did not honour {swap_lacks})" in str(caught.value)
+        token = refs.read_versioned(REF)[1]
         before = layer.requests
-        with pytest.raises(UsageError):  # the verdict is kept: no second probe
-            refs.delete_if(REF, '"abc"')
-        assert layer.requests == before
-        assert refs.read(REF) is None  # nothing was written; the probe cleaned up
-        bucket, _ = _split(s3_url)
-        assert "Contents" not in s3_admin.list_objects_v2(Bucket=bucket)
+        with pytest.raises(UsageError, match=f"did not honour {delete_lacks}\\)"):
+            refs.delete_if(REF, token or '"abc"')
+        assert layer.requests == before  # the verdict is kept: no second probe
+        assert refs.read(REF) == (None if swap_lacks else b"x")  # nothing else was written
+        bucket, prefix = _split(s3_url)
+        listed = s3_admin.list_objects_v2(Bucket=bucket).get("Contents", [])
+        assert [o["Key"] for o in listed] == ([] if swap_lacks else [f"{prefix}/refs/{REF}"])
     finally:
         server.close()
     # The same bucket through the honest endpoint is another verdict.
     monkeypatch.setenv("AWS_ENDPOINT_URL", aws_env)
-    assert open_s3(s3_url)[1].compare_and_swap(REF, None, b"x")
+    _, refs = open_s3(s3_url)
+    assert refs.compare_and_swap("models/other", None, b"x")
+    assert refs.delete_if("models/other", refs.read_versioned("models/other")[1])

@@ -32,8 +32,10 @@ same new state, which is what the ref holds.
 **Endpoints that ignore conditions.** An S3-compatible server that ignores ``If-None-Match``
 or ``If-Match`` would let every writer win and silently lose updates. Before the first ref
 write of a process to an endpoint and bucket, :func:`check_conditional_writes` probes them
-(five requests on a key under ``PREFIX/probe/``) and refuses the endpoint with a
-:class:`UsageError` if any condition is ignored; the verdict is kept for the process.
+(five requests on a key under ``PREFIX/probe/``), and a ref write that relies on a
+condition the endpoint did not honour is refused with a :class:`UsageError`: swaps need
+both conditional puts, :meth:`S3Refs.delete_if` the conditional delete (which some servers
+lack while having the puts). The verdict is kept for the process.
 
 **Large files.** An object's key is its digest, which is known only once every byte has been
 read, while a multipart upload names its key when it starts. So :meth:`S3Objects.put_file`
@@ -522,48 +524,57 @@ class S3Objects:
         self._s3.call("delete_object", self.key(oid), Key=self.key(oid))
 
 
-_VERDICTS: dict[tuple[str, str], UsageError | None] = {}
+_CREATE = "If-None-Match: * on PutObject"
+_REPLACE = "If-Match on PutObject"
+_DELETE = "If-Match on DeleteObject"
+_SWAP_NEEDS = (_CREATE, _REPLACE)
+_DELETE_NEEDS = (_DELETE,)
+
+_VERDICTS: dict[tuple[str, str], tuple[str, ...]] = {}
 _VERDICTS_LOCK = threading.Lock()
 
 
-def check_conditional_writes(bucket: _Bucket) -> None:
-    """Refuse an endpoint that ignores conditional writes; probe once per process.
+def check_conditional_writes(bucket: _Bucket, needed: tuple[str, ...]) -> None:
+    """Refuse an endpoint that does not honour the conditions ``needed``; probe once.
 
     On a fresh key under ``PREFIX/probe/``: create it with ``If-None-Match: *`` (must work),
     again (must be refused), replace it with ``If-Match`` on a wrong ETag (must be refused),
-    delete it with ``If-Match`` on a wrong ETag (must be refused), then delete it. The
-    verdict is kept per endpoint and bucket for the life of the process.
+    delete it with ``If-Match`` on a wrong ETag (must be refused), then delete it. What the
+    endpoint failed to honour is kept per endpoint and bucket for the life of the process,
+    so a server that knows conditional puts but not conditional deletes serves every ref
+    operation but :meth:`S3Refs.delete_if`.
+
+    Args:
+        bucket: The bucket, through its endpoint.
+        needed: The conditions the caller's request relies on.
 
     Raises:
-        UsageError: The endpoint let a write through that a condition should have stopped.
+        UsageError: The endpoint let a write through that one of them should have stopped.
     """
     ident = (bucket.endpoint, bucket.location.bucket)
     with _VERDICTS_LOCK:
-        if ident in _VERDICTS:
-            verdict = _VERDICTS[ident]
-            if verdict is not None:
-                raise verdict
-            return
-        verdict = _probe(bucket)
-        _VERDICTS[ident] = verdict
-    if verdict is not None:
-        raise verdict
+        if ident not in _VERDICTS:
+            _VERDICTS[ident] = _probe(bucket)
+        failed = [c for c in _VERDICTS[ident] if c in needed]
+    if failed:
+        raise UsageError(
+            f"the S3 endpoint {bucket.endpoint} does not implement conditional writes (it "
+            f"did not honour {', '.join(failed)}); two writers could both win and one's "
+            f"change be lost, so {bucket.location} cannot hold a modelreg store's refs "
+            "(docs/s3.md says what an endpoint needs)")
 
 
-def _probe(s3: _Bucket) -> UsageError | None:
-    """Try each condition on a fresh key; the refusal to give if any is not honoured."""
+def _probe(s3: _Bucket) -> tuple[str, ...]:
+    """Try each condition on a fresh key; return those the endpoint did not honour."""
     key = s3.location.key("probe", uuid.uuid4().hex)
     wrong = '"00000000000000000000000000000000"'
     # What a server that does not implement a condition may answer instead of obeying it.
     unsupported = frozenset({"NotImplemented", "InvalidArgument", "InvalidRequest", "501"})
     steps: list[tuple[str, str, dict[str, Any], frozenset[str]]] = [
-        ("If-None-Match: * on PutObject", "put_object", {"Body": b"1", "IfNoneMatch": "*"},
-         frozenset()),  # creating the fresh key must work
-        ("If-None-Match: * on PutObject", "put_object", {"Body": b"2", "IfNoneMatch": "*"},
-         _CONDITION_FAILED),
-        ("If-Match on PutObject", "put_object", {"Body": b"3", "IfMatch": wrong},
-         _CONDITION_FAILED),
-        ("If-Match on DeleteObject", "delete_object", {"IfMatch": wrong}, _CONDITION_FAILED),
+        (_CREATE, "put_object", {"Body": b"1", "IfNoneMatch": "*"}, frozenset()),  # must work
+        (_CREATE, "put_object", {"Body": b"2", "IfNoneMatch": "*"}, _CONDITION_FAILED),
+        (_REPLACE, "put_object", {"Body": b"3", "IfMatch": wrong}, _CONDITION_FAILED),
+        (_DELETE, "delete_object", {"IfMatch": wrong}, _CONDITION_FAILED),
     ]
     failed: list[str] = []
     try:
@@ -571,20 +582,14 @@ def _probe(s3: _Bucket) -> UsageError | None:
             answer = s3.call(operation, key, refusals | unsupported, Key=key, **params)
             obeyed = (answer.code in refusals if isinstance(answer, _Refused)
                       else not refusals)
+            if not obeyed and not refusals:  # not even a create: the rest cannot be tried
+                return (_CREATE, _REPLACE, _DELETE)
             if not obeyed:
                 failed.append(what)
-                if not refusals:
-                    break  # not even a create: nothing to test the others on
     finally:
         with contextlib.suppress(ModelregError):  # a probe key left over is harmless
             s3.call("delete_object", key, Key=key)
-    if not failed:
-        return None
-    return UsageError(
-        f"the S3 endpoint {s3.endpoint} does not implement conditional writes (it did not "
-        f"honour {', '.join(failed)}); two writers could both win and one's change be "
-        f"lost, so {s3.location} cannot hold a modelreg store (docs/s3.md says what an "
-        "endpoint needs)")
+    return tuple(failed)
 
 
 class S3Refs:
@@ -642,7 +647,7 @@ class S3Refs:
         if len(body) > MAX_REF_BODY:
             raise ValueError(f"a ref body is at most {MAX_REF_BODY} bytes, not {len(body)}")
         key = self.key(name)
-        check_conditional_writes(self._s3)
+        check_conditional_writes(self._s3, _SWAP_NEEDS)
         condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
         answer = self._s3.call("put_object", key, _CONDITION_FAILED | _NO_KEY, Key=key,
                                Body=body, ChecksumSHA256=_checksum(body), **condition)
@@ -661,7 +666,7 @@ class S3Refs:
         key = self.key(name)
         if expected is None:
             return False
-        check_conditional_writes(self._s3)
+        check_conditional_writes(self._s3, _DELETE_NEEDS)
         answer = self._s3.call("delete_object", key, _CONDITION_FAILED | _NO_KEY, Key=key,
                                IfMatch=expected)
         if not isinstance(answer, _Refused):
