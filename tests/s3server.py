@@ -70,9 +70,13 @@ class Faults:
     carrying one is answered 501 NotImplemented).
     """
 
-    def __init__(self, app: WSGIApp, *, conditions: str = "honour") -> None:
+    def __init__(self, app: WSGIApp, *, conditions: str = "honour",
+                 answered: Callable[[str, str, str], None] | None = None) -> None:
         self._app = app
         self.conditions = conditions
+        self.answered = answered
+        """Called with the method, path and status of each request moto answered, before
+        the answer goes back: a test's chance to act "meanwhile" (on another endpoint)."""
         self._before = 0
         self._after = 0
         self.requests = 0
@@ -107,7 +111,17 @@ class Faults:
             body = b"".join(self._app(environ, lambda *args, **kwargs: None))
             del body  # moto did the work; the client hears otherwise
             return _error(start_response, "500 Internal Server Error", b"InternalError")
-        return self._app(environ, start_response)
+        if self.answered is None:
+            return self._app(environ, start_response)
+        status: list[str] = []
+
+        def record(code: str, *args: Any, **kwargs: Any) -> Any:
+            status.append(code)
+            return start_response(code, *args, **kwargs)
+
+        body = b"".join(self._app(environ, record))
+        self.answered(environ["REQUEST_METHOD"], environ["PATH_INFO"], status[0])
+        return [body]
 
 
 def _error(start_response: Callable[..., Any], status: str, code: bytes) -> Iterator[bytes]:

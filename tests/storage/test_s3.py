@@ -14,6 +14,7 @@ import io
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,7 @@ def test_put_bytes_names_objects_by_their_sha256_once(
     assert list(objects.ids()) == [oid]
     bucket, prefix = _split(s3_url)
     keys = [o["Key"] for o in s3_admin.list_objects_v2(Bucket=bucket)["Contents"]]
-    assert keys == [f"{prefix}/objects/{oid}"]
+    assert keys == [f"{prefix}/objects/{oid}", f"{prefix}/reused/{oid}"]  # stored, re-used
 
 
 def _put_random_file(objects: S3Objects, source: Path, size: int,
@@ -217,6 +218,58 @@ def test_remove_deletes_and_tolerates_absence(store: tuple[S3Objects, S3Refs],
     assert not objects.contains(drop)
     monkeypatch.setattr(s3, "LIST_PAGE", 2)  # five ids come back over three pages
     assert list(objects.ids()) == kept
+
+
+def test_stat_tells_when_an_object_was_last_stored_or_reused(
+        s3_admin: Any, s3_url: str, store: tuple[S3Objects, S3Refs]) -> None:
+    objects, _ = store
+    assert objects.stat("a" * 64) is None
+    oid = objects.put_bytes(b"weights")
+    first = objects.stat(oid)
+    assert first is not None and first[1] == len(b"weights")
+    assert abs(first[0] - time.time()) < 60
+    time.sleep(1.1)  # S3 dates keys to the second
+    assert objects.put_bytes(b"weights") == oid  # re-used: a mark is written
+    second = objects.stat(oid)
+    assert second is not None and second[0] > first[0]
+    bucket, prefix = _split(s3_url)
+    objects.remove(oid)
+    assert objects.stat(oid) is None
+    assert "Contents" not in s3_admin.list_objects_v2(Bucket=bucket, Prefix=prefix)
+
+
+def test_an_object_removed_while_it_is_reused_is_stored_again(
+        s3_admin: Any, s3_url: str, aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    objects, _ = open_s3(s3_url)
+    oid = objects.put_bytes(b"shared weights")
+    bucket, prefix = _split(s3_url)
+    key = f"{prefix}/objects/{oid}"
+    puts: list[str] = []
+
+    def gc_strikes(method: str, path: str, status: str) -> None:
+        if method == "PUT" and path.endswith(key):
+            puts.append(status)
+            if status.startswith("412") and len(puts) == 1:  # gc deletes it right then
+                s3_admin.delete_object(Bucket=bucket, Key=key)
+
+    layer = Faults(moto_app(), answered=gc_strikes)
+    server = LoopbackServer(layer)
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
+        assert open_s3(s3_url)[0].put_bytes(b"shared weights") == oid
+    finally:
+        server.close()
+    assert [p[:3] for p in puts] == ["412", "200"]
+    assert objects.get_bytes(oid) == b"shared weights"
+
+
+def test_the_rest_of_the_protocol(s3_url: str, store: tuple[S3Objects, S3Refs]) -> None:
+    objects, refs = store
+    objects.sync()  # S3 acknowledges durable writes: nothing to do, nothing to fail
+    assert objects.where("a" * 64) == f"{s3_url}/objects/{'a' * 64}"
+    assert refs.where(REF) == f"{s3_url}/refs/{REF}"
+    with refs.locked(REF):  # no lock on S3: the swap alone decides
+        assert refs.compare_and_swap(REF, None, b"x")
 
 
 # -- refs ----------------------------------------------------------------------------------

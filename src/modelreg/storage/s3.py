@@ -7,7 +7,11 @@ A store at ``s3://BUCKET/PREFIX`` keeps object ``<id>`` at ``PREFIX/objects/<id>
 
 - An object is created with ``PutObject`` and ``If-None-Match: *``: a 412 (or a 409, a
   concurrent create in flight) means it is already there, and since an object's key is the
-  sha256 of its bytes, whatever is there is the same object. Every read re-hashes.
+  sha256 of its bytes, whatever is there is the same object. Every read re-hashes. Storing
+  an object that is already there also writes an empty mark, ``PREFIX/reused/<id>``, whose
+  date :meth:`S3Objects.stat` reports as the object's (S3 cannot touch a key in place), so
+  that ``gc``'s grace period spares an object a writer is about to name; if ``gc`` removed
+  the object meanwhile, it is stored again.
 - A ref is read with ``GetObject``; its ETag is the version token. It is created with
   ``If-None-Match: *``, replaced with ``If-Match: <ETag>`` and deleted with ``DeleteObject``
   and ``If-Match: <ETag>``. S3 applies each of these atomically, so of several writers
@@ -366,9 +370,29 @@ class S3Objects:
 
     def _put(self, oid: str, data: bytes) -> None:
         """Create object ``oid`` from ``data`` (whose digest it is) unless it is there."""
-        self._s3.call("put_object", self.key(oid), _CONDITION_FAILED, Key=self.key(oid),
-                      Body=data, IfNoneMatch="*",
-                      ChecksumSHA256=base64.b64encode(bytes.fromhex(oid)).decode())
+        while True:
+            answer = self._s3.call(
+                "put_object", self.key(oid), _CONDITION_FAILED, Key=self.key(oid), Body=data,
+                IfNoneMatch="*", ChecksumSHA256=base64.b64encode(bytes.fromhex(oid)).decode())
+            if not isinstance(answer, _Refused) or self._reuse(oid):
+                return
+
+    def _reuse_key(self, oid: str) -> str:
+        return self._s3.location.key("reused", oid)
+
+    def _reuse(self, oid: str) -> bool:
+        """Record that an existing object was stored again; False if it is gone meanwhile.
+
+        S3 cannot touch an object in place (a copy onto itself would, up to 5 GB), so the
+        time of re-use is the date of an empty key ``PREFIX/reused/<id>``, which
+        :meth:`stat` reads beside the object's own. If ``gc`` removed the object before the
+        mark landed, the caller stores it again.
+        """
+        self._s3.call("put_object", self._reuse_key(oid), Key=self._reuse_key(oid), Body=b"")
+        return self._head(self.key(oid)) is not None
+
+    def sync(self) -> None:
+        """Nothing to do: S3 acknowledges a write only once it is durable."""
 
     def put_file(self, source: Path, progress: Progress | None = None) -> tuple[str, int]:
         """Store a file; return its id and size.
@@ -396,16 +420,23 @@ class S3Objects:
             self._put(oid, buffer.getvalue())
             return oid, size
         oid, size = digest_file(source)
-        if self.contains(oid):
-            if progress is not None:
-                progress(size)
-            return oid, size
-        self._upload_parts(source, oid, size, progress)
+        sent = False  # progress is told of the bytes once, however many tries it takes
+        while not (self.contains(oid) and self._reuse(oid)):
+            if self._upload_parts(source, oid, size, None if sent else progress):
+                return oid, size
+            sent = True
+        if progress is not None and not sent:
+            progress(size)
         return oid, size
 
     def _upload_parts(self, source: Path, oid: str, size: int,
-                      progress: Progress | None) -> None:
-        """Upload ``source`` as object ``oid`` in parts; abort unless it still hashes to it."""
+                      progress: Progress | None) -> bool:
+        """Upload ``source`` as object ``oid`` in parts; abort unless it still hashes to it.
+
+        Returns:
+            True if the upload completed; False if the object appeared meanwhile (the
+            completion was refused, the upload aborted).
+        """
         key = self.key(oid)
         part_size = max(self.part_size, -(-size // _MAX_PARTS))
         upload = self._s3.call("create_multipart_upload", key, Key=key,
@@ -430,14 +461,15 @@ class S3Objects:
                 raise ConflictError(
                     f"{source} changed while it was being stored (it no longer hashes to "
                     f"the digest read a moment before); nothing was stored, try again")
-            self._s3.call("complete_multipart_upload", key, _CONDITION_FAILED, Key=key,
-                          UploadId=upload, IfNoneMatch="*",
-                          MultipartUpload={"Parts": parts})
-            completed = True
+            answer = self._s3.call("complete_multipart_upload", key, _CONDITION_FAILED,
+                                   Key=key, UploadId=upload, IfNoneMatch="*",
+                                   MultipartUpload={"Parts": parts})
+            completed = not isinstance(answer, _Refused)
         finally:
             if not completed:  # a refused completion too: the parts would linger (and cost)
                 self._s3.call("abort_multipart_upload", key, frozenset({"NoSuchUpload"}),
                               Key=key, UploadId=upload)
+        return completed
 
     def _open(self, oid: str) -> Any:
         """GetObject on ``oid``; its body stream, or ObjectMissing."""
@@ -497,14 +529,31 @@ class S3Objects:
             self._s3.unreachable(exc, self.key(oid))
         return hasher.hexdigest(), size
 
-    def contains(self, oid: str) -> bool:
-        """Tell whether the object is stored (one ``HeadObject``)."""
-        key = self.key(oid)
+    def _head(self, key: str) -> Any:
+        """HeadObject: the answer, or None if there is no such key."""
         answer = self._s3.call("head_object", key, _NO_KEY, Key=key)
         if isinstance(answer, _Refused):
             self._s3.missing_key(key)
-            return False
-        return True
+            return None
+        return answer
+
+    def contains(self, oid: str) -> bool:
+        """Tell whether the object is stored (one ``HeadObject``)."""
+        return self._head(self.key(oid)) is not None
+
+    def stat(self, oid: str) -> tuple[float, int] | None:
+        """Return when the object was last stored or re-used (epoch seconds) and its size.
+
+        Two ``HeadObject`` requests: the object's, and its re-use mark's (:meth:`_reuse`).
+        None if the object is not stored.
+        """
+        found = self._head(self.key(oid))
+        if found is None:
+            return None
+        mark = self._head(self._reuse_key(oid))
+        when = max(found["LastModified"].timestamp(),
+                   mark["LastModified"].timestamp() if mark is not None else 0.0)
+        return when, int(found["ContentLength"])
 
     def verify(self, oid: str) -> bool:
         """Re-hash the object as it streams (one ``GetObject``); False if missing or corrupt."""
@@ -520,8 +569,9 @@ class S3Objects:
                 if is_object_id(oid))
 
     def remove(self, oid: str) -> None:
-        """Delete an object (one ``DeleteObject``); no error if absent."""
+        """Delete an object and its re-use mark (two ``DeleteObject``); no error if absent."""
         self._s3.call("delete_object", self.key(oid), Key=self.key(oid))
+        self._s3.call("delete_object", self._reuse_key(oid), Key=self._reuse_key(oid))
 
 
 _CREATE = "If-None-Match: * on PutObject"
@@ -607,6 +657,14 @@ class S3Refs:
         check_ref_name(name)
         return self._s3.location.key("refs", name)
 
+    def where(self, name: str) -> str:
+        """How messages name a ref of this store (its ``s3://`` URL)."""
+        return self._s3.location.url("refs", name)
+
+    def locked(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """No lock: writers of S3 race, and the conditional write decides."""
+        return contextlib.nullcontext()
+
     def read(self, name: str) -> bytes | None:
         """Return the body ref ``name`` holds, or None if it does not exist."""
         return self.read_versioned(name)[0]
@@ -626,7 +684,7 @@ class S3Refs:
             body.close()
             raise IntegrityError(
                 f"ref {name} is larger than {MAX_REF_BODY} bytes: not a ref modelreg wrote "
-                f"({self._s3.location.url('refs', name)})", self._s3.location.url("refs", name))
+                f"({self.where(name)})", self.where(name))
         data = self._s3.read_body(body, key)
         return data, str(answer["ETag"])
 
@@ -644,8 +702,8 @@ class S3Refs:
         Raises:
             ValueError: ``body`` is larger than :data:`MAX_REF_BODY`.
         """
-        if len(body) > MAX_REF_BODY:
-            raise ValueError(f"a ref body is at most {MAX_REF_BODY} bytes, not {len(body)}")
+        if not isinstance(body, bytes) or len(body) > MAX_REF_BODY:
+            raise ValueError(f"a ref body is bytes, at most {MAX_REF_BODY} of them")
         key = self.key(name)
         check_conditional_writes(self._s3, _SWAP_NEEDS)
         condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
