@@ -79,6 +79,7 @@ class Faults:
         the answer goes back: a test's chance to act "meanwhile" (on another endpoint)."""
         self._before = 0
         self._after = 0
+        self._cut = False
         self.requests = 0
         self._lock = threading.Lock()
 
@@ -89,6 +90,11 @@ class Faults:
     def fail_after(self, n: int) -> None:
         with self._lock:
             self._after = n
+
+    def cut_next_body(self) -> None:
+        """The next answer promises its whole body (Content-Length) but half of it comes."""
+        with self._lock:
+            self._cut = True
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
                  ) -> Iterable[bytes]:
@@ -111,6 +117,11 @@ class Faults:
             body = b"".join(self._app(environ, lambda *args, **kwargs: None))
             del body  # moto did the work; the client hears otherwise
             return _error(start_response, "500 Internal Server Error", b"InternalError")
+        with self._lock:
+            cut, self._cut = self._cut, False
+        if cut:
+            body = b"".join(self._app(environ, start_response))
+            return [body[: len(body) // 2]]  # the server then closes the connection
         if self.answered is None:
             return self._app(environ, start_response)
         status: list[str] = []

@@ -496,6 +496,28 @@ def test_an_unreachable_endpoint_is_a_conflict(s3_url: str,
         objects.get_bytes("a" * 64)
 
 
+def test_a_connection_cut_mid_body_is_a_conflict(s3_url: str, faults: Faults) -> None:
+    objects, refs = open_s3(s3_url)
+    oid = objects.put_bytes(os.urandom(1 << 20))
+    assert refs.compare_and_swap(REF, None, b"x" * 1000)
+    for read in (lambda: objects.get_bytes(oid), lambda: objects.copy_to(oid, io.BytesIO()),
+                 lambda: refs.read(REF)):
+        faults.cut_next_body()
+        with pytest.raises(ConflictError, match="cannot reach S3"):
+            read()
+
+
+def test_a_bad_endpoint_or_profile_is_a_usage_error(s3_url: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "not a url")
+    with pytest.raises(UsageError, match="cannot open.*Invalid endpoint"):
+        open_s3(s3_url)
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    with pytest.raises(UsageError, match="cannot open.*no-such-profile"):
+        open_s3(s3_url)
+
+
 def test_a_write_whose_answer_was_lost_still_counts(s3_url: str, faults: Faults) -> None:
     # The write lands, the client hears 500 and retries, and the retry is refused (412) by
     # the write itself: the ref holds our body, so the swap was won.

@@ -761,11 +761,13 @@ def open_s3(url: str, *, max_attempts: int = MAX_ATTEMPTS,
         The objects and refs of the store, sharing one client.
 
     Raises:
-        UsageError: The URL is malformed, or boto3 is not installed.
+        UsageError: The URL is malformed, boto3 is not installed, or the AWS configuration
+            names an unusable endpoint or a profile that does not exist.
     """
     location = S3Location.parse(url)
     try:
         import boto3
+        import botocore.exceptions
         import botocore.loaders
         import botocore.session
         from botocore.config import Config
@@ -780,7 +782,11 @@ def open_s3(url: str, *, max_attempts: int = MAX_ATTEMPTS,
             _LOADER.append(botocore.loaders.create_loader())
     session = botocore.session.get_session()
     session.register_component("data_loader", _LOADER[0])
-    client = boto3.session.Session(botocore_session=session).client("s3", config=config)
+    try:
+        client = boto3.session.Session(botocore_session=session).client("s3", config=config)
+    except (ValueError, botocore.exceptions.BotoCoreError) as exc:  # a bad endpoint, profile
+        raise UsageError(f"cannot open {location}: {exc} (check AWS_ENDPOINT_URL, "
+                         "AWS_PROFILE and the AWS config files)") from exc
     bucket = _Bucket(client, location, max_attempts)
     return (S3Objects(bucket, multipart_threshold=multipart_threshold, part_size=part_size),
             S3Refs(bucket))
