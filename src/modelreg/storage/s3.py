@@ -334,9 +334,14 @@ def _retries(exc: ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
 
 
+def _b64(hex_digest: str) -> str:
+    """A sha256 as S3's ``x-amz-checksum-sha256`` carries it: base64 of the raw digest."""
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
 def _checksum(data: bytes) -> str:
-    """The base64 sha256 that S3's ``x-amz-checksum-sha256`` carries."""
-    return base64.b64encode(bytes.fromhex(digest_bytes(data))).decode()
+    """The ``x-amz-checksum-sha256`` of ``data``."""
+    return _b64(digest_bytes(data))
 
 
 class S3Objects:
@@ -373,7 +378,7 @@ class S3Objects:
         while True:
             answer = self._s3.call(
                 "put_object", self.key(oid), _CONDITION_FAILED, Key=self.key(oid), Body=data,
-                IfNoneMatch="*", ChecksumSHA256=base64.b64encode(bytes.fromhex(oid)).decode())
+                IfNoneMatch="*", ChecksumSHA256=_b64(oid))
             if not isinstance(answer, _Refused) or self._reuse(oid):
                 return
 
@@ -460,15 +465,16 @@ class S3Objects:
             if hasher.hexdigest() != oid or sent != size:
                 raise ConflictError(
                     f"{source} changed while it was being stored (it no longer hashes to "
-                    f"the digest read a moment before); nothing was stored, try again")
+                    "the digest read a moment before); nothing was stored, try again")
             answer = self._s3.call("complete_multipart_upload", key, _CONDITION_FAILED,
                                    Key=key, UploadId=upload, IfNoneMatch="*",
                                    MultipartUpload={"Parts": parts})
             completed = not isinstance(answer, _Refused)
         finally:
             if not completed:  # a refused completion too: the parts would linger (and cost)
-                self._s3.call("abort_multipart_upload", key, frozenset({"NoSuchUpload"}),
-                              Key=key, UploadId=upload)
+                with contextlib.suppress(ModelregError):  # not to hide why it stopped
+                    self._s3.call("abort_multipart_upload", key, frozenset({"NoSuchUpload"}),
+                                  Key=key, UploadId=upload)
         return completed
 
     def _open(self, oid: str) -> Any:
