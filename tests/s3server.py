@@ -1,10 +1,12 @@
 """A real S3 for tests: moto's S3 served over loopback HTTP, one request at a time.
 
 moto's own ``moto_server`` serves each request in a thread of its own, and its conditional
-PUT (check the ETag, then store) is not atomic across threads: 8 threads x 25 ``If-Match``
-increments of one key gave 200 successes and a final value of 199. Served by one thread,
-requests are handled one after the other, as S3 orders writes to one key, and the same
-experiment ends at 200. So every server here is werkzeug's single-threaded one.
+PUT checks the ETag and then stores, two steps with no lock between them
+(``moto/s3/responses.py``, ``put_object``), so two threads can both pass the check: 8
+threads x 25 ``If-Match`` increments of one key were once seen to give 200 successes and a
+final value of 199 (the race does not show on every run). Served by one thread, requests
+are handled one after the other, as S3 orders writes to one key. So every server here is
+werkzeug's single-threaded one.
 
 Besides the plain server, :class:`Faults` wraps the same moto application (the same buckets:
 moto keeps its state in the process) in a WSGI layer that answers 500 to chosen requests,
