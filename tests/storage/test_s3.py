@@ -238,8 +238,10 @@ def test_stat_tells_when_an_object_was_last_stored_or_reused(
     assert "Contents" not in s3_admin.list_objects_v2(Bucket=bucket, Prefix=prefix)
 
 
+@pytest.mark.parametrize("strikes", [1, 99])
 def test_an_object_removed_while_it_is_reused_is_stored_again(
-        s3_admin: Any, s3_url: str, aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        s3_admin: Any, s3_url: str, aws_env: str, monkeypatch: pytest.MonkeyPatch,
+        strikes: int) -> None:
     objects, _ = open_s3(s3_url)
     oid = objects.put_bytes(b"shared weights")
     bucket, prefix = _split(s3_url)
@@ -247,20 +249,30 @@ def test_an_object_removed_while_it_is_reused_is_stored_again(
     puts: list[str] = []
 
     def gc_strikes(method: str, path: str, status: str) -> None:
-        if method == "PUT" and path.endswith(key):
-            puts.append(status)
-            if status.startswith("412") and len(puts) == 1:  # gc deletes it right then
+        if not path.endswith(key):
+            return
+        if method == "PUT":
+            puts.append(status[:3])
+            if status.startswith("412") and len(puts) <= strikes:  # gc deletes it right then
                 s3_admin.delete_object(Bucket=bucket, Key=key)
+        elif method == "HEAD" and status.startswith("404") and strikes > 1:
+            # ... and another writer stores it again, for gc to strike again.
+            s3_admin.put_object(Bucket=bucket, Key=key, Body=b"shared weights")
 
     layer = Faults(moto_app(), answered=gc_strikes)
     server = LoopbackServer(layer)
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
-        assert open_s3(s3_url)[0].put_bytes(b"shared weights") == oid
+        if strikes == 1:
+            assert open_s3(s3_url)[0].put_bytes(b"shared weights") == oid
+            assert puts == ["412", "200"]
+            assert objects.get_bytes(oid) == b"shared weights"
+        else:
+            with pytest.raises(ConflictError, match="found missing 5 times"):
+                open_s3(s3_url)[0].put_bytes(b"shared weights")
+            assert puts == ["412"] * 5
     finally:
         server.close()
-    assert [p[:3] for p in puts] == ["412", "200"]
-    assert objects.get_bytes(oid) == b"shared weights"
 
 
 def test_the_rest_of_the_protocol(s3_url: str, store: tuple[S3Objects, S3Refs]) -> None:

@@ -116,6 +116,9 @@ PART_SIZE = 16 << 20
 
 _MAX_PARTS = 10_000
 
+_STORE_TRIES = 5
+"""Times an object is stored again when it vanishes (``gc``) while being re-used."""
+
 MAX_REF_BODY = 1 << 20
 """The largest ref body, in bytes."""
 
@@ -375,12 +378,20 @@ class S3Objects:
 
     def _put(self, oid: str, data: bytes) -> None:
         """Create object ``oid`` from ``data`` (whose digest it is) unless it is there."""
-        while True:
+        for _ in range(_STORE_TRIES):
             answer = self._s3.call(
                 "put_object", self.key(oid), _CONDITION_FAILED, Key=self.key(oid), Body=data,
                 IfNoneMatch="*", ChecksumSHA256=_b64(oid))
             if not isinstance(answer, _Refused) or self._reuse(oid):
                 return
+        raise self._vanishing(oid)
+
+    def _vanishing(self, oid: str) -> ConflictError:
+        """The error for an object S3 keeps calling present (412) and then absent (404)."""
+        return ConflictError(
+            f"object {oid} was refused as already stored and then found missing "
+            f"{_STORE_TRIES} times in a row ({self.where(oid)}): something deletes it as it "
+            "is stored (a gc running with no grace period?); try again")
 
     def _reuse_key(self, oid: str) -> str:
         return self._s3.location.key("reused", oid)
@@ -426,13 +437,15 @@ class S3Objects:
             return oid, size
         oid, size = digest_file(source)
         sent = False  # progress is told of the bytes once, however many tries it takes
-        while not (self.contains(oid) and self._reuse(oid)):
+        for _ in range(_STORE_TRIES):
+            if self.contains(oid) and self._reuse(oid):
+                if progress is not None and not sent:
+                    progress(size)
+                return oid, size
             if self._upload_parts(source, oid, size, None if sent else progress):
                 return oid, size
             sent = True
-        if progress is not None and not sent:
-            progress(size)
-        return oid, size
+        raise self._vanishing(oid)
 
     def _upload_parts(self, source: Path, oid: str, size: int,
                       progress: Progress | None) -> bool:
