@@ -228,7 +228,7 @@ def test_stat_tells_when_an_object_was_last_stored_or_reused(
     first = objects.stat(oid)
     assert first is not None and first[1] == len(b"weights")
     assert abs(first[0] - time.time()) < 60
-    time.sleep(1.1)  # S3 dates keys to the second
+    time.sleep(1.1)  # HeadObject's Last-Modified counts whole seconds
     assert objects.put_bytes(b"weights") == oid  # re-used: a mark is written
     second = objects.stat(oid)
     assert second is not None and second[0] > first[0]
