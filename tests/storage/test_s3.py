@@ -533,7 +533,10 @@ def test_a_bad_endpoint_or_profile_is_a_usage_error(s3_url: str,
 def test_a_write_whose_answer_was_lost_still_counts(s3_url: str, faults: Faults) -> None:
     # The write lands, the client hears 500 and retries, and the retry is refused (412) by
     # the write itself: the ref holds our body, so the swap was won.
-    _, refs = open_s3(s3_url)
+    objects, refs = open_s3(s3_url)
+    faults.fail_after(1)  # an object: the retry's 412 means "there", which it is
+    oid = objects.put_bytes(b"landed")
+    assert objects.get_bytes(oid) == b"landed"
     assert refs.compare_and_swap("models/warm", None, b"probe done")
     faults.fail_after(1)
     assert refs.compare_and_swap(REF, None, b"mine") is True
