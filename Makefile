@@ -30,10 +30,13 @@ $(DEMO_STAMP): pyproject.toml $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[sklearn]'
 	touch $(DEMO_STAMP)
 
-$(MLFLOW_STAMP):
-	$(PYTHON) -m venv $(MLFLOW_VENV)
+# modelreg goes in too (editable, with the mlflow extra): `import --from-mlflow` runs where
+# MLflow is, as it would for a user moving off MLflow.
+$(MLFLOW_STAMP): pyproject.toml
+	test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
 	$(MLFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(MLFLOW_VENV)/bin/python -m pip install --quiet 'mlflow>=2.9' onnx onnxruntime pandas scikit-learn
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet 'mlflow>=2.9' onnx onnxruntime pandas \
+	  scikit-learn -e '.[mlflow]'
 	touch $(MLFLOW_STAMP)
 
 demo: $(DEMO_STAMP)

@@ -372,6 +372,14 @@ def import_mlflow(src: str | os.PathLike[str], *, registry: RegistryLike = None,
     return _import(open_registry(registry), Path(src), name=name, actor=resolve_actor(actor))
 
 
+def import_from_mlflow(uri: str, *, registry: RegistryLike = None,
+                       actor: str | None = None) -> MlflowMigration:
+    """Bring every model and version of the MLflow registry at ``uri`` into this store."""
+    from modelreg.packaging.mlflow_registry import import_registry
+
+    return import_registry(open_registry(registry), uri, actor=resolve_actor(actor))
+
+
 def import_bundle(src: str | os.PathLike[str], *, registry: RegistryLike = None,
                   name: str | None = None, actor: str | None = None) -> RegisterResult:
     """Bring a bundle into this registry, verifying every digest and refusing unsafe entries."""
@@ -548,6 +556,7 @@ def gc(
 # -- for the command line and scripts
 
 if TYPE_CHECKING:
+    from modelreg.packaging.mlflow_registry import MlflowMigration as MlflowMigration
     from modelreg.registry.contract import ContractReport as ContractReport
 
 

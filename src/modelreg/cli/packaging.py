@@ -86,9 +86,12 @@ def export(
 @app.command("import")
 @command
 def import_(
-    file: Annotated[Path, typer.Argument(help="A bundle made by modelreg export --to bundle, "
-                                         "or an MLflow model directory.",
-                                         show_default=False)],
+    file: Annotated[Path | None, typer.Argument(help="A bundle made by modelreg export --to "
+                                                "bundle, or an MLflow model directory.",
+                                                show_default=False)] = None,
+    from_mlflow: Annotated[str | None, typer.Option(
+        "--from-mlflow", help="Bring every model and version of this MLflow registry "
+        "(a tracking URI: sqlite:///mlflow.db, a file store, a server).")] = None,
     as_name: Annotated[str | None, typer.Option("--as", help="Register under this name "
                                                 "(an MLflow model: default its directory's "
                                                 "name).")] = None,
@@ -99,6 +102,17 @@ def import_(
     A bundle's digests are verified and entries that would escape are refused; an MLflow
     model brings its files, signature, run id, flavors and input example.
     """
+    if from_mlflow is not None:
+        if file is not None or as_name is not None:
+            raise UsageError("--from-mlflow takes no FILE and no --as: it brings every model")
+        moved = api.import_from_mlflow(from_mlflow, registry=state.registry)
+        if as_json:
+            render.emit_json(moved)
+        else:
+            render.render_mlflow_migration(moved)
+        return
+    if file is None:
+        raise UsageError("give a bundle, an MLflow model directory, or --from-mlflow URI")
     if file.is_dir():
         result = api.import_mlflow(file, registry=state.registry, name=as_name)
     else:

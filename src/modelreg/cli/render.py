@@ -19,7 +19,7 @@ from modelreg.types import VersionInfo, to_json_data
 if TYPE_CHECKING:
     from rich.progress import Progress as RichProgressBar
 
-    from modelreg.api import ContractReport
+    from modelreg.api import ContractReport, MlflowMigration
     from modelreg.results import (
         ChangeResult,
         DiffResult,
@@ -75,6 +75,15 @@ def _json_escape(match: re.Match[str]) -> str:
 # What json.dumps(ensure_ascii=False) leaves raw but a terminal could act on: DEL, the C1
 # controls (0x9b is CSI on some terminals), and format characters such as bidi overrides.
 _JSON_UNSAFE = re.compile("[^\n\t\x20-\x7e]")
+
+
+def render_mlflow_migration(moved: MlflowMigration) -> None:
+    """What ``import --from-mlflow`` brought over, and what it could not."""
+    message(f"from {moved.source}: {len(moved.models)} model(s), {len(moved.created)} "
+            f"version(s) registered, {len(moved.existing)} already here, "
+            f"{len(moved.stages)} stage(s) and {len(moved.aliases)} alias(es) set")
+    for item in moved.skipped:
+        message(f"  not carried over: {item['what']}: {item['why']}")
 
 
 def emit_json(data: Any) -> None:
