@@ -49,19 +49,23 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# The shared-mount tests (tests/test_shared_mount.py) need an SSH server and sshfs, from
-# Debian's packages: installed here when missing and when this runs as root with apt-get (as
-# CI does on a fresh machine). Where they cannot be, those tests are skipped, saying why.
+# System pieces the tests set up for real: an SSH server and sshfs for the shared-mount tests
+# (tests/test_shared_mount.py), Chromium for the browser tests of `modelreg ui`
+# (tests/packaging/test_ui.py), from Debian's packages: installed here when missing and when
+# this runs as root with apt-get (as CI does on a fresh machine). Where they cannot be, those
+# tests are skipped, saying why.
+SYSTEM_PACKAGES := openssh-server sshfs chromium
 system-deps:
-	@if ! command -v sshfs >/dev/null 2>&1 || [ ! -x /usr/sbin/sshd ]; then \
+	@if ! command -v sshfs >/dev/null 2>&1 || [ ! -x /usr/sbin/sshd ] || \
+	    ! command -v chromium >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing openssh-server and sshfs for the shared-mount tests"; \
+	    echo "installing $(SYSTEM_PACKAGES) for the shared-mount and browser tests"; \
 	    export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get install -y -q openssh-server sshfs >/dev/null 2>&1 || \
-	      { apt-get update -q >/dev/null && apt-get install -y -q openssh-server sshfs >/dev/null; } || \
-	      echo "note: could not install openssh-server and sshfs; the shared-mount tests will be skipped"; \
+	    apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null && apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null; } || \
+	      echo "note: could not install $(SYSTEM_PACKAGES); the tests that need them will be skipped"; \
 	  else \
-	    echo "note: sshfs or sshd is missing; the shared-mount tests will be skipped"; \
+	    echo "note: sshfs, sshd or chromium is missing; the tests that need them will be skipped"; \
 	  fi; \
 	fi
 

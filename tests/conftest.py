@@ -22,6 +22,7 @@ SHARED_SETUP_MODULES = (
     "tests/packaging/test_runtime.py",
     "tests/packaging/test_serving.py",
     "tests/packaging/test_mlflow_format.py",
+    "tests/packaging/test_ui.py",
     "tests/packaging/test_converters.py",
     "tests/registry/test_builder.py",
     "tests/registry/test_gc_races.py",

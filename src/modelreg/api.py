@@ -326,6 +326,17 @@ def serve(ref: str, *, registry: RegistryLike = None, host: str = "127.0.0.1", p
     serving.serve(lambda: open_registry(registry), ref, options, started=started)
 
 
+def ui(*, registry: RegistryLike = None, host: str = "127.0.0.1", port: int = 8080,
+       allow_remote: bool = False, token: str | None = None,
+       started: Callable[[str], None] | None = None) -> None:
+    """Serve the web UI over the store until SIGTERM or Ctrl-C (docs/ui.md)."""
+    from modelreg.packaging.ui import UiOptions, run_ui
+
+    run_ui(lambda: open_registry(registry),
+           UiOptions(host=host, port=port, allow_remote=allow_remote, token=token),
+           started=started)
+
+
 def bench(ref: str, *, registry: RegistryLike = None, batch_sizes: Sequence[int] = (1,),
           duration: float = 2.0, record: str | None = None,
           max_p95_ms: float | None = None, actor: str | None = None) -> BenchResult:

@@ -183,7 +183,7 @@ COMMAND_MODULES = {
                      "fsck", "gc"), _COMMANDS),
     **dict.fromkeys(("promote", "archive", "approve", "check", "edit", "rollback", "events",
                      "alias"), _LIFECYCLE),
-    **dict.fromkeys(("export", "import", "predict", "bench", "serve"), _PACKAGING),
+    **dict.fromkeys(("export", "import", "predict", "bench", "serve", "ui"), _PACKAGING),
     **dict.fromkeys(("validate", "signature", "contract"), _SIGNATURES),
 }
 

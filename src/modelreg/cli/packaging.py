@@ -180,6 +180,24 @@ def serve(
 
 @app.command()
 @command
+def ui(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback unless "
+                                      "--allow-remote).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0: any free "
+                                      "one).", min=0, max=65535)] = 8080,
+    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a --host other "
+                                               "machines can reach (needs --token).")] = False,
+    token: Annotated[str | None, typer.Option("--token", help="A secret every browser must "
+                                              "present once (?token=…); needed with "
+                                              "--allow-remote.")] = None,
+) -> None:
+    """Serve a web UI over the store: models, versions, lineage, and the lifecycle buttons."""
+    api.ui(registry=state.registry, host=host, port=port, allow_remote=allow_remote,
+           token=token, started=lambda url: render.message(f"modelreg ui at {url}"))
+
+
+@app.command()
+@command
 def bench(
     ref: RefArg,
     batch_size: Annotated[list[int] | None, typer.Option(
