@@ -521,6 +521,18 @@ def alias_list(name: str, *, registry: RegistryLike = None) -> tuple[str, dict[s
     return _ops.alias_list(open_registry(registry), name)
 
 
+def search(filter_text: str = "", *, registry: RegistryLike = None, model: str | None = None,
+           order_by: str | None = None, limit: int | None = None) -> list[SearchHit]:
+    """Versions across models that match a filter (docs/cli.md, search).
+
+    Example: ``search("metrics.mae < 40 and stage = 'staging'", order_by="metrics.mae")``.
+    """
+    from modelreg.registry.search import search as _search
+
+    return _search(open_registry(registry), filter_text, model=model, order_by=order_by,
+                   limit=limit)
+
+
 def diff(a: str, b: str, *, registry: RegistryLike = None) -> DiffResult:
     """Compare two versions: params, metrics, lineage, description/tags and files."""
     from modelreg.registry.diff import diff_versions
@@ -569,6 +581,7 @@ def gc(
 if TYPE_CHECKING:
     from modelreg.packaging.mlflow_registry import MlflowMigration as MlflowMigration
     from modelreg.registry.contract import ContractReport as ContractReport
+    from modelreg.registry.search import SearchHit as SearchHit
 
 
 def version() -> str:
