@@ -30,10 +30,13 @@ $(DEMO_STAMP): pyproject.toml $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[sklearn]'
 	touch $(DEMO_STAMP)
 
-$(MLFLOW_STAMP):
-	$(PYTHON) -m venv $(MLFLOW_VENV)
+# modelreg goes in too (editable, with the mlflow extra): `import --from-mlflow` runs where
+# MLflow is, as it would for a user moving off MLflow.
+$(MLFLOW_STAMP): pyproject.toml
+	test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
 	$(MLFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(MLFLOW_VENV)/bin/python -m pip install --quiet 'mlflow>=2.9' onnx onnxruntime pandas scikit-learn
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet 'mlflow>=2.9' onnx onnxruntime pandas \
+	  scikit-learn -e '.[mlflow]'
 	touch $(MLFLOW_STAMP)
 
 demo: $(DEMO_STAMP)
@@ -46,19 +49,23 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# The shared-mount tests (tests/test_shared_mount.py) need an SSH server and sshfs, from
-# Debian's packages: installed here when missing and when this runs as root with apt-get (as
-# CI does on a fresh machine). Where they cannot be, those tests are skipped, saying why.
+# System pieces the tests set up for real: an SSH server and sshfs for the shared-mount tests
+# (tests/test_shared_mount.py), Chromium for the browser tests of `modelreg ui`
+# (tests/packaging/test_ui.py), from Debian's packages: installed here when missing and when
+# this runs as root with apt-get (as CI does on a fresh machine). Where they cannot be, those
+# tests are skipped, saying why.
+SYSTEM_PACKAGES := openssh-server sshfs chromium
 system-deps:
-	@if ! command -v sshfs >/dev/null 2>&1 || [ ! -x /usr/sbin/sshd ]; then \
+	@if ! command -v sshfs >/dev/null 2>&1 || [ ! -x /usr/sbin/sshd ] || \
+	    ! command -v chromium >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing openssh-server and sshfs for the shared-mount tests"; \
+	    echo "installing $(SYSTEM_PACKAGES) for the shared-mount and browser tests"; \
 	    export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get install -y -q openssh-server sshfs >/dev/null 2>&1 || \
-	      { apt-get update -q >/dev/null && apt-get install -y -q openssh-server sshfs >/dev/null; } || \
-	      echo "note: could not install openssh-server and sshfs; the shared-mount tests will be skipped"; \
+	    apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null && apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null; } || \
+	      echo "note: could not install $(SYSTEM_PACKAGES); the tests that need them will be skipped"; \
 	  else \
-	    echo "note: sshfs or sshd is missing; the shared-mount tests will be skipped"; \
+	    echo "note: sshfs, sshd or chromium is missing; the tests that need them will be skipped"; \
 	  fi; \
 	fi
 

@@ -72,6 +72,7 @@ class Settings:
     w7_versions: int = env_int("MODELREG_BENCH_W7_VERSIONS", 500)
     w8_versions: int = env_int("MODELREG_BENCH_W8_VERSIONS", 10_000)
     w9_seconds: int = env_int("MODELREG_BENCH_W9_SECONDS", 10)
+    w10_versions: int = env_int("MODELREG_BENCH_W10_VERSIONS", 10_000)
 
 
 SETTINGS = Settings()

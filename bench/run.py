@@ -25,6 +25,7 @@ Sizes (environment variables; defaults are the issue's):
     MODELREG_BENCH_W5_CALLS=16        MODELREG_BENCH_W6_ROWS=100000
     MODELREG_BENCH_W7_VERSIONS=500    MODELREG_BENCH_W8_VERSIONS=10000
     MODELREG_BENCH_W9_SECONDS=10      (each W9 load run)
+    MODELREG_BENCH_W10_VERSIONS=10000 (over 50 models)
     MODELREG_BENCH_DIR=/path          where scratch stores go (default: the system temp dir;
                                       W4 needs about 3x MODELREG_BENCH_MB free there)
     MODELREG_BENCH_KEEP=1             keep the scratch stores afterwards

@@ -40,6 +40,7 @@ from bench.common import (
     timed_rss,
 )
 from modelreg.registry import registering
+from modelreg.types import Lineage
 
 if TYPE_CHECKING:
     from bench.peers import Peers
@@ -684,6 +685,48 @@ def w9(ctx: Context) -> None:
             proc.wait(timeout=60)
 
 
+# -- W10 -----------------------------------------------------------------------------------
+
+W10_FILTERS = {
+    "index keys": "stage = 'staging' and created_by = 'bench'",
+    "metrics and params": "metrics.mae < 40 and params.alpha = '0.5'",
+}
+
+
+def w10(ctx: Context) -> None:
+    s = ctx.settings
+    models = 50
+    per_model = max(1, s.w10_versions // models)
+    ctx.report.heading(f"W10  fresh-process `modelreg search` over {per_model * models:,} "
+                       f"versions in {models} models (median of {s.slow_runs})")
+    d = ctx.workdir("w10")
+    reg, _ = modelreg.init(d)
+    blob = d / "blob.bin"
+    start = time.perf_counter()
+    with no_fsync():
+        for m in range(models):
+            for v in range(1, per_model + 1):
+                blob.write_bytes(f"m{m}-{v}".encode())
+                registering.register(
+                    reg, f"model-{m}", [blob], actor=ACTOR, force=True,
+                    lineage=Lineage(params={"alpha": [0.5, 1.0, 2.0][v % 3]},
+                                    metrics={"mae": 30 + (v * 7 + m) % 20}))
+            modelreg.promote(f"model-{m}@{per_model}", "staging", registry=reg, actor=ACTOR)
+    ctx.report.note(f"(set-up: {time.perf_counter() - start:.0f} s)")
+    env = child_env(MODELREG_DIR=str(reg.layout.root))
+    r = ctx.report
+    for label, text in W10_FILTERS.items():
+        samples = [timed([MODELREG, "search", text, "--json"], env=env)
+                   for _ in range(s.slow_runs)]
+        median = sorted(samples)[len(samples) // 2]
+        r.line(f"w10.{label.replace(' ', '_')}", f"search, {label}", median,
+               f"{median:.2f} s (runs {', '.join(f'{x:.2f}' for x in samples)})")
+        r.budget("W10", f"search on {label} <= 1 s", median, 1.0, at_most=True, unit="s")
+    r.unmeasured("W10", "faster than MLflow's search_model_versions",
+                 "the MLflow side is not in bench/peers.py yet")
+
+
 WORKLOADS: dict[str, Callable[[Context], None]] = {
     "W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W7": w7, "W8": w8, "W9": w9,
+    "W10": w10,
 }

@@ -22,9 +22,11 @@ SHARED_SETUP_MODULES = (
     "tests/packaging/test_runtime.py",
     "tests/packaging/test_serving.py",
     "tests/packaging/test_mlflow_format.py",
+    "tests/packaging/test_ui.py",
     "tests/packaging/test_converters.py",
     "tests/registry/test_builder.py",
     "tests/registry/test_gc_races.py",
+    "tests/storage/test_s3.py",  # one moto server per worker that runs its tests
     "tests/test_shared_mount.py",
 )
 # The longest tests (they wait on pip, git or child processes), queued first, longest first,

@@ -12,7 +12,9 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "modelreg"
 HEAVY = {"onnx", "onnxruntime", "numpy", "jsonschema", "sklearn", "skl2onnx", "torch",
-         "starlette", "uvicorn", "prometheus_client", "anyio"}
+         "starlette", "uvicorn", "prometheus_client", "anyio", "boto3", "botocore",
+         "jinja2"}
+S3_CLIENT = {"boto3", "botocore"}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -159,7 +161,41 @@ def test_only_the_lower_layers_stay_free_of_the_cli_and_heavy_libraries() -> Non
             bad = {n for n in imports_of(path) if n.split(".")[0] in forbidden}
             if package == "signatures":
                 bad -= {"jsonschema", "numpy"}  # loaded lazily: JSON Schema checks, npy payloads
+            if path == SRC / "storage" / "s3.py":
+                # the S3 backend, loaded only when an s3:// store is opened
+                bad = {n for n in bad if n.split(".")[0] not in S3_CLIENT}
             assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    """What a module imports when it is imported: its top level, outside TYPE_CHECKING."""
+    names: set[str] = set()
+    todo = list(ast.parse(path.read_text()).body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.update([node.module, *(f"{node.module}.{a.name}" for a in node.names)])
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
+            todo.extend([*node.body, *node.orelse])
+        elif isinstance(node, ast.Try):
+            todo.extend([*node.body, *node.orelse, *node.finalbody,
+                         *(n for h in node.handlers for n in h.body)])
+    return names
+
+
+def test_boto3_stays_in_the_s3_backend_and_it_loads_only_when_asked_for() -> None:
+    s3 = SRC / "storage" / "s3.py"
+    assert {n.split(".")[0] for n in _module_level_imports(s3)} & S3_CLIENT == set()
+    for path in SRC.rglob("*.py"):
+        if path == s3:
+            continue
+        rel = path.relative_to(SRC)
+        bad = {n for n in imports_of(path) if n.split(".")[0] in S3_CLIENT}
+        assert not bad, f"{rel} imports {sorted(bad)}: only storage/s3.py may"
+        assert "modelreg.storage.s3" not in _module_level_imports(path), (
+            f"{rel} imports storage/s3.py when it is imported; open it lazily")
 
 
 def test_only_packaging_imports_ml_libraries() -> None:
@@ -174,7 +210,7 @@ def test_only_packaging_imports_ml_libraries() -> None:
 def test_only_serving_imports_the_web_stack() -> None:
     web = {"starlette", "uvicorn", "prometheus_client", "anyio"}
     for path in SRC.rglob("*.py"):
-        if path.relative_to(SRC).as_posix() == "packaging/serving.py":
+        if path.relative_to(SRC).as_posix() in ("packaging/serving.py", "packaging/ui.py"):
             continue
         bad = {n for n in imports_of(path) if n.split(".")[0] in web}
         assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"

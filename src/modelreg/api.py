@@ -327,6 +327,17 @@ def serve(ref: str, *, registry: RegistryLike = None, host: str = "127.0.0.1", p
     serving.serve(lambda: open_registry(registry), ref, options, started=started)
 
 
+def ui(*, registry: RegistryLike = None, host: str = "127.0.0.1", port: int = 8080,
+       allow_remote: bool = False, token: str | None = None,
+       started: Callable[[str], None] | None = None) -> None:
+    """Serve the web UI over the store until SIGTERM or Ctrl-C (docs/ui.md)."""
+    from modelreg.packaging.ui import UiOptions, run_ui
+
+    run_ui(lambda: open_registry(registry),
+           UiOptions(host=host, port=port, allow_remote=allow_remote, token=token),
+           started=started)
+
+
 def bench(ref: str, *, registry: RegistryLike = None, batch_sizes: Sequence[int] = (1,),
           duration: float = 2.0, record: str | None = None,
           max_p95_ms: float | None = None, actor: str | None = None) -> BenchResult:
@@ -371,6 +382,14 @@ def import_mlflow(src: str | os.PathLike[str], *, registry: RegistryLike = None,
     from modelreg.packaging.mlflow_format import import_mlflow as _import
 
     return _import(open_registry(registry), Path(src), name=name, actor=resolve_actor(actor))
+
+
+def import_from_mlflow(uri: str, *, registry: RegistryLike = None,
+                       actor: str | None = None) -> MlflowMigration:
+    """Bring every model and version of the MLflow registry at ``uri`` into this store."""
+    from modelreg.packaging.mlflow_registry import import_registry
+
+    return import_registry(open_registry(registry), uri, actor=resolve_actor(actor))
 
 
 def import_bundle(src: str | os.PathLike[str], *, registry: RegistryLike = None,
@@ -503,6 +522,18 @@ def alias_list(name: str, *, registry: RegistryLike = None) -> tuple[str, dict[s
     return _ops.alias_list(open_registry(registry), name)
 
 
+def search(filter_text: str = "", *, registry: RegistryLike = None, model: str | None = None,
+           order_by: str | None = None, limit: int | None = None) -> list[SearchHit]:
+    """Versions across models that match a filter (docs/cli.md, search).
+
+    Example: ``search("metrics.mae < 40 and stage = 'staging'", order_by="metrics.mae")``.
+    """
+    from modelreg.registry.search import search as _search
+
+    return _search(open_registry(registry), filter_text, model=model, order_by=order_by,
+                   limit=limit)
+
+
 def diff(a: str, b: str, *, registry: RegistryLike = None) -> DiffResult:
     """Compare two versions: params, metrics, lineage, description/tags and files."""
     from modelreg.registry.diff import diff_versions
@@ -562,7 +593,9 @@ def gc(
 # -- for the command line and scripts
 
 if TYPE_CHECKING:
+    from modelreg.packaging.mlflow_registry import MlflowMigration as MlflowMigration
     from modelreg.registry.contract import ContractReport as ContractReport
+    from modelreg.registry.search import SearchHit as SearchHit
 
 
 def version() -> str:

@@ -122,6 +122,8 @@ def test_every_json_option_is_honoured(cli, project: Path, tmp_path: Path,
                   [dict(zip(cols, map(float, r), strict=True)) for r in data.data[:2]])
     both("predict", "diabetes@2", rows)
     both("bench", "diabetes@2", "--duration", "0.05")
+    both("search", "name = 'diabetes'")
+    both("migrate")  # on a format-2 store: nothing to do, said both ways
 
     assert set(as_json) == commands_with_json()
     for path, doc in as_json.items():

@@ -72,7 +72,7 @@ def mlflow_load(model: Path, names: list[str], rows: list[list[float]]) -> dict[
         pytest.skip(f"no MLflow environment at {MLFLOW_PYTHON} (make test installs it)")
     done = subprocess.run([str(MLFLOW_PYTHON), "-c", LOAD, str(model),
                            json.dumps({"columns": names, "data": rows})],
-                          capture_output=True, text=True, timeout=300,
+                          capture_output=True, text=True, timeout=300, cwd=model.parent,
                           env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true",
                                "DO_NOT_TRACK": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
@@ -162,8 +162,9 @@ print(json.dumps({"path": path, "run_id": run.info.run_id}))
 def test_import_a_model_mlflow_logged(tmp_path: Path) -> None:
     if not MLFLOW_PYTHON.exists():
         pytest.skip(f"no MLflow environment at {MLFLOW_PYTHON} (make test installs it)")
+    # In tmp_path: MLflow keeps a run's artifacts under ./mlruns of its working directory.
     done = subprocess.run([str(MLFLOW_PYTHON), "-c", LOG, str(tmp_path)], capture_output=True,
-                          text=True, timeout=300,
+                          text=True, timeout=300, cwd=tmp_path,
                           env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
     assert done.returncode == 0, done.stderr[-3000:]
     logged = json.loads(done.stdout.strip().splitlines()[-1])

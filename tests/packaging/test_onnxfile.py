@@ -288,6 +288,16 @@ def test_unknown_rank_expressions_and_optional(tmp_path: Path) -> None:
     assert parse_signature(sig.to_dict()) == sig
 
 
+def test_dimensions_shape_inference_invents_read_as_dynamic(tmp_path: Path) -> None:
+    h, tp = onnx.helper, onnx.TensorProto
+    path = save(tmp_path, [h.make_tensor_value_info("x", tp.DOUBLE, ["unk__3", 2])],
+                [h.make_tensor_value_info("y", tp.DOUBLE, ["unk__1", "unk__batch"])])
+    sig = infer_signature(path)
+    assert sig.inputs.tensors == (tensor("x", "float64", (-1, 2)),)
+    assert sig.outputs is not None
+    assert sig.outputs.tensors == (tensor("y", "float64", (-1, "unk__batch")),)
+
+
 def test_unnamed_element_type_is_a_model_error(tmp_path: Path) -> None:
     tp = onnx.TensorProto
     path = save(tmp_path, [onnx.helper.make_tensor_value_info("a", tp.FLOAT8E8M0, [1])],

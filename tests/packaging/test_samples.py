@@ -88,7 +88,7 @@ def test_csv_and_json_shapes_for_sklearn() -> None:
     for data, name in samples:
         got = read(source, data, name)
         assert list(got) == ["X"]
-        assert got["X"].dtype == np.float32
+        assert got["X"].dtype == np.float64  # the values as given: scikit-learn's precision
         np.testing.assert_array_equal(got["X"], want)
 
 
@@ -140,7 +140,7 @@ def test_generated_from_n_features_is_seeded() -> None:
     first = sample_inputs(source, sample=None, sample_name=None, signature=None, n=6)
     again = sample_inputs(source, sample=None, sample_name=None, signature=None, n=6)
     other = sample_inputs(source, sample=None, sample_name=None, signature=None, n=6, seed=1)
-    assert first["X"].shape == (6, 3) and first["X"].dtype == np.float32
+    assert first["X"].shape == (6, 3) and first["X"].dtype == np.float64
     np.testing.assert_array_equal(first["X"], again["X"])
     assert not np.array_equal(first["X"], other["X"])
 

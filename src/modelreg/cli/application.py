@@ -180,10 +180,10 @@ _PACKAGING = "modelreg.cli.packaging"
 _SIGNATURES = "modelreg.cli.signatures"
 COMMAND_MODULES = {
     **dict.fromkeys(("init", "register", "list", "versions", "show", "diff", "pull", "history",
-                     "fsck", "gc", "migrate"), _COMMANDS),
+                     "fsck", "gc", "migrate", "search"), _COMMANDS),
     **dict.fromkeys(("promote", "archive", "approve", "check", "edit", "rollback", "events",
                      "alias"), _LIFECYCLE),
-    **dict.fromkeys(("export", "import", "predict", "bench", "serve"), _PACKAGING),
+    **dict.fromkeys(("export", "import", "predict", "bench", "serve", "ui"), _PACKAGING),
     **dict.fromkeys(("validate", "signature", "contract"), _SIGNATURES),
 }
 

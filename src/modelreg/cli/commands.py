@@ -253,6 +253,29 @@ def migrate(as_json: JsonOpt = False) -> None:
 
 @app.command()
 @command
+def search(
+    filter_text: Annotated[str, typer.Argument(
+        metavar="FILTER", help="Conditions joined by 'and', e.g. \"metrics.mae < 40 and "
+        "stage = 'staging'\" (docs/cli.md lists the keys).", show_default=False)] = "",
+    model: Annotated[str | None, typer.Option("--model", help="Only this model's versions.")
+                     ] = None,
+    order_by: Annotated[str | None, typer.Option("--order-by", help="KEY [ASC|DESC], e.g. "
+                                                 "'metrics.mae ASC'.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", help="At most N versions.",
+                                              min=1)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find versions across models by metrics, params, tags, stage, creator or date."""
+    hits = api.search(filter_text, registry=state.registry, model=model, order_by=order_by,
+                      limit=limit)
+    if as_json:
+        render.emit_json([h.to_dict() for h in hits])
+    else:
+        render.render_search(hits)
+
+
+@app.command()
+@command
 def gc(
     grace: Annotated[str, typer.Option(
         "--grace", help="Spare unreferenced objects and temp files younger than this.")] = "1h",

@@ -86,9 +86,12 @@ def export(
 @app.command("import")
 @command
 def import_(
-    file: Annotated[Path, typer.Argument(help="A bundle made by modelreg export --to bundle, "
-                                         "or an MLflow model directory.",
-                                         show_default=False)],
+    file: Annotated[Path | None, typer.Argument(help="A bundle made by modelreg export --to "
+                                                "bundle, or an MLflow model directory.",
+                                                show_default=False)] = None,
+    from_mlflow: Annotated[str | None, typer.Option(
+        "--from-mlflow", help="Bring every model and version of this MLflow registry "
+        "(a tracking URI: sqlite:///mlflow.db, a file store, a server).")] = None,
     as_name: Annotated[str | None, typer.Option("--as", help="Register under this name "
                                                 "(an MLflow model: default its directory's "
                                                 "name).")] = None,
@@ -99,6 +102,17 @@ def import_(
     A bundle's digests are verified and entries that would escape are refused; an MLflow
     model brings its files, signature, run id, flavors and input example.
     """
+    if from_mlflow is not None:
+        if file is not None or as_name is not None:
+            raise UsageError("--from-mlflow takes no FILE and no --as: it brings every model")
+        moved = api.import_from_mlflow(from_mlflow, registry=state.registry)
+        if as_json:
+            render.emit_json(moved)
+        else:
+            render.render_mlflow_migration(moved)
+        return
+    if file is None:
+        raise UsageError("give a bundle, an MLflow model directory, or --from-mlflow URI")
     if file.is_dir():
         result = api.import_mlflow(file, registry=state.registry, name=as_name)
     else:
@@ -162,6 +176,24 @@ def serve(
               max_body=max_body, drain=drain, access_log=access_log,
               allow_remote=allow_remote,
               started=lambda url: render.message(f"serving {ref} at {url}"))
+
+
+@app.command()
+@command
+def ui(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback unless "
+                                      "--allow-remote).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0: any free "
+                                      "one).", min=0, max=65535)] = 8080,
+    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a --host other "
+                                               "machines can reach (needs --token).")] = False,
+    token: Annotated[str | None, typer.Option("--token", help="A secret every browser must "
+                                              "present once (?token=…); needed with "
+                                              "--allow-remote.")] = None,
+) -> None:
+    """Serve a web UI over the store: models, versions, lineage, and the lifecycle buttons."""
+    api.ui(registry=state.registry, host=host, port=port, allow_remote=allow_remote,
+           token=token, started=lambda url: render.message(f"modelreg ui at {url}"))
 
 
 @app.command()

@@ -19,7 +19,7 @@ from modelreg.types import VersionInfo, to_json_data
 if TYPE_CHECKING:
     from rich.progress import Progress as RichProgressBar
 
-    from modelreg.api import ContractReport
+    from modelreg.api import ContractReport, MlflowMigration, SearchHit
     from modelreg.results import (
         ChangeResult,
         DiffResult,
@@ -75,6 +75,30 @@ def _json_escape(match: re.Match[str]) -> str:
 # What json.dumps(ensure_ascii=False) leaves raw but a terminal could act on: DEL, the C1
 # controls (0x9b is CSI on some terminals), and format characters such as bidi overrides.
 _JSON_UNSAFE = re.compile("[^\n\t\x20-\x7e]")
+
+
+def render_search(hits: list[SearchHit]) -> None:
+    """Matching versions as an aligned table, with the metrics each has."""
+    if not hits:
+        message("no version matches")
+        return
+    rows = [[h.ref, h.stage, ", ".join(h.aliases) or "-", h.created_at[:19], h.created_by,
+             " ".join(f"{k}={v}" for k, v in sorted(h.metrics.items())) or "-"]
+            for h in hits]
+    header = ["version", "stage", "aliases", "created", "by", "metrics"]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        sys.stdout.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
+                         .rstrip() + "\n")
+
+
+def render_mlflow_migration(moved: MlflowMigration) -> None:
+    """What ``import --from-mlflow`` brought over, and what it could not."""
+    message(f"from {moved.source}: {len(moved.models)} model(s), {len(moved.created)} "
+            f"version(s) registered, {len(moved.existing)} already here, "
+            f"{len(moved.stages)} stage(s) and {len(moved.aliases)} alias(es) set")
+    for item in moved.skipped:
+        message(f"  not carried over: {item['what']}: {item['why']}")
 
 
 def emit_json(data: Any) -> None:

@@ -19,10 +19,17 @@ imports only modules listed above it (counting imports inside functions and unde
     bundle      one version as a self-describing zip with a standalone predict.py
                 (``templates/bundle_predict.py.txt``); imports no sibling
     serving     ``modelreg serve``: the Open Inference Protocol and MLflow's /invocations
-                over one version, following its stage or alias (imports runtime)
+                over one version, following its stage or alias (imports runtime, sources)
+    mlflow_format  MLflow's model format: an ONNX version written as an MLflow model, and
+                an MLflow model directory registered (imports runtime, sources)
+    mlflow_registry  an MLflow registry moved over with MLflow's client (imports
+                mlflow_format, sources)
+    ui          ``modelreg ui``: the web UI's pages and lifecycle forms (imports serving,
+                sources; templates in ``templates/ui/``)
 
 Only this package imports onnx, onnxruntime, skl2onnx, scikit-learn (``sklearn``) or torch
-(and, in ``serving`` only, starlette, uvicorn and prometheus-client).
+(and starlette and uvicorn in ``serving`` and ``ui``, prometheus-client in ``serving``, jinja2
+in ``ui``, mlflow in ``mlflow_registry``).
 It imports them, and numpy, only inside the functions that use them, so importing any module
 here is cheap. Whether a declared signature contradicts the one inferred from a graph needs no
 onnx and is decided in :mod:`modelreg.signatures.contradictions`.

@@ -10,7 +10,7 @@ source; otherwise nothing is registered and the figures are reported (exit 7).
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,36 @@ def _binding(source_sig: Signature | None, onnx_sig: Signature,
         return None
     return {"input": tensors[0].name, "dtype": tensors[0].dtype,
             "columns": [columns[n].to_dict() for n in names if n in columns]}
+
+
+def _named_outputs(conversion: Conversion, source_sig: Signature | None,
+                   ref: str) -> Conversion:
+    """The conversion with its outputs named as the source's signature declares them.
+
+    Declared names are given to the graph's outputs in order (a classifier declaring one
+    output names its label); nothing changes when every declared name is already a
+    graph output (a torch model returning a dict) or nothing is declared.
+
+    Raises:
+        UsageError: The signature declares more outputs than the graph has.
+        ModelError: A declared name is taken by another value of the graph.
+    """
+    declared = source_sig.outputs.names() if source_sig and source_sig.outputs else []
+    graph = conversion.output_names
+    if not declared or set(declared) <= set(graph):
+        return conversion
+    if len(declared) > len(graph):
+        raise UsageError(f"{ref}'s signature declares {len(declared)} outputs "
+                         f"({', '.join(declared)}); the converted model gives {len(graph)} "
+                         f"({', '.join(graph)})")
+    names = dict(zip(graph, declared, strict=False))
+    try:
+        renamed = onnxfile.rename_outputs(conversion.onnx_bytes, names)
+    except ModelError as exc:
+        raise ModelError(f"{ref}'s declared outputs cannot name the graph's: "
+                         f"{exc.message}") from exc
+    return replace(conversion, onnx_bytes=onnxfile.check_and_infer(renamed),
+                   output_names=[names.get(n, n) for n in graph])
 
 
 def export_record(source: SourceModel, conversion: Conversion, report: ParityReport, *,
@@ -145,7 +175,9 @@ def export_onnx(reg: Registry, ref: str, *, actor: str, as_name: str | None = No
                 str(work / "source"), f"{info.ref}'s files")) from exc
         samples = sample_inputs(source, sample=sample_bytes, sample_name=sample_name,
                                 signature=source_sig)
-        conversion = convert(source, samples, opset=opset, dynamic_batch=dynamic_batch)
+        conversion = _named_outputs(
+            convert(source, samples, opset=opset, dynamic_batch=dynamic_batch),
+            source_sig, info.ref)
         checked = onnxfile.check_and_infer(conversion.onnx_bytes)
         report = check_parity(source, conversion, samples, rtol=rtol, atol=atol)
         if not report.ok:
@@ -159,10 +191,12 @@ def export_onnx(reg: Registry, ref: str, *, actor: str, as_name: str | None = No
         onnx_path.write_bytes(checked)
         onnx_sig = onnxfile.infer_signature(onnx_path)
         binding = _binding(source_sig, onnx_sig, column_order(source, source_sig))
-        if binding is not None:
+        columns = None if binding is None else [c["name"] for c in binding["columns"]]
+        if binding is not None and columns is not None:
             onnx_sig = Signature(onnx_sig.inputs, onnx_sig.outputs,
                                  {**onnx_sig.extra, "binding": binding})
-        columns = None if binding is None else [c["name"] for c in binding["columns"]]
+            onnx_path.write_bytes(onnxfile.check_and_infer(
+                onnxfile.describe_columns(checked, binding["input"], columns)))
         export = {**export_record(source, conversion, report, columns=columns),
                   "source": info.ref, "source_manifest": info.manifest}
         example = None

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from modelreg.registry.core import Registry
     from modelreg.results import RegisterResult
     from modelreg.signatures.model import Schema
-    from modelreg.types import VersionInfo
+    from modelreg.types import Lineage, VersionInfo
 
 __all__ = ["MLMODEL", "MlflowExport", "export_mlflow", "import_mlflow", "mlflow_signature",
            "read_mlmodel", "signature_from_mlflow"]
@@ -341,7 +341,9 @@ def signature_from_mlflow(doc: dict[str, Any]) -> dict[str, Any] | None:
     return {"inputs": inputs, **({"outputs": outputs} if outputs else {})}
 
 
-def import_mlflow(reg: Registry, src: Path, *, name: str | None, actor: str) -> RegisterResult:
+def import_mlflow(reg: Registry, src: Path, *, name: str | None, actor: str,
+                  lineage: Lineage | None = None, tags: dict[str, str] | None = None,
+                  description: str | None = None) -> RegisterResult:
     """Register an MLflow model directory as the next version of ``name``.
 
     Every file of the directory becomes the version's artifact; the signature is translated
@@ -353,6 +355,10 @@ def import_mlflow(reg: Registry, src: Path, *, name: str | None, actor: str) -> 
         src: The MLflow model directory (with its ``MLmodel`` file).
         name: The model name (default: the directory's name).
         actor: Who imports.
+        lineage: What made it, when known (an MLflow registry's run); the run id of the
+            ``MLmodel`` file otherwise.
+        tags: More tags (the registry's version tags).
+        description: The version's description.
 
     Raises:
         UsageError: Not an MLflow model directory, or a signature type with no counterpart.
@@ -364,15 +370,17 @@ def import_mlflow(reg: Registry, src: Path, *, name: str | None, actor: str) -> 
 
     doc = read_mlmodel(src)
     signature = signature_from_mlflow(doc)
-    tags = {"mlflow.flavors": ",".join(sorted(doc["flavors"]))}
+    found = {"mlflow.flavors": ",".join(sorted(doc["flavors"]))}
     pyfunc = doc["flavors"].get("python_function")
     if isinstance(pyfunc, dict) and pyfunc.get("loader_module"):
-        tags["mlflow.loader_module"] = str(pyfunc["loader_module"])
+        found["mlflow.loader_module"] = str(pyfunc["loader_module"])
     for key in ("model_id", "model_uuid", "mlflow_version"):
         if doc.get(key):
-            tags[f"mlflow.{key}"] = str(doc[key])
+            found[f"mlflow.{key}"] = str(doc[key])
+    tags = {**found, **(tags or {})}
     run_id = doc.get("run_id")
-    lineage = Lineage(run=RunInfo(id=str(run_id) if run_id else None))
+    if lineage is None:
+        lineage = Lineage(run=RunInfo(id=str(run_id) if run_id else None))
     info = doc.get("saved_input_example_info")
     with tempfile.TemporaryDirectory(prefix="modelreg-mlflow-") as tmp:
         example = None
@@ -388,4 +396,5 @@ def import_mlflow(reg: Registry, src: Path, *, name: str | None, actor: str) -> 
                 example = Path(tmp, "input_example.json")
                 example.write_text(json.dumps({"dataframe_split": split}), encoding="utf-8")
         return register(reg, name or src.resolve().name, [src], actor=actor, lineage=lineage,
-                        tags=tags, signature=signature, example=example)
+                        tags=tags, signature=signature, example=example,
+                        description=description)

@@ -15,7 +15,8 @@ How a graph becomes a :class:`~modelreg.signatures.model.Signature`:
   one of ``TENSOR_DTYPES``, else by the lower-cased ``TensorProto.DataType`` name
   (``string``, ``float8e4m3fn``). A type modelreg cannot name raises :class:`ModelError`.
 * A dimension with ``dim_value`` is that int; one with a ``dim_param`` is its name when the
-  name is a valid symbol, else -1 (expressions such as ``s0 + 1``); one with neither is -1.
+  name is a valid symbol, else -1 (expressions such as ``s0 + 1``); one with neither is -1,
+  and so is one named ``unk__N`` (what shape inference calls a dimension with neither).
   A tensor with no shape at all has ``shape=None`` (unknown rank).
 * Non-tensor values become ``kind="sequence"`` or ``kind="map"`` specs with ``dtype=""``.
   For a sequence ``elem`` is the element's description; for a map it is
@@ -45,11 +46,15 @@ if TYPE_CHECKING:
     import onnx
 
 __all__ = ["ExternalData", "GraphSummary", "check_and_infer", "check_external_files",
-           "external_data", "infer_signature", "is_onnx_file", "load_model", "parse_model",
-           "resolve_external_data", "summarize"]
+           "describe_columns", "external_data", "infer_signature", "is_onnx_file",
+           "load_model", "parse_model", "rename_outputs", "resolve_external_data",
+           "summarize"]
 
 # The same rule signatures.model applies to symbolic dimensions, so inferred shapes re-parse.
 _SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*\Z")
+# The names ONNX shape inference gives dimensions that had neither a size nor a name: they
+# mean nothing more than "dynamic", so they read as -1, as before inference.
+_INVENTED = re.compile(r"^unk__[0-9]+\Z")
 # is_onnx_file parses files without an .onnx suffix only up to this size.
 _SNIFF_PARSE_LIMIT = 64 * 1024 * 1024
 
@@ -109,7 +114,8 @@ def _shape(tensor_type: onnx.TypeProto.Tensor) -> tuple[int | str, ...] | None:
         which = dim.WhichOneof("value")
         if which == "dim_value" and dim.dim_value >= 0:
             dims.append(int(dim.dim_value))
-        elif which == "dim_param" and _SYMBOL.match(dim.dim_param):
+        elif (which == "dim_param" and _SYMBOL.match(dim.dim_param)
+              and not _INVENTED.match(dim.dim_param)):
             dims.append(str(dim.dim_param))
         else:
             dims.append(-1)
@@ -293,6 +299,87 @@ def check_and_infer(onnx_bytes: bytes) -> bytes:
     except Exception as exc:
         raise ModelError(f"ONNX shape inference fails on the graph: {exc}") from exc
     return bytes(inferred.SerializeToString())
+
+
+# --- naming a converted graph's values ---------------------------------------------------
+
+def _value_names(graph: onnx.GraphProto) -> set[str]:
+    names = {v.name for v in [*graph.input, *graph.output, *graph.value_info]}
+    names |= {t.name for t in graph.initializer} | {s.values.name for s in graph.sparse_initializer}
+    return names | {out for node in graph.node for out in node.output}
+
+
+def _rename_uses(graph: onnx.GraphProto, old: str, new: str) -> None:
+    """Rename every use of ``old`` in ``graph`` and its subgraphs (which may capture it)."""
+    for node in graph.node:
+        node.input[:] = [new if name == old else name for name in node.input]
+        node.output[:] = [new if name == old else name for name in node.output]
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                if old not in _value_names(sub):  # not shadowed by the subgraph's own value
+                    _rename_uses(sub, old, new)
+    for value in [*graph.output, *graph.value_info]:
+        if value.name == old:
+            value.name = new
+
+
+def rename_outputs(onnx_bytes: bytes, names: Mapping[str, str]) -> bytes:
+    """Give graph outputs new names (every node and subgraph that uses them follows).
+
+    Args:
+        onnx_bytes: The serialized model.
+        names: New name by current output name.
+
+    Returns:
+        The model, re-serialized; run :func:`check_and_infer` on it.
+
+    Raises:
+        ModelError: A current name is not a graph output, or a new name is empty or
+            already names another value of the graph (the message names it).
+    """
+    model = _parse_bytes(onnx_bytes)
+    graph = model.graph
+    outputs = [v.name for v in graph.output]
+    taken = _value_names(graph)
+    for old, new in names.items():
+        if old not in outputs:
+            raise ModelError(f"the graph has no output {old!r} (its outputs: "
+                             f"{', '.join(outputs)})")
+        if old == new:
+            continue
+        if not new or new in taken:
+            raise ModelError(f"cannot name output {old!r} {new!r}: "
+                             + ("an empty name" if not new else
+                                "the graph already has a value of that name"))
+        _rename_uses(graph, old, new)
+        taken = (taken - {old}) | {new}
+    return bytes(model.SerializeToString())
+
+
+def describe_columns(onnx_bytes: bytes, input_name: str, columns: list[str]) -> bytes:
+    """Record, in the model itself, the columns stacked into a ``[N, F]`` input.
+
+    The input's ``doc_string`` lists them in order, and the model's metadata holds them as
+    ``modelreg.columns`` (a JSON object: the input's name and the column names), so
+    readers of the ONNX file alone (Netron, other languages) see what each feature is.
+
+    Raises:
+        ModelError: The graph has no such input.
+    """
+    import json
+
+    model = _parse_bytes(onnx_bytes)
+    found = [v for v in model.graph.input if v.name == input_name]
+    if not found:
+        raise ModelError(f"the graph has no input {input_name!r}")
+    found[0].doc_string = f"columns, in order: {', '.join(columns)}"
+    kept = [p for p in model.metadata_props if p.key != "modelreg.columns"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    entry = model.metadata_props.add()
+    entry.key = "modelreg.columns"
+    entry.value = json.dumps({"input": input_name, "columns": columns})
+    return bytes(model.SerializeToString())
 
 
 # --- external data ------------------------------------------------------------------------

@@ -108,6 +108,23 @@ class InferenceRunner:
         self.input_names = list(self.input_types)
         self.output_names = [o.name for o in self.session.get_outputs()]
 
+    def as_fed(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The inputs as arrays of the element types the graph declares.
+
+        Numbers are converted (float64 data feeds a ``tensor(float)`` input, and the
+        other way round); other values and unknown names are passed as they are.
+        """
+        import numpy as np
+
+        feed: dict[str, Any] = {}
+        for name, value in inputs.items():
+            array, kind = np.asarray(value), self.input_types.get(name, "")
+            want = _ORT_NUMPY.get(kind[7:-1]) if kind.startswith("tensor(") else None
+            if want is not None and array.dtype.kind in "biuf" and array.dtype.name != want:
+                array = array.astype(want)
+            feed[name] = array
+        return feed
+
     def run(self, inputs: Mapping[str, Any],
             outputs: Sequence[str] | None = None) -> dict[str, Any]:
         """Run the model once on one value per graph input (arrays or nested lists).
@@ -122,21 +139,13 @@ class InferenceRunner:
         Raises:
             ModelError: An input is missing or unknown, or ONNX Runtime fails.
         """
-        import numpy as np
-
         missing = [n for n in self.input_names if n not in inputs]
         unknown = [n for n in inputs if n not in self.input_types]
         if missing or unknown:
             raise ModelError(f"the model's inputs are {', '.join(self.input_names)}; got "
                              + "; ".join([f"no {', '.join(missing)}"] * bool(missing)
                                          + [f"unknown {', '.join(unknown)}"] * bool(unknown)))
-        feed: dict[str, Any] = {}
-        for name, value in inputs.items():
-            array, kind = np.asarray(value), self.input_types[name]
-            want = _ORT_NUMPY.get(kind[7:-1]) if kind.startswith("tensor(") else None
-            if want is not None and array.dtype.kind in "biuf" and array.dtype.name != want:
-                array = array.astype(want)
-            feed[name] = array
+        feed = self.as_fed(inputs)
         names = list(outputs) if outputs is not None else self.output_names
         try:
             results = self.session.run(names, feed)

@@ -62,7 +62,7 @@ def _matrix(columns: dict[str, list[Any]], order: list[str] | None) -> np.ndarra
         raise UsageError(f"the sample lacks column(s) {', '.join(missing)} (the model "
                          f"takes {', '.join(names)}, in that order)")
     return np.array([[_number(v, n, i) for i, v in enumerate(columns[n])] for n in names],
-                    dtype=np.float64).T.astype(np.float32).reshape(-1, len(names))
+                    dtype=np.float64).T.reshape(-1, len(names))
 
 
 def _read_sample(data: bytes, name: str | None, names: list[str],
@@ -149,9 +149,10 @@ def sample_inputs(source: SourceModel, *, sample: bytes | None, sample_name: str
     ``n_features_in_`` standard normals, else (exported programs) from the shapes recorded
     at export.
 
-    dtypes: scikit-learn always gets float32 (what skl2onnx graphs take). A torch input
-    takes the dtype its signature tensor names; otherwise float64 is narrowed to float32,
-    and JSON/CSV numbers are read as float32.
+    dtypes: scikit-learn gets float64, the values as given (what scikit-learn computes
+    with, and what its float64 graphs take). A torch input takes the dtype its signature
+    tensor names; otherwise float64 is narrowed to float32, and JSON/CSV numbers are read
+    as float32.
 
     Args:
         source: The loaded model.
@@ -162,7 +163,7 @@ def sample_inputs(source: SourceModel, *, sample: bytes | None, sample_name: str
         seed: The generator's seed.
 
     Returns:
-        One array per input; scikit-learn gets a single float32 ``X`` of rank 2.
+        One array per input; scikit-learn gets a single float64 ``X`` of rank 2.
 
     Raises:
         UsageError: The sample does not parse or fit the model, or there is nothing to
@@ -215,4 +216,4 @@ def _sklearn_matrix(source: SourceModel, value: Any) -> np.ndarray:
     if source.n_features is not None and array.shape[1] != source.n_features:
         raise UsageError(f"the inputs have {array.shape[1]} features; the model was fitted on "
                          f"{source.n_features}")
-    return array.astype(np.float32)
+    return array.astype(np.float64)

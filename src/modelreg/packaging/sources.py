@@ -34,7 +34,8 @@ _KINDS = {".pkl": ("sklearn", "pickle"), ".pickle": ("sklearn", "pickle"),
           ".joblib": ("sklearn", "joblib"), ".pt": ("torch", "torchscript"),
           ".pth": ("torch", "torchscript"), ".pt2": ("torch", "exported_program")}
 _EXTRAS = {"sklearn": "pip install 'modelreg[sklearn]'", "torch": "pip install 'modelreg[torch]'",
-           "serve": "pip install 'modelreg[serve]'", "mlflow": "pip install 'modelreg[mlflow]'"}
+           "serve": "pip install 'modelreg[serve]'", "mlflow": "pip install 'modelreg[mlflow]'",
+           "ui": "pip install 'modelreg[ui]'"}
 
 
 def require(module: str, extra: str, why: str) -> Any:

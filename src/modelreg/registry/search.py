@@ -1,0 +1,307 @@
+"""``modelreg search``: versions across models that match a filter, in the spirit of MLflow's.
+
+The filter language (docs/cli.md, search)::
+
+    filter     := condition ("and" condition)*
+    condition  := key op value | key "in" "(" value ("," value)* ")"
+    key        := metrics.NAME | params.NAME | tags.NAME | name | version | stage
+                | created_by | created_at | description
+    op         := = | != | < | <= | > | >= | like | ilike
+    value      := a number | 'text' | "text"
+
+Keys of the index (``name``, ``version``, ``stage``, ``created_by``, ``created_at``) are
+answered from each model's version index; a version's manifest (params, metrics, tags,
+description) is read only for the versions that passed those, and only when the filter or
+the order asks for one of its keys.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from modelreg.errors import ModelregError, UsageError
+
+if TYPE_CHECKING:
+    from modelreg.registry.core import Registry
+    from modelreg.results import VersionSummary
+
+__all__ = ["INDEX_KEYS", "Condition", "SearchHit", "parse_filter", "search"]
+
+INDEX_KEYS = ("name", "version", "stage", "created_by", "created_at")
+MANIFEST_KEYS = ("description",)
+PREFIXES = ("metrics", "params", "tags")
+_OPS = ("<=", ">=", "!=", "=", "<", ">")
+_TOKEN = re.compile(r"""\s*(?:(?P<num>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(?![\w.])
+                        |(?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+                        |(?P<op><=|>=|!=|=|<|>)
+                        |(?P<punct>[(),])
+                        |(?P<word>[A-Za-z_][\w.\-]*))""", re.VERBOSE)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One comparison of the filter."""
+
+    key: str
+    op: str
+    values: tuple[Any, ...]
+
+    @property
+    def needs_manifest(self) -> bool:
+        """Whether the key lives in the manifest rather than the version index."""
+        return self.key.split(".", 1)[0] in PREFIXES or self.key in MANIFEST_KEYS
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A version that matched, with what the filter and the order read of it."""
+
+    name: str
+    version: int
+    stage: str
+    aliases: list[str]
+    created_at: str
+    created_by: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        """``NAME@N``."""
+        return f"{self.name}@{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (docs/cli.md, search)."""
+        return {"ref": self.ref, "name": self.name, "version": self.version,
+                "stage": self.stage, "aliases": self.aliases, "created_at": self.created_at,
+                "created_by": self.created_by, "metrics": self.metrics, "params": self.params,
+                "tags": self.tags}
+
+
+def _problem(text: str, at: int, what: str) -> UsageError:
+    return UsageError(f"filter: {what} at position {at + 1}:\n  {text}\n  {' ' * at}^")
+
+
+def _check_key(key: str, text: str, at: int) -> str:
+    head, _, rest = key.partition(".")
+    if head in PREFIXES and rest:
+        return key
+    if key in INDEX_KEYS or key in MANIFEST_KEYS:
+        return key
+    known = ", ".join([*INDEX_KEYS, *MANIFEST_KEYS, *(f"{p}.NAME" for p in PREFIXES)])
+    raise _problem(text, at, f"unknown key {key!r} (the keys are {known})")
+
+
+def _literal(match: re.Match[str]) -> Any:
+    if match.group("num") is not None:
+        raw = match.group("num")
+        return float(raw) if any(c in raw for c in ".eE") else int(raw)
+    raw = match.group("str")
+    return re.sub(r"\\(.)", r"\1", raw[1:-1])
+
+
+def parse_filter(text: str) -> list[Condition]:
+    """Parse a filter into its conditions (all must hold).
+
+    Raises:
+        UsageError: The filter is malformed (the message shows the position) or names a key
+            that does not exist (the message lists the keys).
+    """
+    tokens: list[tuple[str, Any, int, re.Match[str]]] = []
+    pos = 0
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        m = _TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            raise _problem(text, pos + len(text[pos:]) - len(text[pos:].lstrip()),
+                           "unexpected character")
+        kind = m.lastgroup or ""
+        start = m.start(kind)
+        tokens.append((kind, m.group(kind), start, m))
+        pos = m.end()
+    conditions: list[Condition] = []
+    i = 0
+
+    def expect(kinds: tuple[str, ...], what: str) -> tuple[str, Any, int, re.Match[str]]:
+        nonlocal i
+        if i >= len(tokens):
+            raise _problem(text, len(text), f"expected {what}, the filter ended")
+        tok = tokens[i]
+        if tok[0] not in kinds:
+            raise _problem(text, tok[2], f"expected {what}, found {tok[1]!r}")
+        i += 1
+        return tok
+
+    if not tokens:
+        raise _problem(text, 0, "empty filter")
+    while True:
+        key_tok = expect(("word",), "a key")
+        key = _check_key(key_tok[1], text, key_tok[2])
+        if i < len(tokens) and tokens[i][0] == "word" and tokens[i][1].lower() in (
+                "like", "ilike", "in"):
+            op = tokens[i][1].lower()
+            i += 1
+        else:
+            op = expect(("op",), "a comparison (=, !=, <, <=, >, >=, like, in)")[1]
+        if op == "in":
+            expect(("punct",), "'('")
+            values = []
+            while True:
+                tok = expect(("num", "str"), "a value")
+                values.append(_literal(tok[3]))
+                sep = expect(("punct",), "',' or ')'")
+                if sep[1] == ")":
+                    break
+                if sep[1] != ",":
+                    raise _problem(text, sep[2], f"expected ',' or ')', found {sep[1]!r}")
+            conditions.append(Condition(key, op, tuple(values)))
+        else:
+            tok = expect(("num", "str"), "a value ('text' or a number)")
+            value = _literal(tok[3])
+            if op in ("like", "ilike") and not isinstance(value, str):
+                raise _problem(text, tok[2], "like takes a 'text' pattern")
+            conditions.append(Condition(key, op, (value,)))
+        if i >= len(tokens):
+            return conditions
+        joiner = tokens[i]
+        if joiner[0] != "word" or joiner[1].lower() != "and":
+            raise _problem(text, joiner[2], f"expected 'and', found {joiner[1]!r}")
+        i += 1
+
+
+def _like(pattern: str, flags: int) -> re.Pattern[str]:
+    parts = [".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern]
+    return re.compile("".join(parts) + r"\Z", flags | re.DOTALL)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _compare(actual: Any, op: str, wanted: Any) -> bool:
+    if actual is None:
+        return op == "!="
+    if op in ("like", "ilike"):
+        return bool(_like(str(wanted), re.IGNORECASE if op == "ilike" else 0)
+                    .match(str(actual)))
+    a, w = _number(actual), _number(wanted)
+    left: Any
+    right: Any
+    if a is not None and w is not None and not (isinstance(actual, str)
+                                                and isinstance(wanted, str)):
+        left, right = a, w
+    else:
+        left, right = str(actual), str(wanted)
+    if op == "=":
+        return bool(left == right)
+    if op == "!=":
+        return bool(left != right)
+    try:
+        return bool({"<": left < right, "<=": left <= right, ">": left > right,
+                     ">=": left >= right}[op])
+    except TypeError:
+        return False
+
+
+def _holds(cond: Condition, get: Callable[[str], Any]) -> bool:
+    actual = get(cond.key)
+    if cond.op == "in":
+        return any(_compare(actual, "=", v) for v in cond.values)
+    return _compare(actual, cond.op, cond.values[0])
+
+
+def search(reg: Registry, text: str, *, model: str | None = None,
+           order_by: str | None = None, limit: int | None = None) -> list[SearchHit]:
+    """Return the versions that match ``text``, ordered and limited.
+
+    Args:
+        reg: The registry.
+        text: The filter (empty or None: every version).
+        model: Only this model's versions.
+        order_by: ``KEY [ASC|DESC]`` (default: name, then version, newest first).
+        limit: At most this many.
+
+    Raises:
+        UsageError: A malformed filter or order, or an unknown key.
+        NotFound: ``model`` does not exist.
+    """
+    conditions = parse_filter(text) if text and text.strip() else []
+    order_key, descending = "version", True
+    if order_by:
+        parts = order_by.split()
+        if len(parts) > 2 or (len(parts) == 2 and parts[1].lower() not in ("asc", "desc")):
+            raise UsageError(f"--order-by takes KEY [ASC|DESC], not {order_by!r}")
+        order_key = _check_key(parts[0], order_by, 0)
+        descending = len(parts) == 2 and parts[1].lower() == "desc"
+    if limit is not None and limit < 1:
+        raise UsageError("--limit must be at least 1")
+    cheap = [c for c in conditions if not c.needs_manifest]
+    costly = [c for c in conditions if c.needs_manifest]
+    needs_manifest = bool(costly) or order_key.split(".", 1)[0] in PREFIXES \
+        or order_key in MANIFEST_KEYS
+    names = [model] if model else [m.name for m in reg.list_models()]
+    hits: list[SearchHit] = []
+    for name in names:
+        for summary in reg.versions(name):
+            index = _index_view(summary)
+            if not all(_holds(c, index.get) for c in cheap):
+                continue
+            hit = SearchHit(summary.name, summary.version, summary.stage,
+                            list(summary.aliases), summary.created_at, summary.created_by)
+            if needs_manifest:
+                try:
+                    info = reg.show(f"{summary.name}@{summary.version}")
+                except ModelregError:
+                    continue
+                hit = SearchHit(hit.name, hit.version, hit.stage, hit.aliases, hit.created_at,
+                                hit.created_by, dict(info.lineage.metrics),
+                                dict(info.lineage.params), dict(info.tags))
+                full = {**index, "description": info.description}
+
+                def get(key: str, hit: SearchHit = hit, full: dict[str, Any] = full) -> Any:
+                    head, _, rest = key.partition(".")
+                    if head in PREFIXES and rest:
+                        return getattr(hit, head).get(rest)
+                    return full.get(key)
+
+                if not all(_holds(c, get) for c in costly):
+                    continue
+            hits.append(hit)
+
+    def sort_value(hit: SearchHit) -> tuple[int, Any]:
+        head, _, rest = order_key.partition(".")
+        value = getattr(hit, head).get(rest) if head in PREFIXES and rest else \
+            getattr(hit, order_key, None)
+        number = _number(value)
+        # Versions without the key sort last either way.
+        if value is None:
+            return (1, 0)
+        return (0, number if number is not None else str(value))
+
+    if order_by:
+        present = [h for h in hits if sort_value(h)[0] == 0]
+        absent = [h for h in hits if sort_value(h)[0] == 1]
+        present.sort(key=lambda h: sort_value(h)[1], reverse=descending)
+        hits = present + absent
+    else:
+        hits.sort(key=lambda h: (h.name.lower(), -h.version))
+    return hits[:limit] if limit is not None else hits
+
+
+def _index_view(summary: VersionSummary) -> dict[str, Any]:
+    return {"name": summary.name, "version": summary.version, "stage": summary.stage,
+            "created_by": summary.created_by, "created_at": summary.created_at}
