@@ -1,8 +1,8 @@
 """One contract, every backend: the tests of modelreg.storage.backend's protocol.
 
 Each test runs against the file-system backend (``ObjectStore`` and ``RefStore`` on a real
-directory) and the memory backend, as dulwich runs its object-store tests on its memory and
-disk stores. A backend added later (object storage) joins the ``backend`` fixture's list.
+directory), the memory backend and the S3 backend (against moto's S3 served single-threaded
+on loopback), as dulwich runs its object-store tests on its memory and disk stores.
 """
 
 from __future__ import annotations
@@ -51,8 +51,29 @@ def _memory_backend(tmp_path: Path) -> Backend:
     return Backend(objects, MemoryRefs(), corrupt)
 
 
-@pytest.fixture(params=["file", "memory"])
+def _s3_backend(request: pytest.FixtureRequest) -> Backend:
+    # A fresh bucket on the loopback S3 server (moto, single-threaded: tests/s3server.py).
+    pytest.importorskip("boto3")
+    from modelreg.storage.s3 import S3Location, open_s3
+
+    url: str = request.getfixturevalue("s3_url")
+    admin = request.getfixturevalue("s3_admin")
+    objects, refs = open_s3(url)
+    location = S3Location.parse(url)
+
+    def corrupt(oid: str) -> None:
+        key = objects.key(oid)
+        data = bytearray(admin.get_object(Bucket=location.bucket, Key=key)["Body"].read())
+        data[0] ^= 0x01
+        admin.put_object(Bucket=location.bucket, Key=key, Body=bytes(data))
+
+    return Backend(objects, refs, corrupt)
+
+
+@pytest.fixture(params=["file", "memory", "s3"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "s3":
+        return _s3_backend(request)
     make = {"file": _file_backend, "memory": _memory_backend}[request.param]
     return make(tmp_path)
 
