@@ -23,6 +23,7 @@ SHARED_SETUP_MODULES = (
     "tests/packaging/test_serving.py",
     "tests/packaging/test_mlflow_format.py",
     "tests/packaging/test_ui.py",
+    "tests/test_s3_store.py",
     "tests/packaging/test_converters.py",
     "tests/registry/test_builder.py",
     "tests/registry/test_gc_races.py",

@@ -606,7 +606,7 @@ def version() -> str:
 
 
 def init_directory(directory: str | os.PathLike[str] | None = None,
-                   registry: str | os.PathLike[str] | None = None) -> Path:
+                   registry: str | os.PathLike[str] | None = None) -> str | Path:
     """Return the project directory :func:`init` should make its store in.
 
     ``registry`` names the store as every other command takes it (a project directory or
@@ -618,6 +618,12 @@ def init_directory(directory: str | os.PathLike[str] | None = None,
     """
     from modelreg.storage.layout import project_dir
 
+    for url in (directory, registry):
+        if url is not None and os.fspath(url).startswith("s3://"):
+            if directory is not None and registry is not None and directory != registry:
+                raise UsageError(f"init got two places for the store: -R {registry} and "
+                                 f"DIRECTORY {directory}; give one of them")
+            return os.fspath(url)
     if registry is None:
         return Path(".") if directory is None else Path(directory)
     wanted = project_dir(Path(registry))

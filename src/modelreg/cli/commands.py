@@ -29,15 +29,15 @@ __all__ = ["diff", "fsck", "gc", "history", "init", "list_", "pull", "register",
 @command
 def init(
     directory: Annotated[
-        Path | None,
-        typer.Argument(help="Project directory to hold .modelreg (default: -R, else '.').",
-                       show_default=False),
+        str | None,
+        typer.Argument(help="Project directory to hold .modelreg (default: -R, else '.'), or "
+                       "s3://BUCKET/PREFIX.", show_default=False),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a store (DIR/.modelreg); safe to run again on an existing one."""
+    """Create a store (DIR/.modelreg, or in S3); safe to run again on an existing one."""
     reg, created = api.init(api.init_directory(directory, state.registry))
-    path = reg.layout.root
+    path = reg.location
     if as_json:
         render.emit_json({"path": str(path), "created": created})
     else:

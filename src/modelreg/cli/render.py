@@ -197,7 +197,7 @@ def _value(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
 
 
-def render_init(path: Path, created: bool) -> None:
+def render_init(path: Path | str, created: bool) -> None:
     """Say where ``init`` made (or found) the store."""
     line(f"{'Created' if created else 'Found existing'} modelreg store in {path}")
 

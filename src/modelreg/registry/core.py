@@ -45,7 +45,7 @@ from modelreg.registry.state import (
 )
 from modelreg.storage.backend import Objects, Refs, Token
 from modelreg.storage.hashing import digest_bytes, format_digest
-from modelreg.storage.layout import Layout, check_owner, discover, init
+from modelreg.storage.layout import ENV_DIR, Layout, check_owner, discover, init
 from modelreg.storage.objects import ObjectStore
 from modelreg.storage.refs import RefStore
 from modelreg.types import VersionInfo
@@ -60,6 +60,11 @@ def _parse_signature(doc: dict[str, Any]) -> Signature:
     return parse_signature(doc)
 
 MODELS_PREFIX = "models"
+FORMAT_REF = "format"
+"""On object storage, the ref holding the store's format version (on disk: the file)."""
+CONFIG_REF = "config"
+"""On object storage, the ref holding ``config.toml``."""
+S3_SCHEME = "s3://"
 
 
 def manifest_of(data: bytes, where: str) -> tuple[Manifest, str]:
@@ -106,6 +111,8 @@ class Registry:
             ValueError: Neither a layout nor both objects and refs were given.
         """
         self.fs_layout = layout
+        self.location = str(layout.root) if layout is not None else "(memory)"
+        """Where the store is, for messages: its directory, or its URL."""
         if layout is not None:
             objects = ObjectStore(layout.objects, layout.tmp)
             refs = RefStore(layout.refs, layout.tmp)
@@ -154,25 +161,74 @@ class Registry:
         """Open the store at ``path``, ``$MODELREG_DIR``, or above the current directory.
 
         Args:
-            path: The project directory or its ``.modelreg`` directory.
+            path: The project directory or its ``.modelreg`` directory, or an
+                ``s3://BUCKET/PREFIX`` URL.
 
         Returns:
             The opened registry.
         """
+        given = os.fspath(path) if path is not None else os.environ.get(ENV_DIR) or None
+        if given is not None and str(given).startswith(S3_SCHEME):
+            return cls._s3(str(given), create=False)[0]
         return cls(discover(path))
 
     @classmethod
     def init(cls, directory: str | os.PathLike[str] = ".") -> tuple[Registry, bool]:
-        """Create (or reopen) the store in ``directory``.
+        """Create (or reopen) the store in ``directory`` (or at an ``s3://`` URL).
 
         Args:
-            directory: Where ``.modelreg`` goes.
+            directory: Where ``.modelreg`` goes, or ``s3://BUCKET/PREFIX``.
 
         Returns:
             The registry and whether it was newly created.
         """
+        if os.fspath(directory).startswith(S3_SCHEME):
+            return cls._s3(os.fspath(directory), create=True)
         layout, created = init(Path(directory))
         return cls(layout), created
+
+    @classmethod
+    def _s3(cls, url: str, *, create: bool) -> tuple[Registry, bool]:
+        """Open (or create) a store in S3-compatible object storage (docs/s3.md).
+
+        The store's format and ``config.toml`` are refs of their own (``format``,
+        ``config``) beside the models' refs; ``format`` is written last, so a store exists
+        only once it is whole.
+        """
+        import tomllib
+
+        from modelreg.errors import NotARegistry, UnsupportedFormat
+        from modelreg.registry.policy import parse_config
+        from modelreg.storage.layout import CONFIG_TEMPLATE, FORMAT_VERSION
+        from modelreg.storage.s3 import open_s3
+
+        objects, refs = open_s3(url)
+        body = refs.read(FORMAT_REF)
+        created = False
+        if body is None:
+            if not create:
+                raise NotARegistry(f"no modelreg store at {url} (run `modelreg init {url}` to "
+                                   "create one)")
+            refs.compare_and_swap(CONFIG_REF, None, CONFIG_TEMPLATE.encode())
+            created = refs.compare_and_swap(FORMAT_REF, None, f"{FORMAT_VERSION}\n".encode())
+            body = refs.read(FORMAT_REF) or b""
+        text = body.decode("utf-8", "replace").strip()
+        if text != str(FORMAT_VERSION):
+            raise UnsupportedFormat(f"{url} has format version {text!r}; this modelreg reads "
+                                    f"version {FORMAT_VERSION}", url)
+        raw = refs.read(CONFIG_REF) or b""
+        try:
+            config = parse_config(tomllib.loads(raw.decode("utf-8")))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{url}: its config.toml (the ref {CONFIG_REF!r}) is not valid "
+                             f"TOML: {exc}") from exc
+        if config.hooks:
+            raise UsageError(f"{url}: its config.toml names hooks, which run as commands "
+                             "beside a store on the file system; a store on S3 runs none, so "
+                             "it refuses to open rather than skip them")
+        reg = cls(objects=objects, refs=refs, config=config)
+        reg.location = url
+        return reg, created
 
     # -- reading state -------------------------------------------------------------------
 

@@ -1,0 +1,138 @@
+"""A whole store on S3 through the command line: moto's S3 on loopback, real processes.
+
+`modelreg init s3://BUCKET/PREFIX`, then every command with `-R s3://…` (or
+`MODELREG_DIR`): register, show, versions, history, promote, approve, alias, pull, fsck;
+16 processes registering into one model land as versions 1..16; 8 processes racing to
+promote leave exactly one version in production and a whole chain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_cli
+
+boto3 = pytest.importorskip("boto3")
+pytest.importorskip("moto")
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    from tests.s3server import LoopbackServer, moto_app
+
+    server = LoopbackServer(moto_app())
+    yield server.url
+    server.close()
+
+
+@pytest.fixture
+def store(endpoint: str, tmp_path: Path) -> tuple[str, dict[str, str]]:
+    from tests.s3server import FAKE_CREDENTIALS
+
+    env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint,
+           "AWS_CONFIG_FILE": str(tmp_path / "none"),
+           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+           "AWS_EC2_METADATA_DISABLED": "true", "MODELREG_ACTOR": "ci@example.com"}
+    bucket = f"store-{uuid.uuid4().hex[:16]}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                 aws_access_key_id="testing", aws_secret_access_key="testing"
+                 ).create_bucket(Bucket=bucket)
+    url = f"s3://{bucket}/team/registry"
+    done = run_cli("init", url, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Created modelreg store in s3://" in done.stdout + done.stderr
+    return url, env
+
+
+def cli(store: tuple[str, dict[str, str]], *args: str | Path,
+        actor: str | None = None) -> subprocess.CompletedProcess[str]:
+    url, env = store
+    return run_cli("-R", url, *args, env={**env, **({"MODELREG_ACTOR": actor} if actor
+                                                      else {})})
+
+
+def test_a_store_on_s3_does_what_a_store_on_disk_does(store: tuple[str, dict[str, str]],
+                                                       tmp_path: Path) -> None:
+    url, env = store
+    again = run_cli("init", url, env=env)
+    assert again.returncode == 0 and "Found existing" in again.stdout + again.stderr
+    files = []
+    for i in range(3):
+        f = tmp_path / f"model-{i}.bin"
+        f.write_bytes(os.urandom(1000) + bytes([i]))
+        files.append(f)
+        done = cli(store, "register", "churn", f, "--no-git", "-m", f"auc={0.8 + i / 100}")
+        assert done.returncode == 0, done.stderr
+    assert cli(store, "promote", "churn@2", "--to", "staging").returncode == 0
+    assert cli(store, "approve", "churn@2", "--stage", "production",
+               actor="reviewer@example.com").returncode == 0
+    assert cli(store, "promote", "churn@2", "--to", "production").returncode == 0
+    assert cli(store, "alias", "set", "churn", "champion", "3").returncode == 0
+    shown = json.loads(cli(store, "show", "churn@production", "--json").stdout)
+    assert (shown["version"], shown["stage"]) == (2, "production")
+    assert json.loads(cli(store, "show", "churn@champion", "--json").stdout)["version"] == 3
+    versions = json.loads(cli(store, "versions", "churn", "--json").stdout)
+    assert [v["version"] for v in versions["versions"]] == [1, 2, 3]
+    history = json.loads(cli(store, "history", "churn", "--json").stdout)["events"]
+    assert [e["action"] for e in history][:4] == ["alias", "promote", "approve", "promote"]
+    pulled = tmp_path / "pulled"
+    assert cli(store, "pull", "churn@2", pulled).returncode == 0
+    assert (pulled / "model-1.bin").read_bytes() == files[1].read_bytes()
+    found = json.loads(cli(store, "search", "metrics.auc > 0.805", "--json").stdout)
+    assert [h["ref"] for h in found] == ["churn@3", "churn@2"]
+    fsck = cli(store, "fsck")
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    env_only = run_cli("show", "churn@latest", env={**env, "MODELREG_DIR": url})
+    assert env_only.returncode == 0, env_only.stderr
+
+
+def test_a_missing_store_and_a_missing_bucket(store: tuple[str, dict[str, str]]) -> None:
+    url, env = store
+    nowhere = run_cli("-R", url + "-elsewhere", "list", env=env)
+    assert nowhere.returncode == 3
+    assert "modelreg init" in nowhere.stderr
+    no_bucket = run_cli("-R", f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/x", "list", env=env)
+    assert no_bucket.returncode == 3
+
+
+def _spawn(store: tuple[str, dict[str, str]], *args: str | Path) -> subprocess.Popen[str]:
+    url, env = store
+    return subprocess.Popen([sys.executable, "-m", "modelreg", "-R", url, *map(str, args)],
+                            env={**os.environ, **env}, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def test_racing_writers_on_s3(store: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    procs = []
+    for i in range(16):
+        f = tmp_path / f"m{i}.bin"
+        f.write_bytes(os.urandom(64) + bytes([i]))
+        procs.append(_spawn(store, "register", "shared", f, "--no-git", "--json"))
+    made = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        made.append(json.loads(out)["version"])
+    assert sorted(made) == list(range(1, 17))
+    for v in range(1, 9):
+        assert cli(store, "promote", f"shared@{v}", "--to", "staging").returncode == 0
+    racers = [_spawn(store, "promote", f"shared@{v}", "--to", "production",
+                     "--allow-breaking") for v in range(1, 9)]
+    for p in racers:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    versions = json.loads(cli(store, "versions", "shared", "--json").stdout)
+    assert [v["stage"] for v in versions["versions"]].count("production") == 1
+    history = json.loads(cli(store, "history", "shared", "--json").stdout)["events"]
+    seqs = [e["seq"] for e in history]
+    assert seqs == list(range(len(seqs), 0, -1))  # one chain, nothing lost
+    assert sum(e["to"] == "production" for e in history) == 8
+    assert cli(store, "fsck").returncode == 0
