@@ -136,3 +136,49 @@ def test_racing_writers_on_s3(store: tuple[str, dict[str, str]], tmp_path: Path)
     assert seqs == list(range(len(seqs), 0, -1))  # one chain, nothing lost
     assert sum(e["to"] == "production" for e in history) == 8
     assert cli(store, "fsck").returncode == 0
+
+
+def test_copy_a_registry_to_s3_and_back(store: tuple[str, dict[str, str]],
+                                        tmp_path: Path) -> None:
+    url, env = store
+    disk = tmp_path / "disk"
+    assert run_cli("init", disk, env=env).returncode == 0
+    (disk / ".modelreg" / "config.toml").write_text(
+        '[stages.production]\nexclusive = true\nrequire_approvals = 1\n')
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 * 2**20))  # streamed through a file, not held in memory
+    for f in (big, tmp_path / "small.bin"):
+        if not f.exists():
+            f.write_bytes(b"small model\n")
+        done = run_cli("register", "fraud", f, "--no-git", registry=disk / ".modelreg",
+                       env=env)
+        assert done.returncode == 0, done.stderr
+    copied = run_cli("copy", disk, url, "--json", env=env)
+    assert copied.returncode == 0, copied.stderr
+    report = json.loads(copied.stdout)
+    assert report["models"] == ["fraud"] and report["objects"] >= 4
+    # The destination existed (made by `init`): it keeps its own policy.
+    assert report["config"] is False
+    on_s3 = json.loads(cli(store, "history", "fraud", "--json").stdout)
+    on_disk = json.loads(run_cli("history", "fraud", "--json", registry=disk / ".modelreg",
+                                 env=env).stdout)
+    assert on_s3 == on_disk
+    again = json.loads(run_cli("copy", disk, url, "--json", env=env).stdout)
+    assert (again["objects"], again["models"], again["same"]) == (0, [], ["fraud"])
+    back = tmp_path / "back"
+    home = run_cli("copy", url, back, "--json", env=env)
+    assert home.returncode == 0, home.stderr
+    assert json.loads(home.stdout)["config"] is True  # made by the copy: the policy too
+    pulled = tmp_path / "pulled"
+    assert run_cli("pull", "fraud@1", pulled, registry=back / ".modelreg",
+                   env=env).returncode == 0
+    assert (pulled / "big.bin").read_bytes() == big.read_bytes()
+    assert run_cli("fsck", registry=back / ".modelreg", env=env).returncode == 0
+    # A model the destination holds in another state is never overwritten.
+    assert run_cli("register", "fraud", big, "--no-git", "--force", registry=disk / ".modelreg",
+                   env=env).returncode == 0
+    clash = run_cli("copy", disk, url, env=env)
+    assert clash.returncode == 4
+    assert "fraud" in clash.stderr and "nothing was overwritten" in clash.stderr
+    assert json.loads(cli(store, "versions", "fraud", "--json").stdout)["versions"][-1][
+        "version"] == 2

@@ -54,6 +54,10 @@ ALLOWED: dict[tuple[str, str], str] = {
         "appends the access log to the file the user named with --access-log, outside the "
         "store"
     ),
+    ("registry/transfer.py", "copy_store"): (
+        "streams a large object into a private TemporaryDirectory outside both stores, on its "
+        "way from one backend to the other; it enters the destination only through put_file"
+    ),
     ("registry/pulling.py", "pull"): (
         "writes into the user's destination directory, outside the store: 'xb' files in a "
         "staging directory under dest, fsynced, then os.replace'd into place"

@@ -522,6 +522,19 @@ def alias_list(name: str, *, registry: RegistryLike = None) -> tuple[str, dict[s
     return _ops.alias_list(open_registry(registry), name)
 
 
+def copy(source: str | os.PathLike[str], dest: str | os.PathLike[str]) -> CopyReport:
+    """Copy a whole registry to another place, on any backend (a directory or ``s3://``).
+
+    Objects first, every one verified, then each model's ref; DEST is created if missing.
+    Run again after an interruption: what is there already is skipped.
+    """
+    from modelreg.registry.transfer import copy_store
+
+    src = Registry.open(source)
+    target, created = Registry.init(dest)
+    return copy_store(src, target, dest_created=created)
+
+
 def search(filter_text: str = "", *, registry: RegistryLike = None, model: str | None = None,
            order_by: str | None = None, limit: int | None = None) -> list[SearchHit]:
     """Versions across models that match a filter (docs/cli.md, search).
@@ -596,6 +609,7 @@ if TYPE_CHECKING:
     from modelreg.packaging.mlflow_registry import MlflowMigration as MlflowMigration
     from modelreg.registry.contract import ContractReport as ContractReport
     from modelreg.registry.search import SearchHit as SearchHit
+    from modelreg.registry.transfer import CopyReport as CopyReport
 
 
 def version() -> str:

@@ -124,6 +124,8 @@ def test_every_json_option_is_honoured(cli, project: Path, tmp_path: Path,
     both("bench", "diabetes@2", "--duration", "0.05")
     both("search", "name = 'diabetes'")
     both("migrate")  # on a format-2 store: nothing to do, said both ways
+    copy_to = tmp_path / "copy"
+    both("copy", project, copy_to)
 
     assert set(as_json) == commands_with_json()
     for path, doc in as_json.items():

@@ -180,7 +180,7 @@ _PACKAGING = "modelreg.cli.packaging"
 _SIGNATURES = "modelreg.cli.signatures"
 COMMAND_MODULES = {
     **dict.fromkeys(("init", "register", "list", "versions", "show", "diff", "pull", "history",
-                     "fsck", "gc", "migrate", "search"), _COMMANDS),
+                     "fsck", "gc", "migrate", "search", "copy"), _COMMANDS),
     **dict.fromkeys(("promote", "archive", "approve", "check", "edit", "rollback", "events",
                      "alias"), _LIFECYCLE),
     **dict.fromkeys(("export", "import", "predict", "bench", "serve", "ui"), _PACKAGING),

@@ -19,7 +19,7 @@ from modelreg.cli.options import (
     parse_duration,
     tags_from,
 )
-from modelreg.errors import EXIT_INTEGRITY, EXIT_OK
+from modelreg.errors import EXIT_CONFLICT, EXIT_INTEGRITY, EXIT_OK
 
 __all__ = ["diff", "fsck", "gc", "history", "init", "list_", "pull", "register", "show",
            "versions"]
@@ -249,6 +249,29 @@ def migrate(as_json: JsonOpt = False) -> None:
         render.message(f"migrated {report.store} to format 2: {report.models} model(s), "
                        f"{report.versions} version(s), {report.events} event(s), "
                        f"{report.objects} object(s) copied")
+
+
+@app.command()
+@command
+def copy(
+    source: Annotated[str, typer.Argument(help="The registry to copy: a directory or "
+                                          "s3://BUCKET/PREFIX.", show_default=False)],
+    dest: Annotated[str, typer.Argument(help="Where to: a directory or s3://BUCKET/PREFIX "
+                                        "(created if missing).", show_default=False)],
+    as_json: JsonOpt = False,
+) -> int:
+    """Copy a whole registry between backends; every object verified, refs last; rerunnable."""
+    report = api.copy(source, dest)
+    if as_json:
+        render.emit_json(report)
+    else:
+        render.message(f"copied {report.objects} object(s) ({report.present} already there) "
+                       f"and {len(report.models)} model(s) ({len(report.same)} already the "
+                       f"same) from {report.source} to {report.dest}")
+        for model in report.conflicts:
+            render.message(f"  not copied: {model}: {report.dest} holds it in another "
+                           "state (nothing was overwritten)")
+    return EXIT_CONFLICT if report.conflicts else EXIT_OK
 
 
 @app.command()
