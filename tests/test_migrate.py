@@ -96,6 +96,9 @@ def test_migrate_brings_everything_across(tmp_path: Path) -> None:
     assert [e["seq"] for e in history["events"]][:2] == [18, 17]
     assert run_cli("gc", "--grace", "0", registry=store).returncode == 0
     assert run_cli("fsck", registry=store).returncode == 0
+    # Versions that came over from format 1 are searched through their manifests.
+    found = run_cli("search", "metrics.auc > 0.92", "--json", registry=store)
+    assert [h["ref"] for h in json.loads(found.stdout)] == ["churn@2"]
     pulled = tmp_path / "pulled"
     assert run_cli("pull", "fraud@1", pulled, registry=store).returncode == 0
     assert (pulled / "sub" / "b.txt").read_text() == "b\n"

@@ -104,3 +104,20 @@ def test_the_command_line(store: Registry) -> None:
     assert "no version matches" in text.stderr
     missing = run_cli("search", "", "--model", "nosuch", registry=store.layout.root)
     assert missing.returncode == 3
+
+
+def test_the_index_answers_and_keeps_edits(store: Registry) -> None:
+    # Metrics, params and tags come from the version index; an edit of tags is seen at once.
+    modelreg.edit("forecast@1", registry=store, set_tags={"team": "platform"},
+                  actor="alice@example.com")
+    assert refs(modelreg.search("tags.team = 'platform'", registry=store)) == ["forecast@1"]
+    assert refs(modelreg.search("tags.team = 'forecasting'", registry=store)) == [
+        "forecast@3", "forecast@2"]
+    state = store.require_state("forecast")
+    entries = dict(store.iter_entries(state))
+    assert entries[2].search == {"m": {"mae": 38.5}, "p": {"alpha": 1.0},
+                                 "t": {"team": "forecasting"}}
+    # The description needs the manifest, and is read from it.
+    modelreg.edit("churn@1", registry=store, description="the first churn model",
+                  actor="alice@example.com")
+    assert refs(modelreg.search("description like '%churn%'", registry=store)) == ["churn@1"]

@@ -182,8 +182,9 @@ def register(
         text = encode_manifest(manifest)
         # The manifest rides in the register commit, whose id becomes the version's
         # manifest id (THIS_COMMIT until the commit is made).
-        b.set_entry(version, VersionEntry(THIS_COMMIT, fp, when, actor, config.initial,
-                                          artifact.digest, artifact.size))
+        b.set_entry(version, VersionEntry(
+            THIS_COMMIT, fp, when, actor, config.initial, artifact.digest, artifact.size,
+            search={"m": dict(lineage.metrics), "p": dict(lineage.params), "t": dict(tags)}))
         b.latest = Head(version, THIS_COMMIT)
         b.stages[config.initial] = b.latest
         b.record(action="register", actor=actor, time=when, version=version,

@@ -9,10 +9,10 @@ The filter language (docs/cli.md, search)::
     op         := = | != | < | <= | > | >= | like | ilike
     value      := a number | 'text' | "text"
 
-Keys of the index (``name``, ``version``, ``stage``, ``created_by``, ``created_at``) are
-answered from each model's version index; a version's manifest (params, metrics, tags,
-description) is read only for the versions that passed those, and only when the filter or
-the order asks for one of its keys.
+Everything but ``description`` is answered from each model's version index: its entries
+keep the stage, creator and date, and the metrics, params and tags each version was
+registered with (edited tags too). A manifest is read only for ``description``, and for
+versions registered before the index kept their lineage (a store migrated from format 1).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from modelreg.errors import ModelregError, UsageError
 
 if TYPE_CHECKING:
     from modelreg.registry.core import Registry
-    from modelreg.results import VersionSummary
+    from modelreg.registry.state import VersionEntry
 
 __all__ = ["INDEX_KEYS", "Condition", "SearchHit", "parse_filter", "search"]
 
@@ -256,21 +256,24 @@ def search(reg: Registry, text: str, *, model: str | None = None,
     names = [model] if model else [m.name for m in reg.list_models()]
     hits: list[SearchHit] = []
     for name in names:
-        for summary in reg.versions(name):
-            index = _index_view(summary)
+        state = reg.require_state(name)
+        aliases: dict[int, list[str]] = {}
+        for alias, head in sorted(state.aliases.items()):
+            aliases.setdefault(head.version, []).append(alias)
+        for version, entry in reg.iter_entries(state):
+            index = {"name": state.model, "version": version, "stage": entry.stage,
+                     "created_by": entry.created_by, "created_at": entry.created_at}
             if not all(_holds(c, index.get) for c in cheap):
                 continue
-            hit = SearchHit(summary.name, summary.version, summary.stage,
-                            list(summary.aliases), summary.created_at, summary.created_by)
+            hit = SearchHit(state.model, version, entry.stage, aliases.get(version, []),
+                            entry.created_at, entry.created_by)
             if needs_manifest:
-                try:
-                    info = reg.show(f"{summary.name}@{summary.version}")
-                except ModelregError:
+                found = _lineage_of(reg, hit, entry, describe="description" in {
+                    c.key for c in costly} or order_key == "description")
+                if found is None:
                     continue
-                hit = SearchHit(hit.name, hit.version, hit.stage, hit.aliases, hit.created_at,
-                                hit.created_by, dict(info.lineage.metrics),
-                                dict(info.lineage.params), dict(info.tags))
-                full = {**index, "description": info.description}
+                hit, description = found
+                full = {**index, "description": description}
 
                 def get(key: str, hit: SearchHit = hit, full: dict[str, Any] = full) -> Any:
                     head, _, rest = key.partition(".")
@@ -302,6 +305,22 @@ def search(reg: Registry, text: str, *, model: str | None = None,
     return hits[:limit] if limit is not None else hits
 
 
-def _index_view(summary: VersionSummary) -> dict[str, Any]:
-    return {"name": summary.name, "version": summary.version, "stage": summary.stage,
-            "created_by": summary.created_by, "created_at": summary.created_at}
+def _lineage_of(reg: Registry, hit: SearchHit, entry: VersionEntry,
+                describe: bool) -> tuple[SearchHit, str | None] | None:
+    """The hit with its metrics, params and tags, and its description if asked for.
+
+    From the version index when it keeps them (versions registered by format 2), else from
+    the manifest (one read per version, as for a store migrated from format 1).
+    """
+    if entry.search is not None and not describe:
+        tags = entry.meta.get("tags", entry.search.get("t", {}))
+        return SearchHit(hit.name, hit.version, hit.stage, hit.aliases, hit.created_at,
+                         hit.created_by, dict(entry.search.get("m", {})),
+                         dict(entry.search.get("p", {})), dict(tags)), None
+    try:
+        info = reg.show(hit.ref)
+    except ModelregError:
+        return None
+    return SearchHit(hit.name, hit.version, hit.stage, hit.aliases, hit.created_at,
+                     hit.created_by, dict(info.lineage.metrics), dict(info.lineage.params),
+                     dict(info.tags)), info.description

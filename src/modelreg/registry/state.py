@@ -183,6 +183,7 @@ class Event:
 ENTRY_KEYS = {
     "manifest": "c", "fingerprint": "f", "created_at": "t", "created_by": "by", "stage": "s",
     "digest": "d", "size": "n", "approvals": "ap", "checks": "ck", "meta": "m",
+    "search": "q",
 }
 """The key each field of an index entry is stored under (short: an index holds thousands)."""
 
@@ -204,6 +205,10 @@ class VersionEntry:
     approvals: tuple[Approval, ...] = ()
     checks: dict[str, CheckRecord] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, Any] | None = None
+    """What ``search`` reads of the manifest, kept in the index: ``{"m": metrics, "p":
+    params, "t": tags}`` as registered (edited tags are in ``meta``). None for a version
+    registered before the index kept it (a migrated store): search reads its manifest."""
 
     def evolve(self, **changes: Any) -> VersionEntry:
         """Return a copy with ``changes`` applied."""
@@ -227,6 +232,8 @@ class VersionEntry:
             doc[k["checks"]] = {name: c.to_dict() for name, c in self.checks.items()}
         if self.meta:
             doc[k["meta"]] = self.meta
+        if self.search is not None:
+            doc[k["search"]] = self.search
         return doc
 
     @classmethod
@@ -252,7 +259,17 @@ class VersionEntry:
             checks={str(name): CheckRecord.from_dict(c)
                     for name, c in doc.get(k["checks"], {}).items()},
             meta=dict(doc.get(k["meta"], {})),
+            search=_search_doc(doc.get(k["search"])),
         )
+
+
+def _search_doc(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(value.get(k, {}), dict)
+                                              for k in ("m", "p", "t")):
+        raise ValueError(f"bad search record {value!r}")
+    return dict(value)
 
 
 def _manifest_id(value: Any, this: str | None) -> str:
