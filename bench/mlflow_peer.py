@@ -5,6 +5,10 @@
     alias DB NAME ALIAS               the W1 fresh process: resolve NAME@ALIAS, print it
     loop DB N                         W7: N `create_model_version` calls on one model after a
                                       warm-up; prints JSON with the rate and SQLite's settings
+    tagged DB MODELS PER_MODEL        W10: MODELS models of PER_MODEL versions, each version
+                                      tagged team=forecasting (one in three) or team=risk
+    search DB FILTER                  W10's fresh process: search_model_versions(FILTER),
+                                      every page; prints the number found
 
 DB is a SQLite file used as both tracking and registry store, as `mlflow server
 --backend-store-uri sqlite:///...` would. MLflow records a source URI per version and
@@ -63,6 +67,29 @@ def loop(db: str, n: int) -> None:
                       **sqlite_settings(c)}))
 
 
+def tagged(db: str, models: int, per_model: int) -> None:
+    c = client(db)
+    for m in range(models):
+        name = f"model-{m}"
+        c.create_registered_model(name)
+        for v in range(1, per_model + 1):
+            team = "forecasting" if v % 3 == 0 else "risk"
+            c.create_model_version(name, source=f"file:///artifacts/{name}/{v}",
+                                   tags={"team": team})
+
+
+def search(db: str, text: str) -> None:
+    c = client(db)
+    found, token = 0, None
+    while True:
+        page = c.search_model_versions(text, max_results=10_000, page_token=token)
+        found += len(page)
+        token = page.token
+        if not token:
+            break
+    print(found)
+
+
 def main() -> None:
     cmd, db, *args = sys.argv[1:]
     if cmd == "setup":
@@ -71,6 +98,10 @@ def main() -> None:
         alias(db, args[0], args[1])
     elif cmd == "loop":
         loop(db, int(args[0]))
+    elif cmd == "tagged":
+        tagged(db, int(args[0]), int(args[1]))
+    elif cmd == "search":
+        search(db, args[0])
     else:
         raise SystemExit(f"unknown command {cmd!r}")
 

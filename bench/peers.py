@@ -20,6 +20,7 @@ What each peer does per workload (timed the same way as modelreg, see bench/comm
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -209,6 +210,59 @@ class Peers:
             raise BenchError(f"W7: MLflow landed {mid['landed']} of {n}")
         r.budget("W7", "rate >= MLflow's", rate / mid["rate"], 1.0, at_most=False,
                  note=f"{rate:,.0f} against {mid['rate']:,.0f} versions/s")
+
+
+    # -- W9 ------------------------------------------------------------------------------
+
+    def w9(self, ctx: Context, model: Path, body: bytes, ours_rps: float, secs: int) -> None:
+        """`mlflow models serve` of the same model (exported by modelreg), 8 clients."""
+        import socket
+
+        from bench.workloads import _load, _wait_serving
+
+        assert self.mlflow is not None
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        mlflow = self.mlflow.parent / "mlflow"
+        # MLflow starts uvicorn by name from a shell: its environment's bin goes on PATH.
+        path = f"{self.mlflow.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        proc = subprocess.Popen([mlflow, "models", "serve", "-m", model, "--env-manager",
+                                 "local", "--host", "127.0.0.1", "--port", str(port)],
+                                env=child_env(PATH=path), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        r = ctx.report
+        try:
+            _wait_serving(port, proc, body)
+            theirs = _load(port, 8, secs, body)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+        r.line("w9.mlflow", "mlflow models serve, 8 client(s)", theirs,
+               f"{theirs['rps']:,.0f} req/s, p50 {theirs['p50'] * 1000:.2f} ms, "
+               f"p99 {theirs['p99'] * 1000:.2f} ms")
+        r.budget("W9", "throughput >= 3x mlflow models serve", ours_rps / theirs["rps"], 3.0,
+                 at_most=False, note=f"{ours_rps:,.0f} against {theirs['rps']:,.0f} req/s")
+
+    # -- W10 -----------------------------------------------------------------------------
+
+    def w10(self, ctx: Context, ours: float, models: int, per_model: int,
+            text: str) -> None:
+        assert self.mlflow is not None
+        d = ctx.workdir("w10-mlflow")
+        db = d / "mlflow.db"
+        env = child_env()
+        start = time.perf_counter()
+        run([self.mlflow, MLFLOW_SCRIPT, "tagged", db, models, per_model], env=env)
+        r = ctx.report
+        r.note(f"(MLflow set-up: {models * per_model:,} tagged versions in SQLite, "
+               f"{time.perf_counter() - start:.0f} s, not timed)")
+        sample = interleave({"mlflow": [self.mlflow, MLFLOW_SCRIPT, "search", db, text]},
+                            env=env, runs=max(3, ctx.settings.slow_runs))["mlflow"]
+        r.line("w10.mlflow", f"MLflow search_model_versions({text!r})", sample.median,
+               f"{sample.median:.2f} s ({sample.spread()})")
+        r.budget("W10", "search faster than MLflow's", sample.median / ours, 1.0,
+                 at_most=False, note=f"{ours:.2f} s against {sample.median:.2f} s")
 
 
 def fast_import_registry(d: Path, names: list[str], per_model: int,

@@ -60,10 +60,11 @@ def floor_app(model: Path) -> Any:
 
     session = ort.InferenceSession(model.read_bytes(), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
+    dtype = np.float64 if "double" in session.get_inputs()[0].type else np.float32
 
     def invocations_sync(body: bytes) -> Any:
         doc = json.loads(body)
-        x = np.asarray(doc["dataframe_split"]["data"], dtype=np.float32)
+        x = np.asarray(doc["dataframe_split"]["data"], dtype=dtype)
         return session.run(None, {name: x})[0].tolist()
 
     async def invocations(request: Request) -> JSONResponse:

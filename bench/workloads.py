@@ -677,8 +677,13 @@ def w9(ctx: Context) -> None:
         r.budget("W9", "p50 at 1 client <= 1.3x the floor", p50, 1.3, at_most=True)
         swap = during["rps"] / figures["serve", 8]["rps"]
         r.budget("W9", "throughput while swapping >= 0.8x steady", swap, 0.8, at_most=False)
-        r.unmeasured("W9", "throughput >= 3x mlflow models serve",
-                     "modelreg does not export MLflow's format yet")
+        if ctx.peers is not None and ctx.peers.mlflow is not None:
+            exported = d / "mlflow-model"
+            modelreg.export_mlflow(refs[0], exported, registry=reg)
+            ctx.peers.w9(ctx, exported, body, figures["serve", 8]["rps"], secs)
+        else:
+            why = "make bench-peers" if ctx.peers is None else "MLflow could not be installed"
+            r.unmeasured("W9", "throughput >= 3x mlflow models serve", f"{why} measures it")
     finally:
         for proc in procs.values():
             proc.terminate()
@@ -690,6 +695,7 @@ def w9(ctx: Context) -> None:
 W10_FILTERS = {
     "index keys": "stage = 'staging' and created_by = 'bench'",
     "metrics and params": "metrics.mae < 40 and params.alpha = '0.5'",
+    "a tag": "tags.team = 'forecasting'",  # a filter MLflow's search_model_versions takes
 }
 
 
@@ -710,20 +716,25 @@ def w10(ctx: Context) -> None:
                 registering.register(
                     reg, f"model-{m}", [blob], actor=ACTOR, force=True,
                     lineage=Lineage(params={"alpha": [0.5, 1.0, 2.0][v % 3]},
-                                    metrics={"mae": 30 + (v * 7 + m) % 20}))
+                                    metrics={"mae": 30 + (v * 7 + m) % 20}),
+                    tags={"team": "forecasting" if v % 3 == 0 else "risk"})
             modelreg.promote(f"model-{m}@{per_model}", "staging", registry=reg, actor=ACTOR)
     ctx.report.note(f"(set-up: {time.perf_counter() - start:.0f} s)")
     env = child_env(MODELREG_DIR=str(reg.layout.root))
     r = ctx.report
+    medians = {}
     for label, text in W10_FILTERS.items():
         samples = [timed([MODELREG, "search", text, "--json"], env=env)
                    for _ in range(s.slow_runs)]
-        median = sorted(samples)[len(samples) // 2]
+        medians[label] = median = sorted(samples)[len(samples) // 2]
         r.line(f"w10.{label.replace(' ', '_')}", f"search, {label}", median,
                f"{median:.2f} s (runs {', '.join(f'{x:.2f}' for x in samples)})")
         r.budget("W10", f"search on {label} <= 1 s", median, 1.0, at_most=True, unit="s")
-    r.unmeasured("W10", "faster than MLflow's search_model_versions",
-                 "the MLflow side is not in bench/peers.py yet")
+    if ctx.peers is not None and ctx.peers.mlflow is not None:
+        ctx.peers.w10(ctx, medians["a tag"], models, per_model, W10_FILTERS["a tag"])
+    else:
+        why = "make bench-peers" if ctx.peers is None else "MLflow could not be installed"
+        r.unmeasured("W10", "search faster than MLflow's", f"{why} measures it")
 
 
 WORKLOADS: dict[str, Callable[[Context], None]] = {
