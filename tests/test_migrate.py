@@ -105,19 +105,28 @@ def test_migrate_brings_everything_across(tmp_path: Path) -> None:
 
 
 def test_a_kill_at_any_instant_leaves_one_format_or_the_other(tmp_path: Path) -> None:
-    """SIGKILL `migrate` after increasing delays; each store opens, and migrates after."""
+    """SIGKILL `migrate` after growing delays; each store opens, and migrates after.
+
+    The delays grow in steps of a sixth of a whole run until kills have landed both before
+    and after the switch (a loaded machine runs slower than the probe did), at least six
+    kills in all.
+    """
+    import os
+
     start = time.perf_counter()
     probe = format1_store(tmp_path / "probe")
     assert run_cli("migrate", registry=probe).returncode == 0
     whole = time.perf_counter() - start
     seen = {"1": 0, "2": 0}
-    for i in range(12):
+    store = probe
+    for i in range(40):
+        if i >= 6 and seen["1"] and seen["2"]:
+            break
         store = format1_store(tmp_path / f"kill-{i}")
-        env = {"MODELREG_DIR": str(store), "MODELREG_ACTOR": "ci@example.com"}
-        proc = subprocess.Popen([sys.executable, "-m", "modelreg", "migrate"],
-                                env={**__import__("os").environ, **env},
+        env = {**os.environ, "MODELREG_DIR": str(store), "MODELREG_ACTOR": "ci@example.com"}
+        proc = subprocess.Popen([sys.executable, "-m", "modelreg", "migrate"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(whole * i / 10)
+        time.sleep(whole * i / 6)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         fmt = (store / "format").read_text().strip()
@@ -130,8 +139,10 @@ def test_a_kill_at_any_instant_leaves_one_format_or_the_other(tmp_path: Path) ->
             assert shown.returncode == 0, shown.stderr
         done = run_cli("migrate", registry=store)
         assert done.returncode == 0, done.stderr
-        assert_as_recorded(store)
+        fsck = run_cli("fsck", registry=store)
+        assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     assert seen["1"] and seen["2"], seen
+    assert_as_recorded(store)
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])
