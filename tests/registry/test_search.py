@@ -64,6 +64,10 @@ def test_order_and_limit(store: Registry) -> None:
                                    "churn@2"]  # versions without the key come last
     assert find("metrics.mae DESC", limit=2) == ["forecast@1", "forecast@3"]
     assert find("created_by asc", limit=1)[0] in ("forecast@1", "forecast@3", "churn@2")
+    # A param held as text ('0.5') and as numbers sorts as numbers; texts sort as texts.
+    assert find("params.alpha") == ["churn@2", "forecast@1", "forecast@2", "forecast@3",
+                                    "churn@1"]
+    assert find("tags.team desc", limit=2) == ["churn@2", "churn@1"]
 
 
 @pytest.mark.parametrize(("text", "where", "what"), [
@@ -121,3 +125,5 @@ def test_the_index_answers_and_keeps_edits(store: Registry) -> None:
     modelreg.edit("churn@1", registry=store, description="the first churn model",
                   actor="alice@example.com")
     assert refs(modelreg.search("description like '%churn%'", registry=store)) == ["churn@1"]
+    assert refs(modelreg.search("", registry=store, order_by="description",
+                                limit=1)) == ["churn@1"]

@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelreg.errors import ConflictError, ModelError, UsageError
-from modelreg.packaging.runtime import InferenceRunner, build_runner, version_signature
+from modelreg.packaging.runtime import (
+    InferenceRunner,
+    build_runner,
+    numpy_dtype,
+    version_signature,
+)
 
 if TYPE_CHECKING:
     from modelreg.registry.core import Registry
@@ -43,10 +48,6 @@ MIN_MLFLOW = "2.9"
 _COLSPEC = {"boolean": "boolean", "int32": "integer", "int64": "long", "float32": "float",
             "float64": "double", "string": "string", "bytes": "binary",
             "datetime": "datetime"}
-# ONNX Runtime's element types as numpy dtype names (MLflow's TensorSpec dtype).
-_ORT_NUMPY = {"float": "float32", "double": "float64", "int64": "int64", "int32": "int32",
-              "int16": "int16", "int8": "int8", "uint8": "uint8", "bool": "bool",
-              "string": "object", "float16": "float16"}
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def mlflow_signature(info: VersionInfo, runner: InferenceRunner) -> dict[str, An
         inputs = _columns(facing)
     else:
         inputs = [{"type": "tensor", "name": name,
-                   "tensor-spec": {"dtype": _ORT_NUMPY.get(kind[7:-1], "object"),
+                   "tensor-spec": {"dtype": numpy_dtype(kind) or "object",
                                    "shape": _tensor_dims(runner.input_shapes[name])}}
                   for name, kind in runner.input_types.items()]
     outputs = []
@@ -94,28 +95,9 @@ def mlflow_signature(info: VersionInfo, runner: InferenceRunner) -> dict[str, An
                              "ONNX flavor cannot return; export classifiers with plain "
                              "probability tensors")
         outputs.append({"type": "tensor", "name": out.name,
-                        "tensor-spec": {"dtype": _ORT_NUMPY.get(kind[7:-1], "object"),
+                        "tensor-spec": {"dtype": numpy_dtype(kind) or "object",
                                         "shape": _tensor_dims(out.shape)}})
     return {"inputs": json.dumps(inputs), "outputs": json.dumps(outputs), "params": None}
-
-
-def _yaml(value: Any, indent: int = 0) -> str:
-    """A small YAML writer for the MLmodel file (JSON scalars are valid YAML scalars)."""
-    pad = " " * indent
-    if isinstance(value, dict):
-        if not value:
-            return " {}\n"
-        out = "\n"
-        for key, item in value.items():
-            out += f"{pad}{key}:{_yaml(item, indent + 2)}"
-        return out
-    if isinstance(value, list):
-        if not value:
-            return " []\n"
-        return "\n" + "".join(f"{pad}-{_yaml(item, indent + 2).lstrip(chr(10))}"
-                              if not isinstance(item, dict | list)
-                              else f"{pad}- {json.dumps(item)}\n" for item in value)
-    return f" {json.dumps(value)}\n"
 
 
 def _version(dist: str) -> str | None:
@@ -207,7 +189,9 @@ def export_mlflow(reg: Registry, ref: str, dest: Path, *, force: bool = False) -
             "serving_input_path": "serving_input_example.json", "type": "dataframe"}
     requirements = _requirements()
     texts = {
-        MLMODEL: _yaml(mlmodel).lstrip("\n"),
+        # JSON is YAML (1.2, and what PyYAML's safe_load reads, MLflow's reader): no YAML
+        # writer is needed for an export.
+        MLMODEL: json.dumps(mlmodel, indent=2) + "\n",
         "requirements.txt": "\n".join(requirements) + "\n",
         "python_env.yaml": (f"python: {platform.python_version()}\nbuild_dependencies:\n"
                             "- pip\n- setuptools\n- wheel\ndependencies:\n"

@@ -77,6 +77,7 @@ def _all(search: Any, **kwargs: Any) -> list[Any]:
 
 
 def _lineage(client: Any, run_id: str | None) -> tuple[Any, str | None]:
+    from modelreg.registry.lineage import parse_value
     from modelreg.types import GitInfo, Lineage, RunInfo
 
     if not run_id:
@@ -90,16 +91,10 @@ def _lineage(client: Any, run_id: str | None) -> tuple[Any, str | None]:
     git = GitInfo(commit=commit, branch=data.tags.get("mlflow.source.git.branch"),
                   dirty=False, remote=data.tags.get("mlflow.source.git.repoURL")) if commit \
         else None
-    params = {k: _typed(v) for k, v in data.params.items()}
+    # MLflow keeps params as text; numbers and booleans come back typed, as `--param` types.
+    params = {k: parse_value(v) for k, v in data.params.items()}
     return Lineage(params=params, metrics=dict(data.metrics),
                    run=RunInfo(id=run_id, name=run.info.run_name), git=git), None
-
-
-def _typed(text: str) -> Any:
-    """MLflow keeps params as text; numbers and booleans come back typed, as ``--param``."""
-    from modelreg.registry.lineage import parse_value
-
-    return parse_value(text)
 
 
 def import_registry(reg: Registry, uri: str, *, actor: str) -> MlflowMigration:

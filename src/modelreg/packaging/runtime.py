@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from modelreg.types import FileInfo, VersionInfo
 
 __all__ = ["BenchResult", "BenchRow", "InferenceRunner", "PredictResult", "bench",
-           "build_runner", "jsonable", "load_session", "payload_inputs", "predict",
+           "build_runner", "jsonable", "load_session", "numpy_dtype", "payload_inputs",
+           "predict",
            "version_signature"]
 
 
@@ -74,8 +75,19 @@ def load_session(path_or_bytes: Path | str | bytes, data_dir: Path | None = None
 
 # ONNX Runtime's tensor element type names -> numpy dtype names.
 _ORT_NUMPY = {"float": "float32", "double": "float64", "float16": "float16", "bool": "bool",
+              "string": "object",
               **{t: t for t in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
                                 "uint64")}}
+
+
+def numpy_dtype(ort_type: str) -> str | None:
+    """Return the numpy dtype name of an ONNX Runtime type such as ``tensor(double)``.
+
+    None for what is not a tensor of a known element type (a sequence, a map).
+    """
+    if not ort_type.startswith("tensor("):
+        return None
+    return _ORT_NUMPY.get(ort_type[7:-1])
 
 
 def _plain(value: Any) -> Any:
@@ -119,8 +131,9 @@ class InferenceRunner:
         feed: dict[str, Any] = {}
         for name, value in inputs.items():
             array, kind = np.asarray(value), self.input_types.get(name, "")
-            want = _ORT_NUMPY.get(kind[7:-1]) if kind.startswith("tensor(") else None
-            if want is not None and array.dtype.kind in "biuf" and array.dtype.name != want:
+            want = numpy_dtype(kind)
+            if want not in (None, "object") and array.dtype.kind in "biuf" \
+                    and array.dtype.name != want:
                 array = array.astype(want)
             feed[name] = array
         return feed

@@ -27,6 +27,7 @@ only by ``modelreg serve``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -36,7 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modelreg.errors import ConflictError, ModelError, ModelregError, UsageError, VerdictNo
@@ -44,6 +45,7 @@ from modelreg.packaging.runtime import (
     InferenceRunner,
     build_runner,
     jsonable,
+    numpy_dtype,
     payload_inputs,
     version_signature,
 )
@@ -86,7 +88,6 @@ class Served:
     info: VersionInfo
     signature: Signature
     runner: InferenceRunner
-    loaded_at: float = field(default_factory=time.time)
 
     @property
     def version(self) -> int:
@@ -104,11 +105,6 @@ class Holder:
     last_error: str | None = None
     failed_version: int | None = None
     swaps: int = 0
-
-    @property
-    def model(self) -> str:
-        """The model's name."""
-        return self.ref.split("@", 1)[0]
 
 
 def load_version(reg: Registry, info: VersionInfo) -> Served:
@@ -224,22 +220,15 @@ def model_metadata(served: Served) -> dict[str, Any]:
     runner = served.runner
     outputs = []
     for out in runner.session.get_outputs():
-        kind = str(out.type)
-        dtype = kind[7:-1] if kind.startswith("tensor(") else "object"
-        outputs.append({"name": out.name, "datatype": _v2_type(_ORT_DTYPES.get(dtype, dtype)),
+        dtype = numpy_dtype(str(out.type)) or "object"
+        outputs.append({"name": out.name, "datatype": _v2_type(dtype),
                         "shape": [d if isinstance(d, int) else -1 for d in (out.shape or [])]})
     return {"name": served.info.name, "versions": [str(served.version)],
             "platform": "onnxruntime_onnx", "inputs": inputs, "outputs": outputs}
 
 
-_ORT_DTYPES = {"float": "float32", "double": "float64", "int64": "int64", "int32": "int32",
-               "bool": "bool", "string": "string", "float16": "float16", "uint8": "uint8",
-               "int8": "int8"}
-
-
-_NUMPY_OF_V2 = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32",
-                "UINT64": "uint64", "INT8": "int8", "INT16": "int16", "INT32": "int32",
-                "INT64": "int64", "FP16": "float16", "FP32": "float32", "FP64": "float64"}
+_NUMPY_OF_V2 = {v2: dtype for dtype, v2 in _V2_TYPES.items() if v2 != "BYTES"}
+"""Numpy dtype names by V2 datatype, for the binary tensor extension."""
 
 
 @dataclass(frozen=True)
@@ -666,7 +655,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        if exc.errno == 98:  # EADDRINUSE
+        if exc.errno == errno.EADDRINUSE:
             raise ConflictError(f"port {port} on {host} is in use; choose another with "
                                 "--port") from exc
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
@@ -749,5 +738,3 @@ def serve(open_registry: Callable[[], Registry], ref: str, options: ServeOptions
         follower.stop.set()
         with contextlib.suppress(OSError):
             sock.close()
-    if server.started is False:
-        raise ModelregError("the server did not start")

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["UiOptions", "build_app", "run_ui"]
 
 _VERSION_LIMIT = 500
-"""The newest versions a model page shows (each needs its manifest read)."""
+"""The newest versions a model page shows."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,7 @@ def build_app(open_registry: Callable[[], Registry], options: UiOptions) -> Any:
     from modelreg.packaging.sources import require
     from modelreg.registry import events, operations
     from modelreg.registry.diff import diff_versions
+    from modelreg.registry.search import search
 
     require("jinja2", "ui", "modelreg ui")
     here = os.path.join(os.path.dirname(__file__), "templates", "ui")
@@ -150,16 +151,15 @@ def build_app(open_registry: Callable[[], Registry], options: UiOptions) -> Any:
     async def model(request: Request) -> Response:
         reg = open_registry()
         name = request.path_params["name"]
-        summaries = reg.versions(name)[-_VERSION_LIMIT:]
-        infos = [reg.show(f"{s.name}@{s.version}") for s in summaries]
-        metric_names = sorted({k for i in infos for k in i.lineage.metrics})
+        # Newest first, each with its metrics from the version index (search's way).
+        hits = search(reg, "", model=name, limit=_VERSION_LIMIT, lineage=True)
+        metric_names = sorted({k for h in hits for k in h.metrics})
         chosen = request.query_params.get("metric") or (metric_names[0] if metric_names
                                                           else None)
-        points = [(i.version, float(i.lineage.metrics[chosen])) for i in infos
-                  if chosen in i.lineage.metrics
-                  and isinstance(i.lineage.metrics[chosen], int | float)]
-        return page(request, "model.html", name=infos[0].name if infos else name,
-                    infos=list(reversed(infos)), metric_names=metric_names, chosen=chosen,
+        points = [(h.version, float(h.metrics[chosen])) for h in reversed(hits)
+                  if chosen in h.metrics and isinstance(h.metrics[chosen], int | float)]
+        return page(request, "model.html", name=hits[0].name if hits else name,
+                    infos=hits, metric_names=metric_names, chosen=chosen,
                     chart=_chart(points))
 
     def version_page(request: Request, status: int = 200, **extra: Any) -> Response:

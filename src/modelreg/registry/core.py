@@ -98,20 +98,22 @@ class Registry:
     """One store, opened: a ``.modelreg`` directory or a memory store."""
 
     def __init__(self, layout: Layout | None = None, *, objects: Objects | None = None,
-                 refs: Refs | None = None, config: StoreConfig | None = None) -> None:
+                 refs: Refs | None = None, config: StoreConfig | None = None,
+                 location: str | None = None) -> None:
         """Compose a registry.
 
         Args:
             layout: A ``.modelreg`` directory: its objects, refs and ``config.toml``.
-            objects: The objects of a store with no directory (memory).
+            objects: The objects of a store with no directory (memory, S3).
             refs: The refs of that store.
             config: The policy of a store with no directory (default: the defaults).
+            location: Where a store with no directory is, for messages (its URL).
 
         Raises:
             ValueError: Neither a layout nor both objects and refs were given.
         """
         self.fs_layout = layout
-        self.location = str(layout.root) if layout is not None else "(memory)"
+        self.location = location or (str(layout.root) if layout is not None else "(memory)")
         """Where the store is, for messages: its directory, or its URL."""
         if layout is not None:
             objects = ObjectStore(layout.objects, layout.tmp)
@@ -195,10 +197,8 @@ class Registry:
         ``config``) beside the models' refs; ``format`` is written last, so a store exists
         only once it is whole.
         """
-        import tomllib
-
         from modelreg.errors import NotARegistry, UnsupportedFormat
-        from modelreg.registry.policy import parse_config
+        from modelreg.registry.policy import config_from_bytes
         from modelreg.storage.layout import CONFIG_TEMPLATE, FORMAT_VERSION
         from modelreg.storage.s3 import open_s3
 
@@ -216,19 +216,12 @@ class Registry:
         if text != str(FORMAT_VERSION):
             raise UnsupportedFormat(f"{url} has format version {text!r}; this modelreg reads "
                                     f"version {FORMAT_VERSION}", url)
-        raw = refs.read(CONFIG_REF) or b""
-        try:
-            config = parse_config(tomllib.loads(raw.decode("utf-8")))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{url}: its config.toml (the ref {CONFIG_REF!r}) is not valid "
-                             f"TOML: {exc}") from exc
+        config = config_from_bytes(refs.read(CONFIG_REF) or b"", f"{url} (config.toml)")
         if config.hooks:
             raise UsageError(f"{url}: its config.toml names hooks, which run as commands "
                              "beside a store on the file system; a store on S3 runs none, so "
                              "it refuses to open rather than skip them")
-        reg = cls(objects=objects, refs=refs, config=config)
-        reg.location = url
-        return reg, created
+        return cls(objects=objects, refs=refs, config=config, location=url), created
 
     # -- reading state -------------------------------------------------------------------
 

@@ -170,12 +170,11 @@ def _replay(f1: _Format1, reg: Registry, key: str, head: str,
     return b, chain[-1].latest.version
 
 
-def _lock_all(layout: Layout, keys: list[str]) -> list[Lock]:
+def _lock_all(layout: Layout, f1: _Format1, keys: list[str]) -> list[Lock]:
     held: list[Lock] = []
     try:
         for key in keys:
-            held.append(acquire(lock_path_for(layout.root / "refs" / "models" / key),
-                                layout.tmp))
+            held.append(acquire(lock_path_for(f1.refs / key), layout.tmp))
     except BaseException:
         for lock in held:
             lock.release()
@@ -203,7 +202,7 @@ def migrate(layout: Layout) -> MigrateReport:
                                 "format 1 into format 2 only", str(layout.format_file))
     f1 = _Format1(layout)
     refs = f1.model_refs()
-    locks = _lock_all(layout, [key for key, _ in refs])
+    locks = _lock_all(layout, f1, [key for key, _ in refs])
     try:
         # Heads are read again under the locks: what an older writer committed meanwhile.
         refs = f1.model_refs()

@@ -25,6 +25,7 @@ __all__ = [
     "Hook",
     "StagePolicy",
     "StoreConfig",
+    "config_from_bytes",
     "load_config",
     "parse_config",
     "redact_url",
@@ -455,18 +456,33 @@ def load_config(path: Path) -> StoreConfig:
         return StoreConfig()
     except OSError as exc:
         raise UsageError(f"{path}: cannot be read ({exc.strerror})") from exc
+    return config_from_bytes(data, str(path))
+
+
+def config_from_bytes(data: bytes, where: str) -> StoreConfig:
+    """Parse the bytes of a ``config.toml`` (a file's, or an object store's ``config`` ref).
+
+    Args:
+        data: The bytes (more than :data:`MAX_CONFIG_BYTES` is refused).
+        where: Where they came from, for messages.
+
+    Raises:
+        UsageError: Too large, not UTF-8, not valid TOML (nesting too deep included) or not a
+            valid configuration.
+    """
     if len(data) > MAX_CONFIG_BYTES:
-        raise UsageError(f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; that is not "
+        raise UsageError(f"{where} is larger than {MAX_CONFIG_BYTES // 1024} KiB; that is not "
                          "a configuration")
     try:
         doc = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: not UTF-8 text ({exc})") from exc
+        raise UsageError(f"{where}: not UTF-8 text ({exc})") from exc
     except ValueError as exc:  # TOMLDecodeError, or an integer of more than 4300 digits
-        raise UsageError(f"{path}: not valid TOML ({exc})") from exc
+        raise UsageError(f"{where}: not valid TOML ({exc})") from exc
     except RecursionError as exc:
-        raise UsageError(f"{path}: not valid TOML (arrays or tables nested too deeply)") from exc
+        raise UsageError(f"{where}: not valid TOML (arrays or tables nested too deeply)"
+                         ) from exc
     try:
         return parse_config(doc)
     except UsageError as exc:
-        raise UsageError(f"{path}: {exc.message.removeprefix('config.toml: ')}") from exc
+        raise UsageError(f"{where}: {exc.message.removeprefix('config.toml: ')}") from exc

@@ -18,8 +18,7 @@ versions registered before the index kept their lineage (a store migrated from f
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from modelreg.errors import ModelregError, UsageError
@@ -68,6 +67,8 @@ class SearchHit:
     metrics: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    description: str | None = None
+    """Read only when the filter or the order names it (not in the JSON)."""
 
     @property
     def ref(self) -> str:
@@ -217,15 +218,16 @@ def _compare(actual: Any, op: str, wanted: Any) -> bool:
         return False
 
 
-def _holds(cond: Condition, get: Callable[[str], Any]) -> bool:
-    actual = get(cond.key)
+def _holds(cond: Condition, hit: SearchHit) -> bool:
+    actual = _field(hit, cond.key)
     if cond.op == "in":
         return any(_compare(actual, "=", v) for v in cond.values)
     return _compare(actual, cond.op, cond.values[0])
 
 
 def search(reg: Registry, text: str, *, model: str | None = None,
-           order_by: str | None = None, limit: int | None = None) -> list[SearchHit]:
+           order_by: str | None = None, limit: int | None = None,
+           lineage: bool = False) -> list[SearchHit]:
     """Return the versions that match ``text``, ordered and limited.
 
     Args:
@@ -234,6 +236,8 @@ def search(reg: Registry, text: str, *, model: str | None = None,
         model: Only this model's versions.
         order_by: ``KEY [ASC|DESC]`` (default: name, then version, newest first).
         limit: At most this many.
+        lineage: Give every hit its metrics, params and tags, even when the filter and the
+            order name none (the UI's versions table).
 
     Raises:
         UsageError: A malformed filter or order, or an unknown key.
@@ -251,7 +255,7 @@ def search(reg: Registry, text: str, *, model: str | None = None,
         raise UsageError("--limit must be at least 1")
     cheap = [c for c in conditions if not c.needs_manifest]
     costly = [c for c in conditions if c.needs_manifest]
-    needs_manifest = bool(costly) or order_key.split(".", 1)[0] in PREFIXES \
+    needs_manifest = lineage or bool(costly) or order_key.split(".", 1)[0] in PREFIXES \
         or order_key in MANIFEST_KEYS
     names = [model] if model else [m.name for m in reg.list_models()]
     hits: list[SearchHit] = []
@@ -261,52 +265,44 @@ def search(reg: Registry, text: str, *, model: str | None = None,
         for alias, head in sorted(state.aliases.items()):
             aliases.setdefault(head.version, []).append(alias)
         for version, entry in reg.iter_entries(state):
-            index = {"name": state.model, "version": version, "stage": entry.stage,
-                     "created_by": entry.created_by, "created_at": entry.created_at}
-            if not all(_holds(c, index.get) for c in cheap):
-                continue
             hit = SearchHit(state.model, version, entry.stage, aliases.get(version, []),
                             entry.created_at, entry.created_by)
+            if not all(_holds(c, hit) for c in cheap):
+                continue
             if needs_manifest:
                 found = _lineage_of(reg, hit, entry, describe="description" in {
                     c.key for c in costly} or order_key == "description")
-                if found is None:
+                if found is None or not all(_holds(c, found) for c in costly):
                     continue
-                hit, description = found
-                full = {**index, "description": description}
-
-                def get(key: str, hit: SearchHit = hit, full: dict[str, Any] = full) -> Any:
-                    head, _, rest = key.partition(".")
-                    if head in PREFIXES and rest:
-                        return getattr(hit, head).get(rest)
-                    return full.get(key)
-
-                if not all(_holds(c, get) for c in costly):
-                    continue
+                hit = found
             hits.append(hit)
-
-    def sort_value(hit: SearchHit) -> tuple[int, Any]:
-        head, _, rest = order_key.partition(".")
-        value = getattr(hit, head).get(rest) if head in PREFIXES and rest else \
-            getattr(hit, order_key, None)
-        number = _number(value)
-        # Versions without the key sort last either way.
-        if value is None:
-            return (1, 0)
-        return (0, number if number is not None else str(value))
-
     if order_by:
-        present = [h for h in hits if sort_value(h)[0] == 0]
-        absent = [h for h in hits if sort_value(h)[0] == 1]
-        present.sort(key=lambda h: sort_value(h)[1], reverse=descending)
+        present = [h for h in hits if _field(h, order_key) is not None]
+        absent = [h for h in hits if _field(h, order_key) is None]
+
+        def sort_key(hit: SearchHit) -> tuple[int, float, str]:
+            # Numbers before texts, each in their own order; versions without the key last.
+            value = _field(hit, order_key)
+            number = _number(value)
+            return (0, number, "") if number is not None else (1, 0.0, str(value))
+
+        present.sort(key=sort_key, reverse=descending)
         hits = present + absent
     else:
         hits.sort(key=lambda h: (h.name.lower(), -h.version))
     return hits[:limit] if limit is not None else hits
 
 
+def _field(hit: SearchHit, key: str) -> Any:
+    """The value of a filter key for a version (None where it has none)."""
+    head, _, rest = key.partition(".")
+    if head in PREFIXES and rest:
+        return getattr(hit, head).get(rest)
+    return getattr(hit, key, None)
+
+
 def _lineage_of(reg: Registry, hit: SearchHit, entry: VersionEntry,
-                describe: bool) -> tuple[SearchHit, str | None] | None:
+                describe: bool) -> SearchHit | None:
     """The hit with its metrics, params and tags, and its description if asked for.
 
     From the version index when it keeps them (versions registered by format 2), else from
@@ -314,13 +310,11 @@ def _lineage_of(reg: Registry, hit: SearchHit, entry: VersionEntry,
     """
     if entry.search is not None and not describe:
         tags = entry.meta.get("tags", entry.search.get("t", {}))
-        return SearchHit(hit.name, hit.version, hit.stage, hit.aliases, hit.created_at,
-                         hit.created_by, dict(entry.search.get("m", {})),
-                         dict(entry.search.get("p", {})), dict(tags)), None
+        return replace(hit, metrics=dict(entry.search.get("m", {})),
+                       params=dict(entry.search.get("p", {})), tags=dict(tags))
     try:
         info = reg.show(hit.ref)
     except ModelregError:
         return None
-    return SearchHit(hit.name, hit.version, hit.stage, hit.aliases, hit.created_at,
-                     hit.created_by, dict(info.lineage.metrics), dict(info.lineage.params),
-                     dict(info.tags)), info.description
+    return replace(hit, metrics=dict(info.lineage.metrics), params=dict(info.lineage.params),
+                   tags=dict(info.tags), description=info.description)
