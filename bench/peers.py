@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bench.common import (
     PEERS_DIR,
@@ -191,15 +191,16 @@ class Peers:
 
     # -- W7 ------------------------------------------------------------------------------
 
-    def w7(self, ctx: Context, rate: float, n: int) -> None:
+    def w7_run(self, ctx: Context, i: int, n: int) -> dict[str, Any]:
+        """One run of W7 for MLflow: ``n`` versions through create_model_version."""
         assert self.mlflow is not None
-        results = []
-        for i in range(ctx.settings.slow_runs):
-            d = ctx.workdir(f"w7-mlflow-{i}")
-            out = run([self.mlflow, MLFLOW_SCRIPT, "loop", d / "mlflow.db", n], env=child_env(),
-                      capture=True)
-            results.append(json.loads(out.strip().splitlines()[-1]))
-        results.sort(key=lambda x: x["rate"])
+        d = ctx.workdir(f"w7-mlflow-{i}")
+        out = run([self.mlflow, MLFLOW_SCRIPT, "loop", d / "mlflow.db", n], env=child_env(),
+                  capture=True)
+        return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+    def w7(self, ctx: Context, rate: float, n: int, results: list[dict[str, Any]]) -> None:
+        results = sorted(results, key=lambda x: x["rate"])
         mid = results[len(results) // 2]
         r = ctx.report
         r.line("w7.mlflow_rate", "MLflow create_model_version (SQLite)", mid["rate"],

@@ -451,19 +451,31 @@ def api_register_rate(d: Path, n: int) -> float:
 def w7(ctx: Context) -> None:
     s = ctx.settings
     n = s.w7_versions
+    with_mlflow = ctx.peers is not None and ctx.peers.mlflow is not None
     ctx.report.heading(f"W7  {n:,} versions of one model registered in one process through "
                        f"`modelreg.register` (each fsynced before it returns; git=False; a "
-                       f"fresh process per run; median of {s.slow_runs})")
-    rates = [float(in_fresh_process(
-        "import json; from pathlib import Path; from bench.workloads import api_register_rate; "
-        f"print(json.dumps(api_register_rate(Path({str(ctx.workdir(f'w7-{i}'))!r}), {n})))"))
-        for i in range(s.slow_runs)]
+                       f"fresh process per run; median of {s.slow_runs}"
+                       f"{', runs interleaved with MLflow' if with_mlflow else ''})")
+    rates: list[float] = []
+    peer_runs: list[dict[str, Any]] = []
+    for i in range(s.slow_runs):
+        # Modelreg's and MLflow's runs alternate, so a slow spell of the disk (fsync times
+        # vary by a factor of two or more on a shared machine) falls on both.
+        rates.append(float(in_fresh_process(
+            "import json; from pathlib import Path; "
+            "from bench.workloads import api_register_rate; "
+            f"print(json.dumps(api_register_rate(Path({str(ctx.workdir(f'w7-{i}'))!r}), "
+            f"{n})))")))
+        if with_mlflow:
+            assert ctx.peers is not None
+            peer_runs.append(ctx.peers.w7_run(ctx, i, n))
     rate = sorted(rates)[len(rates) // 2]
     r = ctx.report
     r.line("w7.rate", "modelreg.register", rate, f"{rate:,.0f} versions/s "
            f"({1000 / rate:.1f} ms each; runs {', '.join(f'{x:.0f}' for x in rates)})")
-    if ctx.peers is not None and ctx.peers.mlflow is not None:
-        ctx.peers.w7(ctx, rate, n)
+    if with_mlflow:
+        assert ctx.peers is not None
+        ctx.peers.w7(ctx, rate, n, peer_runs)
         return
     why = "make bench-peers" if ctx.peers is None else "MLflow could not be installed"
     r.budget("W7", "rate >= MLflow's (issue's 240/s)", rate, MLFLOW_REFERENCE_RATE,

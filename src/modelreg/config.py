@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import stat
 import tomllib
 import unicodedata
 from pathlib import Path
@@ -38,6 +39,14 @@ def user_config_path() -> Path:
     override = os.environ.get(ENV_USER_CONFIG)
     if override:
         return Path(override)
+    return _platform_config_file(os.environ.get("HOME"), os.environ.get("XDG_CONFIG_HOME"),
+                                 os.environ.get("APPDATA"))
+
+
+@functools.lru_cache(maxsize=8)
+def _platform_config_file(home: str | None, xdg: str | None, appdata: str | None) -> Path:
+    # Cached on the variables platformdirs reads (the arguments are only the cache's key):
+    # a loop of registers asks for the path several times per version.
     import platformdirs
 
     return Path(platformdirs.user_config_dir("modelreg")) / "config.toml"
@@ -84,6 +93,7 @@ def actor_key(name: str) -> str:
     return _fold("".join(ch for ch in unicodedata.normalize("NFKC", name) if not _refused(ch)))
 
 
+@functools.lru_cache(maxsize=64)
 def normalize_actor(name: str, source: str = "the actor name") -> str:
     """Check an actor name and return its normalised form (the one recorded).
 
@@ -111,15 +121,31 @@ def normalize_actor(name: str, source: str = "the actor name") -> str:
     return key
 
 
+_parsed: dict[tuple[str, int, int, int, int], dict[str, object]] = {}
+
+
 def _user_config() -> dict[str, object]:
+    """The user config's settings (empty when it is absent, not a regular file or bad).
+
+    Parsed once per version of the file: the result is kept under the file's identity
+    (path, inode, size, modification and change times), so an edit is seen by the next
+    call and a loop of registers does not parse it again for every version. Callers read
+    the dictionary and must not change it.
+    """
     path = user_config_path()
     try:
+        st = path.stat()
         # Only a regular file is read (a symlink to /dev/zero or a FIFO would hang every
         # command); one that does not parse (bad UTF-8, too deep, not TOML) is ignored.
-        if not path.is_file() or path.stat().st_size > 1 << 20:
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 1 << 20:
             return {}
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if key not in _parsed:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+            _parsed.clear()
+            _parsed[key] = doc
+        return _parsed[key]
     except (OSError, ValueError, RecursionError):
         return {}
 
@@ -168,12 +194,18 @@ def _from_user_config() -> str | None:
 # variables that choose the files (HOME, XDG_CONFIG_HOME, GIT_CONFIG_GLOBAL/SYSTEM/NOSYSTEM,
 # GIT_DIR, ...) or add values (GIT_CONFIG_COUNT/KEY_n/VALUE_n, GIT_CONFIG_PARAMETERS).
 _GIT_ENV = ("HOME", "XDG_CONFIG_HOME", "PATH")
+_GIT_ENV_BYTES = tuple(k.encode() for k in _GIT_ENV)
 
 
 def _git_context() -> tuple[str, tuple[tuple[str, str], ...]]:
-    env = tuple(sorted((k, v) for k, v in os.environ.items()
-                       if k.startswith("GIT_") or k in _GIT_ENV))
-    return os.getcwd(), env
+    # The names first, then the values of the few that matter (decoding every value of a
+    # large environment costs more than the rest of the lookup).
+    if os.supports_bytes_environ:  # POSIX: the raw names, without decoding each
+        names = sorted(os.fsdecode(k) for k in os.environb
+                       if k.startswith(b"GIT_") or k in _GIT_ENV_BYTES)
+    else:
+        names = sorted(k for k in os.environ if k.startswith("GIT_") or k in _GIT_ENV)
+    return os.getcwd(), tuple((k, os.environ[k]) for k in names)
 
 
 @functools.lru_cache(maxsize=16)

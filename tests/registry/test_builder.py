@@ -14,7 +14,7 @@ import modelreg
 from modelreg.errors import IntegrityError, NotFound
 from modelreg.registry import Registry
 from modelreg.registry.core import manifest_of
-from modelreg.registry.state import LEAF_SIZE, decode_commit, decode_leaf
+from modelreg.registry.state import LEAF_SIZE, decode_commit, decode_leaf, decode_state
 from modelreg.storage.objects import OBJECT_MODE, ObjectStore
 from tests.helpers import count_object_reads
 
@@ -30,27 +30,51 @@ def _register(reg: Registry, tmp_path: Path, i: int, **kw: Any) -> modelreg.Regi
 
 
 def _assert_cache_is_what_disk_says(reg: Registry) -> int:
-    """Every decoded object the registry keeps equals a fresh decode of the file (repr)."""
+    """Every decoded object the registry keeps equals a fresh decode of the file (repr,
+    so the order of every mapping counts too); a kept model state that its ref holds now
+    equals the state a fresh registry decodes from the ref."""
     fresh = Registry.open(reg.layout.root)
+    heads = {}
+    for ref_name in fresh.model_names():
+        body, token = fresh.refs.read_versioned(ref_name)
+        if body is not None:
+            current = fresh.parse_body(ref_name, body, token)
+            heads[current.oid] = current
     for (oid, decode), value in reg.decoded.items():
+        if decode is decode_state:
+            head = oid.partition(":")[0]
+            if head in heads:
+                assert repr(value) == repr(heads.pop(head).state), oid
+            continue
         path = reg.objects.path(oid)  # type: ignore[attr-defined]
         assert path.stat().st_mode & 0o777 == OBJECT_MODE
         assert repr(value) == repr(decode(fresh.objects.get_bytes(oid), str(path))), oid
+    assert not heads or not reg.decoded, f"the current state is not kept: {list(heads)}"
     return len(reg.decoded)
 
 
 def test_cache_holds_what_was_written_and_equals_a_fresh_decode(registry: Registry,
                                                                tmp_path: Path) -> None:
-    for i in range(4):
-        _register(registry, tmp_path, i)
-    modelreg.promote("m@2", "staging", registry=registry)
-    modelreg.approve("m@2", registry=registry, stage="production", comment="c",
-                     actor="other@example.com")
-    modelreg.check("m@2", "auc", passed=True, value={"b": (1, 2), "a": 0.5},
-                   registry=registry)
-    modelreg.edit("m@3", registry=registry, description="x", set_tags={"b": "1", "a": "2"})
-    modelreg.alias_set("m", "champ", 2, registry=registry)
-    _register(registry, tmp_path, 9, stage="staging")
+    steps = [
+        *(lambda i=i: _register(registry, tmp_path, i, metrics={"z": 1.5, "a": i},
+                                tags={"b": "x", "a": "y"}) for i in range(4)),
+        lambda: modelreg.promote("m@2", "staging", registry=registry),
+        lambda: modelreg.approve("m@2", registry=registry, stage="production", comment="c",
+                                 actor="other@example.com"),
+        lambda: modelreg.check("m@2", "auc", passed=True, value={"b": (1, 2), "a": 0.5},
+                               registry=registry),
+        lambda: modelreg.edit("m@3", registry=registry, description="x",
+                              set_tags={"b": "1", "a": "2"}),
+        lambda: modelreg.alias_set("m", "zz", 2, registry=registry),
+        lambda: modelreg.alias_set("m", "champ", 3, registry=registry),
+        lambda: _register(registry, tmp_path, 9, stage="staging"),
+        lambda: modelreg.promote("m@5", "production", registry=registry,
+                                 actor="other@example.com"),
+    ]
+    for step in steps:
+        step()
+        # After every change the state it put in the ref is kept, and equals a fresh read.
+        _assert_cache_is_what_disk_says(registry)
     head = registry.require("m")
     kinds = {decode for _oid, decode in registry.decoded}
     assert {decode_commit, manifest_of} <= kinds

@@ -134,3 +134,67 @@ def test_a_format_1_store_is_refused_and_names_the_migration(tmp_path: Path) -> 
     result = run_cli("list", registry=tmp_path)
     assert result.returncode == 6
     assert "`modelreg migrate`" in result.stderr
+
+
+def test_the_state_is_encoded_as_canonical_json_of_its_document(registry: Registry,
+                                                                tmp_path: Path,
+                                                                no_fsync: None) -> None:
+    """encode_state assembles the tail from cached entry texts: the bytes must be exactly
+    canonical JSON of the whole document, whatever the entries hold (here: approvals,
+    checks, edited tags, non-ASCII text, search records, versions 1..LEAF_SIZE+12 so that
+    the tail's keys sort as strings: "10" before "9")."""
+    from modelreg.registry.state import (
+        STATE_FORMAT,
+        THIS_COMMIT,
+        Head,
+        ModelState,
+        _head_doc,
+        canonical,
+        decode_ref,
+        encode_state,
+    )
+
+    def as_written() -> ModelState:
+        """The current state with the head commit's own version unnamed, as the ref has it."""
+        current = registry.require("m")
+        s = current.state
+
+        def head(h: Head) -> Head:
+            return Head(h.version, THIS_COMMIT) if h.manifest == current.oid else h
+
+        return ModelState(
+            s.model, s.seq, head(s.latest), {k: head(v) for k, v in s.stages.items()},
+            {k: head(v) for k, v in s.aliases.items()}, dict(s.leaves),
+            {v: e.evolve(manifest=THIS_COMMIT) if e.manifest == current.oid else e
+             for v, e in s.tail.items()})
+
+    def document_bytes(state: ModelState) -> bytes:
+        return canonical({
+            "type": "state", "format": STATE_FORMAT, "model": state.model, "seq": state.seq,
+            "latest": _head_doc(state.latest),
+            "stages": {k: _head_doc(v) for k, v in state.stages.items()},
+            "aliases": {k: _head_doc(v) for k, v in state.aliases.items()},
+            "leaves": {str(k): v for k, v in state.leaves.items()},
+            "tail": {str(v): e.to_doc() for v, e in state.tail.items()},
+        })
+
+    seen = 0
+    for i in range(LEAF_SIZE + 12):
+        _register(registry, tmp_path, i)
+        if i % 9 == 3:
+            modelreg.edit(f"m@{i + 1}", registry=registry, description="naïve ☃",
+                          set_tags={"z": "1", "ä": "2"})
+            modelreg.check(f"m@{i + 1}", "auc", passed=True, value={"b": [1, 2], "a": 0.5},
+                           registry=registry)
+        if i % 13 == 5:
+            modelreg.promote(f"m@{i + 1}", "staging", registry=registry)
+        if i % 7 == 0:
+            body, _ = registry.refs.read_versioned(registry.ref_name("m"))
+            assert body is not None
+            _, state_bytes, _ = decode_ref(body, "m")
+            state = as_written()
+            assert state_bytes == document_bytes(state)
+            # And what this process encodes (with its cache warm) is the same again.
+            assert encode_state(state) == state_bytes
+            seen += 1
+    assert seen >= 10

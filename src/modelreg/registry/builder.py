@@ -21,6 +21,7 @@ from typing import Any
 
 from modelreg.errors import NotFound
 from modelreg.registry.core import Current, Registry, manifest_of
+from modelreg.registry.decoded import verified_bytes
 from modelreg.registry.manifest import Manifest
 from modelreg.registry.names import Ref
 from modelreg.registry.state import (
@@ -31,6 +32,7 @@ from modelreg.registry.state import (
     Head,
     ModelState,
     VersionEntry,
+    canonical,
     decode_commit,
     decode_leaf,
     encode_commit,
@@ -107,6 +109,8 @@ class StateBuilder:
             # Hold the entry as it reads back from a leaf (JSON types, sorted keys, no link
             # to the caller's dicts), so what this builder made equals what a read returns.
             entry = decode_leaf(encode_leaf({version: entry}), "pending index entry")[version]
+        elif entry.search is not None:  # the same for a new version's search record
+            entry = entry.evolve(search=json.loads(canonical(entry.search)))
         self._group(number)[version] = entry
         if number not in self.leaves:
             self._tail_groups.add(number)
@@ -288,10 +292,32 @@ class StateBuilder:
         for oid, leaf in self._made_leaves.items():
             if oid in written:
                 self.reg.decoded.remember(oid, decode_leaf, written[oid], leaf)
+                # Its bytes too: a duplicate search looks for a needle in them before it
+                # walks the decoded entries.
+                self.reg.decoded.remember(oid, verified_bytes, written[oid])
         for oid, _ in self.commits:
             if oid in written:
                 self.reg.decoded.remember(oid, decode_commit, written[oid])
         return self.tip_oid
+
+    def committed(self) -> None:
+        """Say the ref now holds :meth:`ref_body`: the registry keeps the state it decodes to.
+
+        The next change of this model in this process then starts from memory instead of
+        decoding the state again. The state is kept with every mapping in the order a
+        decoded one has (canonical JSON's: keys sorted as strings), so the two are equal
+        in every way.
+        """
+        if self.state is None or self.tip_oid is None or not self.commits:
+            return
+        s = self.state
+
+        def by_text(d: dict[Any, Any]) -> dict[Any, Any]:
+            return dict(sorted(d.items(), key=lambda kv: str(kv[0])))
+
+        self.reg.decoded.remember_state(self.tip_oid, self.commits[-1][1].state, ModelState(
+            model=s.model, seq=s.seq, latest=s.latest, stages=by_text(s.stages),
+            aliases=by_text(s.aliases), leaves=by_text(s.leaves), tail=by_text(s.tail)))
 
     def ref_body(self) -> bytes:
         """The ref's new body: the new head commit and the state it produced."""

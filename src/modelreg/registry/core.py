@@ -38,7 +38,6 @@ from modelreg.registry.state import (
     decode_commit,
     decode_leaf,
     decode_ref,
-    decode_state,
     group_of,
     labelled,
     no_such_version,
@@ -271,7 +270,7 @@ class Registry:
             raise IntegrityError(
                 f"ref {where} is corrupt: the state it holds does not match the digest its "
                 f"head commit {head} records (the ref was edited or damaged)", where)
-        state = decode_state(state_bytes, where, head)
+        state = self.decoded.state(head, digest, state_bytes, where)
         if state.model != commit.model or state.seq != commit.seq:
             raise IntegrityError(f"ref {where} is corrupt: its state names "
                                  f"{state.model} event {state.seq}, its head commit "

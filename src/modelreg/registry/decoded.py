@@ -4,7 +4,9 @@ Objects never change, so what one process has read, verified against its digest 
 can be served again from memory: a register searches every index leaf for a duplicate, a
 history walk reads each commit once, and a change describes its result from what it wrote.
 The cache is keyed by object id *and* decoder, because one object may be wanted in more than
-one form (a leaf as verified bytes to search, and decoded).
+one form (a leaf as verified bytes to search, and decoded). It also keeps the model states
+read from refs (keyed by head commit and state digest), so a loop of changes does not decode
+again the state its last change wrote.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from modelreg.registry.state import ModelState, decode_state
 from modelreg.storage.backend import Objects
 
 __all__ = ["CACHE_LIMIT", "DecodedObjects", "verified_bytes"]
@@ -76,17 +79,41 @@ class DecodedObjects:
     def may_hold(self, oid: str, needle: bytes, decode: Decoder[Any]) -> bool:
         """Tell whether object ``oid`` may contain ``needle`` (bytes as it stores them).
 
-        An object decoded by ``decode`` before may: the caller looks through it. Else its
-        bytes are read and verified (once per process: the verified bytes are kept, so a
-        loop of registers searches memory), and decoded only if they contain ``needle``.
+        Its verified bytes are searched (read and verified once per process and kept, so a
+        loop of registers searches memory), and it is decoded only if they contain
+        ``needle``. An object held decoded but not as bytes may: the caller looks through it.
         """
-        if (oid, decode) in self._cache:
+        if (oid, verified_bytes) not in self._cache and (oid, decode) in self._cache:
             return True
         data = self.get(oid, verified_bytes)
         if needle not in data:
             return False
         self.remember(oid, decode, data)
         return True
+
+    def state(self, head: str, digest: str, data: bytes, where: str) -> ModelState:
+        """Return the state ``data`` (whose sha256 is ``digest``) of the ref whose head is
+        ``head``, decoding it once per process.
+
+        A state is not an object, but its digest is a content address all the same (the
+        head commit records it), and what a ``null`` manifest id means depends on the head:
+        the two together name one decoded state.
+
+        Raises:
+            IntegrityError: The bytes are not a state.
+        """
+        key = (f"{head}:{digest}", decode_state)
+        if key not in self._cache:
+            self._keep(key, decode_state(data, where, head))
+        return self._cache[key]  # type: ignore[no-any-return]
+
+    def remember_state(self, head: str, digest: str, state: ModelState) -> None:
+        """Keep the state a change has just put in a ref (head ``head``, digest ``digest``).
+
+        ``state`` must equal what :meth:`state` would decode, the order of every mapping
+        included (canonical JSON's: keys sorted as strings).
+        """
+        self._keep((f"{head}:{digest}", decode_state), state)
 
     def clear(self) -> None:
         """Forget everything (fsck does, so that it reads every byte from disk)."""

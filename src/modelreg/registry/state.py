@@ -111,7 +111,14 @@ def canonical(doc: dict[str, Any]) -> bytes:
     Raises:
         UsageError: A string holds text that is not valid UTF-8.
     """
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+    return _utf8(_json(doc) + "\n")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _utf8(text: str) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -377,21 +384,45 @@ def decode_commit(data: bytes, where: str) -> Commit:
     return commit
 
 
+# Each tail entry's canonical JSON, kept by the entry object's identity (with the object, so
+# the id cannot be reused while it is kept): a register re-encodes a state whose tail holds
+# up to 63 entries it encoded before. Entries are never changed in place.
+_ENTRY_TEXT: dict[int, tuple[VersionEntry, str]] = {}
+_ENTRY_TEXT_LIMIT = 4096
+
+
+def _entry_text(e: VersionEntry) -> str:
+    kept = _ENTRY_TEXT.get(id(e))
+    if kept is not None and kept[0] is e:
+        return kept[1]
+    text = _json(e.to_doc())
+    if len(_ENTRY_TEXT) >= _ENTRY_TEXT_LIMIT:
+        _ENTRY_TEXT.clear()
+    _ENTRY_TEXT[id(e)] = (e, text)
+    return text
+
+
 def encode_state(s: ModelState) -> bytes:
-    """Encode a state canonically; its sha256 is what the commit that made it records."""
-    return canonical(
-        {
-            "type": "state",
-            "format": STATE_FORMAT,
-            "model": s.model,
-            "seq": s.seq,
-            "latest": _head_doc(s.latest),
-            "stages": {k: _head_doc(v) for k, v in s.stages.items()},
-            "aliases": {k: _head_doc(v) for k, v in s.aliases.items()},
-            "leaves": {str(k): v for k, v in s.leaves.items()},
-            "tail": {str(v): e.to_doc() for v, e in sorted(s.tail.items())},
-        }
-    )
+    """Encode a state canonically; its sha256 is what the commit that made it records.
+
+    The bytes are exactly :func:`canonical` of the state's document; the tail is assembled
+    from each entry's canonical text (cached per entry), in the order canonical JSON sorts
+    its keys: as strings.
+    """
+    doc: dict[str, Any] = {
+        "type": "state",
+        "format": STATE_FORMAT,
+        "model": s.model,
+        "seq": s.seq,
+        "latest": _head_doc(s.latest),
+        "stages": {k: _head_doc(v) for k, v in s.stages.items()},
+        "aliases": {k: _head_doc(v) for k, v in s.aliases.items()},
+        "leaves": {str(k): v for k, v in s.leaves.items()},
+    }
+    parts = {k: _json(v) for k, v in doc.items()}
+    tail = sorted((str(v), e) for v, e in s.tail.items())
+    parts["tail"] = "{" + ",".join(f"{_json(v)}:{_entry_text(e)}" for v, e in tail) + "}"
+    return _utf8("{" + ",".join(f"{_json(k)}:{parts[k]}" for k in sorted(parts)) + "}\n")
 
 
 def decode_state(data: bytes, where: str, head: str) -> ModelState:

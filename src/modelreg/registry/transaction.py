@@ -124,6 +124,7 @@ def mutate(reg: Registry, name: str, plan: Callable[[StateBuilder], T]) -> Outco
                     f"holds ({MAX_REF_BODY:,}): the newest versions' checks, approvals or "
                     "edited metadata are too large; nothing was changed")
             if reg.refs.compare_and_swap(ref_name, token, body):
+                b.committed()
                 break
             if attempt == MAX_ATTEMPTS or time.monotonic() >= deadline:
                 raise ConflictError(

@@ -307,7 +307,6 @@ def _foreign(layout: Layout) -> tuple[Path, int, int] | None:
     if not hasattr(os, "geteuid"):
         return None  # no POSIX owners to compare (Windows): nothing to check
     me = os.geteuid()
-    trusted = set(trusted_groups())
     for path in (layout.root, layout.config_file):
         try:
             # The directory itself (a symlink to it counts as its target), and the file
@@ -315,7 +314,10 @@ def _foreign(layout: Layout) -> tuple[Path, int, int] | None:
             st = path.stat()
         except FileNotFoundError:
             continue
-        if st.st_uid == me or (trusted and _group_names(st.st_gid) & trusted):
+        if st.st_uid == me:
+            continue
+        trusted = set(trusted_groups())
+        if trusted and _group_names(st.st_gid) & trusted:
             continue
         return path, st.st_uid, st.st_gid
     return None
