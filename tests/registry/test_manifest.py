@@ -16,6 +16,7 @@ from modelreg.registry.manifest import (
     Manifest,
     Outline,
     decode_manifest,
+    decoded_form,
     encode_manifest,
     outline,
 )
@@ -194,6 +195,49 @@ def test_encoding_is_deterministic_property(m: Manifest) -> None:
     copy = replace(m, tags=dict(reversed(list(m.tags.items()))))
     assert copy == m
     assert encode_manifest(copy) == encode_manifest(m)
+
+
+_flat = st.dictionaries(_text, _scalar, max_size=6)
+_plain_manifests = st.builds(
+    Manifest,
+    name=_text,
+    version=st.integers(min_value=1, max_value=10**6),
+    created_at=_text,
+    created_by=_text,
+    description=st.none() | st.text(),
+    tags=st.dictionaries(_text, _text, max_size=5),
+    artifact=st.builds(Artifact, st.sampled_from(["file", "directory"]), _digest, _size,
+                       st.lists(_file, max_size=4)),
+    lineage=st.builds(Lineage, params=_flat, metrics=_flat,
+                      run=st.builds(RunInfo, _opt_text, _opt_text), git=_git,
+                      data=st.lists(_data, max_size=3), data_version=_opt_text,
+                      derived_from=_opt_text),
+    example=st.none() | _file,
+)
+
+
+@_FAST
+@given(_plain_manifests | _manifests)
+def test_the_decoded_form_is_what_decoding_gives(m: Manifest) -> None:
+    """A register describes its new version from ``decoded_form`` instead of parsing the
+    TOML it wrote: the two must agree in every way (``repr``: types and key order too)."""
+    made = decoded_form(m)
+    if made is None:  # nested tables: left to the parser
+        assert m.lineage.params and not all(
+            isinstance(v, str | int | float) for v in m.lineage.params.values())
+        return
+    assert repr(made) == repr(decode_manifest(encode_manifest(m), "obj"))
+
+
+def test_the_decoded_form_leaves_what_is_not_plain_to_the_parser() -> None:
+    assert decoded_form(_manifest()) is None  # a nested param table
+    flat = _manifest(lineage=Lineage(params={"b": 1, "a": 2.5}))
+    assert repr(decoded_form(flat)) == repr(decode_manifest(encode_manifest(flat), "obj"))
+    for lineage in (Lineage(params={"x": float("nan")}), Lineage(params={"x": 2**64}),
+                    Lineage(params={"x": (1, 2)}), Lineage(metrics={"x": None}),
+                    Lineage(export={"from": "x"})):
+        assert decoded_form(_manifest(lineage=lineage)) is None
+    assert decoded_form(_manifest(lineage=Lineage(), signature={"inputs": []})) is None
 
 
 # --- decoding errors -------------------------------------------------------------------------

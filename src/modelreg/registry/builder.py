@@ -79,6 +79,7 @@ class StateBuilder:
         # without reading it back: the bytes of every object, and each leaf decoded.
         self._written: dict[str, bytes] = {}
         self._made_leaves: dict[str, dict[int, VersionEntry]] = {}
+        self._manifests: dict[str, tuple[Manifest, str]] = {}
 
     @property
     def exists(self) -> bool:
@@ -224,7 +225,7 @@ class StateBuilder:
     def record(self, *, action: str, actor: str, time: str, version: int | None = None,
                from_stage: str | None = None, to_stage: str | None = None,
                reason: str | None = None, extra: dict[str, Any] | None = None,
-               manifest: str | None = None) -> Event:
+               manifest: str | None = None, decoded: Manifest | None = None) -> Event:
         """Record an event: a new commit chained to the last, with the state it produced.
 
         Args:
@@ -239,6 +240,9 @@ class StateBuilder:
             manifest: On a ``register`` event, the new version's manifest (TOML text); its
                 entry and heads name :data:`THIS_COMMIT` until this call gives them the
                 commit's id.
+            decoded: That manifest as ``decode_manifest`` returns it, if the caller holds
+                it (:func:`~modelreg.registry.manifest.decoded_form`): kept once the commit
+                is stored, so describing the new version parses nothing.
 
         Returns:
             The event recorded.
@@ -260,6 +264,8 @@ class StateBuilder:
         commit = Commit(model=self.name, parent=self.tip_oid, event=event,
                         state=digest_bytes(data), manifest=manifest)
         self.tip_oid = self.put(encode_commit(commit))
+        if manifest is not None and decoded is not None:
+            self._manifests[self.tip_oid] = (decoded, digest_bytes(manifest.encode("utf-8")))
         self._state_bytes = data
         self.events.append(event)
         self.commits.append((self.tip_oid, commit))
@@ -298,6 +304,9 @@ class StateBuilder:
         for oid, _ in self.commits:
             if oid in written:
                 self.reg.decoded.remember(oid, decode_commit, written[oid])
+                if oid in self._manifests:
+                    self.reg.decoded.remember(oid, manifest_of, written[oid],
+                                              self._manifests[oid])
         return self.tip_oid
 
     def committed(self) -> None:

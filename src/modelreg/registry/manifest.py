@@ -8,6 +8,7 @@ author, time, the artifact's files, and the lineage (params, metrics, run, git, 
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import dataclass
 from typing import Any
@@ -15,8 +16,8 @@ from typing import Any
 from modelreg.errors import IntegrityError, UsageError
 from modelreg.types import Artifact, DataRef, FileInfo, GitInfo, Lineage, RunInfo
 
-__all__ = ["MANIFEST_FORMAT", "Manifest", "Outline", "decode_manifest", "encode_manifest",
-           "outline"]
+__all__ = ["MANIFEST_FORMAT", "Manifest", "Outline", "decode_manifest", "decoded_form",
+           "encode_manifest", "outline"]
 
 MANIFEST_FORMAT = 1
 
@@ -111,6 +112,69 @@ def encode_manifest(m: Manifest) -> bytes:
         # Text from the command line with bytes that are not UTF-8 (surrogate escapes).
         raise UsageError("the version's description, tags, lineage or signature hold text "
                          "that is not valid UTF-8; manifests record UTF-8 text only") from exc
+
+
+_SCALARS = (str, int, float, bool)
+
+
+def _plain_table(table: dict[Any, Any]) -> bool:
+    """True when every key is a text and every value a scalar TOML gives back as it was."""
+    for k, v in table.items():
+        kind = type(v)
+        if type(k) is not str or kind not in _SCALARS or (
+                kind is float and not math.isfinite(v)) or (
+                kind is int and not -(2**63) <= v < 2**63):  # TOML's integers are 64-bit
+            return False
+    return True
+
+
+def _optional_text(*values: Any) -> bool:
+    return all(v is None or type(v) is str for v in values)
+
+
+def decoded_form(m: Manifest) -> Manifest | None:
+    """What ``decode_manifest(encode_manifest(m))`` returns, made without the round trip.
+
+    A register describes the version it made from its manifest as a reader will see it,
+    and parsing the TOML just written costs more than the rest of describing it. Built here
+    only where the result is plain to see: tags, params and metrics flat tables of texts,
+    integers, finite floats and booleans, every other field of its declared type, no
+    signature and no export record (nested tables, whose key order and types TOML may
+    change, go the long way). ``tests/registry/test_manifest.py`` checks the two agree,
+    ``repr`` for ``repr``, on generated manifests.
+
+    Returns:
+        The manifest as decoded, or None when it is not one of those.
+    """
+    lin = m.lineage
+    git = lin.git
+    if (m.signature is not None or lin.export is not None
+            or not all(map(_plain_table, (m.tags, lin.params, lin.metrics)))
+            or not all(type(v) is str for v in m.tags.values())
+            or not _optional_text(m.description, lin.run.id, lin.run.name, lin.data_version,
+                                  lin.derived_from)
+            or (git is not None and (not _optional_text(git.commit, git.branch, git.remote)
+                                     or type(git.dirty) is not bool))):
+        return None
+    files = [*m.artifact.files, *lin.data, *([m.example] if m.example is not None else [])]
+    if not all(type(f.path) is str and type(f.digest) is str and type(f.size) is int
+               for f in files) or not (type(m.artifact.size) is int
+                                       and type(m.version) is int):
+        return None
+    return Manifest(
+        name=m.name, version=m.version, created_at=m.created_at, created_by=m.created_by,
+        description=m.description, tags=dict(sorted(m.tags.items())),
+        artifact=Artifact(m.artifact.kind, m.artifact.digest, m.artifact.size,
+                          [FileInfo(f.path, f.digest, f.size) for f in m.artifact.files]),
+        lineage=Lineage(
+            params=dict(sorted(lin.params.items())), metrics=dict(sorted(lin.metrics.items())),
+            run=RunInfo(id=lin.run.id, name=lin.run.name),
+            git=None if git is None else GitInfo(git.commit, git.branch, git.dirty, git.remote),
+            data=[DataRef(d.path, d.digest, d.size) for d in lin.data],
+            data_version=lin.data_version, derived_from=lin.derived_from, export=None),
+        signature=None,
+        example=None if m.example is None else FileInfo(m.example.path, m.example.digest,
+                                                        m.example.size))
 
 
 def decode_manifest(data: bytes, where: str) -> Manifest:

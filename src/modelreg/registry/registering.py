@@ -15,7 +15,7 @@ from modelreg.registry.builder import StateBuilder
 from modelreg.registry.core import Registry
 from modelreg.registry.lifecycle import move
 from modelreg.registry.lineage import check_lineage, check_tags, check_text
-from modelreg.registry.manifest import Manifest, encode_manifest
+from modelreg.registry.manifest import Manifest, decoded_form, encode_manifest
 from modelreg.registry.names import check_model_name
 from modelreg.registry.state import THIS_COMMIT, Head, VersionEntry, now_iso
 from modelreg.registry.transaction import mutate, version_after
@@ -189,7 +189,7 @@ def register(
         b.stages[config.initial] = b.latest
         b.record(action="register", actor=actor, time=when, version=version,
                  to_stage=config.initial, extra={"manifest": format_digest(digest_bytes(text))},
-                 manifest=text.decode("utf-8"))
+                 manifest=text.decode("utf-8"), decoded=decoded_form(manifest))
         if stage is not None and stage != config.initial:
             # A refusal leaves nothing registered, so the message may not name the version
             # number it would have had as if it existed.
