@@ -17,7 +17,9 @@ its own; clients see a real HTTP endpoint misbehave, with nothing mocked.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -29,6 +31,33 @@ FAKE_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+
+def client_env(endpoint: str, scratch: Path) -> dict[str, str]:
+    """The environment of a modelreg process that talks to ``endpoint`` and nothing else.
+
+    Fake credentials, and no AWS config or credentials file of the machine's (they would
+    name another endpoint, region or profile).
+    """
+    return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint,
+            "AWS_CONFIG_FILE": str(scratch / "none"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(scratch / "none"),
+            "AWS_EC2_METADATA_DISABLED": "true", "MODELREG_ACTOR": "ci@example.com"}
+
+
+def admin(endpoint: str) -> Any:
+    """A plain boto3 client on ``endpoint`` (for set-up and for looking at keys)."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def new_bucket(endpoint: str, stem: str = "store") -> str:
+    """Create a bucket of a fresh name at ``endpoint``; return its name."""
+    bucket = f"{stem}-{uuid.uuid4().hex[:16]}"
+    admin(endpoint).create_bucket(Bucket=bucket)
+    return bucket
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -592,6 +592,23 @@ class S3Objects:
         self._s3.call("delete_object", self.key(oid), Key=self.key(oid))
         self._s3.call("delete_object", self._reuse_key(oid), Key=self._reuse_key(oid))
 
+    def remove_unless_reused(self, oid: str, since: float) -> bool:
+        """Delete an object for ``gc``; False if a writer re-used it after ``since``.
+
+        The object is deleted first, then its re-use mark is read. A mark dated after
+        ``since`` was written by a writer that may have found the object still there and
+        gone on to name it (:meth:`_reuse`): the mark is kept and False returned, and the
+        caller stores the object again. Otherwise the mark goes too. A writer whose mark
+        comes after this read finds the object missing and stores it again itself. Three
+        requests: ``DeleteObject``, ``HeadObject``, ``DeleteObject``.
+        """
+        self._s3.call("delete_object", self.key(oid), Key=self.key(oid))
+        mark = self._head(self._reuse_key(oid))
+        if mark is not None and mark["LastModified"].timestamp() > since:
+            return False
+        self._s3.call("delete_object", self._reuse_key(oid), Key=self._reuse_key(oid))
+        return True
+
 
 _CREATE = "If-None-Match: * on PutObject"
 _REPLACE = "If-Match on PutObject"
