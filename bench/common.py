@@ -73,6 +73,7 @@ class Settings:
     w8_versions: int = env_int("MODELREG_BENCH_W8_VERSIONS", 10_000)
     w9_seconds: int = env_int("MODELREG_BENCH_W9_SECONDS", 10)
     w10_versions: int = env_int("MODELREG_BENCH_W10_VERSIONS", 10_000)
+    w11_ops: int = env_int("MODELREG_BENCH_W11_OPS", 100)
 
 
 SETTINGS = Settings()

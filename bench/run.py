@@ -26,6 +26,7 @@ Sizes (environment variables; defaults are the issue's):
     MODELREG_BENCH_W7_VERSIONS=500    MODELREG_BENCH_W8_VERSIONS=10000
     MODELREG_BENCH_W9_SECONDS=10      (each W9 load run)
     MODELREG_BENCH_W10_VERSIONS=10000 (over 50 models)
+    MODELREG_BENCH_W11_OPS=100        (W11: registers and resolves on S3, each)
     MODELREG_BENCH_DIR=/path          where scratch stores go (default: the system temp dir;
                                       W4 needs about 3x MODELREG_BENCH_MB free there)
     MODELREG_BENCH_KEEP=1             keep the scratch stores afterwards
@@ -45,7 +46,10 @@ import time
 from pathlib import Path
 
 from bench.common import OUT, BenchError, Report, machine_line
+from bench.s3_requests import w11
 from bench.workloads import WORKLOADS, Context
+
+WORKLOADS = {**WORKLOADS, "W11": w11}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ import pytest
 
 from tests.helpers import run_cli
 
-boto3 = pytest.importorskip("boto3")
+pytest.importorskip("boto3")
 pytest.importorskip("moto")
 
 
@@ -35,17 +35,10 @@ def endpoint() -> Iterator[str]:
 
 @pytest.fixture
 def store(endpoint: str, tmp_path: Path) -> tuple[str, dict[str, str]]:
-    from tests.s3server import FAKE_CREDENTIALS
+    from tests.s3server import client_env, new_bucket
 
-    env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint,
-           "AWS_CONFIG_FILE": str(tmp_path / "none"),
-           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-           "AWS_EC2_METADATA_DISABLED": "true", "MODELREG_ACTOR": "ci@example.com"}
-    bucket = f"store-{uuid.uuid4().hex[:16]}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                 aws_access_key_id="testing", aws_secret_access_key="testing"
-                 ).create_bucket(Bucket=bucket)
-    url = f"s3://{bucket}/team/registry"
+    env = client_env(endpoint, tmp_path)
+    url = f"s3://{new_bucket(endpoint)}/team/registry"
     done = run_cli("init", url, env=env)
     assert done.returncode == 0, done.stderr
     assert "Created modelreg store in s3://" in done.stdout + done.stderr

@@ -14,10 +14,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
-from modelreg.errors import IntegrityError
+from modelreg.errors import IntegrityError, ObjectMissing
 from modelreg.registry.core import MODELS_PREFIX, Registry
 from modelreg.registry.walk import file_stores, walk_store
 from modelreg.results import FsckReport, GcReport, Problem
@@ -174,19 +175,57 @@ def _remove_by_protocol(reg: Registry, candidates: list[tuple[str, int]],
                         cutoff: float) -> tuple[list[str], int]:
     """Delete unreachable objects of a store with no directory (``Objects.remove``).
 
-    With no rename to quarantine by, a second walk is made just before the removals and a
-    candidate a ref now reaches, or that was re-used since (younger than the cutoff), is
-    kept; the grace period covers what the window between the two leaves.
+    With no rename to quarantine by, each candidate still old is first copied out, verified,
+    to a local spool and then removed. A backend that can tell a re-use made while it was
+    removing (S3's re-use mark, ``remove_unless_reused``) has it stored again at once; once
+    every candidate is gone, a second walk is made and each one a ref now reaches is stored
+    again too. A writer that re-uses a candidate after its removal finds it missing and
+    stores it itself. So however long gc pauses between its look at an object and its
+    deletion, no ref is left naming a missing object; the cost is reading what it removes.
     """
-    reachable = _reachable(reg) if candidates else set()
-    gone: list[tuple[str, int]] = []
-    for name, size in candidates:
-        found = reg.objects.stat(name)
-        if name in reachable or found is None or found[0] > cutoff:
-            continue
-        reg.objects.remove(name)
-        gone.append((name, size))
-    return sorted(n for n, _ in gone), sum(size for _, size in gone)
+    remove_unless_reused = getattr(reg.objects, "remove_unless_reused", None)
+    removed: dict[str, tuple[Path | None, int]] = {}
+    with tempfile.TemporaryDirectory(prefix="modelreg-gc-") as spool:
+        try:
+            for name, size in candidates:
+                found = reg.objects.stat(name)
+                if found is None or found[0] > cutoff:
+                    continue
+                held: Path | None = Path(spool) / name
+                try:
+                    with open(Path(spool) / name, "wb") as fh:
+                        reg.objects.copy_to(name, fh)
+                except ObjectMissing:
+                    continue
+                except IntegrityError:
+                    held = None  # corrupt: there is nothing worth storing again
+                if remove_unless_reused is None:
+                    reg.objects.remove(name)
+                elif not remove_unless_reused(name, cutoff):
+                    _store_again(reg, held)
+                    continue
+                removed[name] = (held, size)
+            while removed:  # a walk again after each put-back: what it names is reached too
+                reg.decoded.clear()
+                back = walk_store(reg).reachable & removed.keys()
+                if not back:
+                    break
+                for name in sorted(back):
+                    _store_again(reg, removed.pop(name)[0])
+        except BaseException:
+            for held, _ in removed.values():
+                _store_again(reg, held)
+            raise
+    # A writer that re-used a candidate after its removal stored it again: it was not
+    # removed from the store, and is not reported as removed.
+    gone = {name: size for name, (_, size) in removed.items() if not reg.objects.contains(name)}
+    return sorted(gone), sum(gone.values())
+
+
+def _store_again(reg: Registry, held: Path | None) -> None:
+    """Store a removed object again from its spooled copy (None: it was corrupt)."""
+    if held is not None:
+        reg.objects.put_file(held)
 
 
 def _put_back(store: ObjectStore, name: str, held: Path) -> None:

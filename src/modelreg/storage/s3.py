@@ -24,14 +24,14 @@ ETag again, and a writer still holding that token would win a swap it should los
 Callers therefore never write a body the ref held before; the registry's state document
 names its parent commit, so a new body always differs from every earlier one.
 
-**Retries.** botocore retries network errors, 5xx and throttling (its ``standard`` mode,
-:data:`MAX_ATTEMPTS` attempts in all); what still fails becomes a :class:`ConflictError`
-("try again", exit 4). A conditional write whose first attempt landed but whose answer was
-lost is retried and then refused (412) by its own earlier success; when botocore reports it
-retried, the backend reads the ref back and counts the write as won if the ref holds exactly
-the body it wrote (or, for a delete, is gone). Two writers of one token that happen to write
-byte-identical bodies, one of them retried, could then both be told they won; both meant the
-same new state, which is what the ref holds.
+**Retries.** botocore retries network errors, timeouts, 5xx and throttling (its ``standard``
+mode, :data:`MAX_ATTEMPTS` attempts in all); what still fails becomes a
+:class:`ConflictError` ("try again", exit 4). A conditional write whose first attempt landed
+but whose answer was lost is retried and then refused (412) by its own earlier success; when
+botocore reports it retried, the backend reads the ref back and counts the write as won if
+the ref holds exactly the body it wrote (or, for a delete, is gone). Two writers of one
+token that happen to write byte-identical bodies, one of them retried, could then both be
+told they won; both meant the same new state, which is what the ref holds.
 
 **Endpoints that ignore conditions.** An S3-compatible server that ignores ``If-None-Match``
 or ``If-Match`` would let every writer win and silently lose updates. Before the first ref
@@ -96,11 +96,13 @@ if TYPE_CHECKING:
     from botocore.exceptions import ClientError
 
 __all__ = [
+    "CONNECT_TIMEOUT",
     "LIST_PAGE",
     "MAX_ATTEMPTS",
     "MAX_REF_BODY",
     "MULTIPART_THRESHOLD",
     "PART_SIZE",
+    "READ_TIMEOUT",
     "S3Location",
     "S3Objects",
     "S3Refs",
@@ -127,6 +129,13 @@ LIST_PAGE = 1000
 
 MAX_ATTEMPTS = 5
 """Attempts per request, the first included, in botocore's ``standard`` retry mode."""
+
+CONNECT_TIMEOUT = 10.0
+"""Seconds a request waits to connect; then it is retried like any connection error."""
+
+READ_TIMEOUT = 60.0
+"""Seconds a request waits for each read of its answer; then it is retried like a connection
+error (a write that landed meanwhile has lost its answer: see "Retries" above)."""
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 _PREFIX_PART = re.compile(r"^[A-Za-z0-9._-]+\Z")
@@ -592,6 +601,23 @@ class S3Objects:
         self._s3.call("delete_object", self.key(oid), Key=self.key(oid))
         self._s3.call("delete_object", self._reuse_key(oid), Key=self._reuse_key(oid))
 
+    def remove_unless_reused(self, oid: str, since: float) -> bool:
+        """Delete an object for ``gc``; False if a writer re-used it after ``since``.
+
+        The object is deleted first, then its re-use mark is read. A mark dated after
+        ``since`` was written by a writer that may have found the object still there and
+        gone on to name it (:meth:`_reuse`): the mark is kept and False returned, and the
+        caller stores the object again. Otherwise the mark goes too. A writer whose mark
+        comes after this read finds the object missing and stores it again itself. Three
+        requests: ``DeleteObject``, ``HeadObject``, ``DeleteObject``.
+        """
+        self._s3.call("delete_object", self.key(oid), Key=self.key(oid))
+        mark = self._head(self._reuse_key(oid))
+        if mark is not None and mark["LastModified"].timestamp() > since:
+            return False
+        self._s3.call("delete_object", self._reuse_key(oid), Key=self._reuse_key(oid))
+        return True
+
 
 _CREATE = "If-None-Match: * on PutObject"
 _REPLACE = "If-Match on PutObject"
@@ -793,7 +819,7 @@ def open_s3(url: str, *, max_attempts: int = MAX_ATTEMPTS,
     except ImportError as exc:
         raise UsageError("s3:// stores need boto3: pip install 'modelreg[s3]'") from exc
     config = Config(retries={"mode": "standard", "total_max_attempts": max_attempts},
-                    connect_timeout=10, read_timeout=60)
+                    connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT)
     # A new session reads the environment and profiles afresh; the loader it shares keeps
     # botocore's parsed S3 model, which is most of the cost of making a client (~0.1 s).
     with _LOADER_LOCK:
