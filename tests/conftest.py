@@ -24,6 +24,8 @@ SHARED_SETUP_MODULES = (
     "tests/packaging/test_mlflow_format.py",
     "tests/packaging/test_ui.py",
     "tests/test_s3_store.py",
+    "tests/test_s3_gc.py",
+    "tests/test_s3_faults.py",
     "tests/packaging/test_converters.py",
     "tests/registry/test_builder.py",
     "tests/registry/test_gc_races.py",
