@@ -1,4 +1,5 @@
-"""`serve`'s fast paths take only what the signature check passes, and build the same arrays.
+"""`serve` in one process: its fast paths take only what the signature check passes (and
+build the same arrays), and its follower keeps the store it opened.
 
 A request's :class:`~modelreg.packaging.serving.Plan` reads a payload of float columns or
 number tensors without the per-cell checker; on anything else it answers None, and the
@@ -214,3 +215,37 @@ def test_small_quick_requests_run_on_the_event_loop() -> None:
     for _ in range(40):
         plan.took(0.01)
     assert not plan.inline(100)
+
+
+def test_the_follower_keeps_its_store_until_a_look_fails() -> None:
+    from types import SimpleNamespace
+
+    from modelreg.errors import NotFound
+    from modelreg.packaging.serving import Follower, Holder
+
+    class Store:
+        failing = False
+
+        def show(self, ref: str) -> Any:
+            if self.failing:
+                raise NotFound(f"nothing in {ref}")
+            return SimpleNamespace(manifest="m1", version=1)
+
+    opened: list[Store] = []
+
+    def open_store() -> Any:
+        opened.append(Store())
+        return opened[-1]
+
+    holder = Holder("m@production", current=SimpleNamespace(info=SimpleNamespace(  # type: ignore[arg-type]
+        manifest="m1")))
+    follower = Follower(open_store, holder, poll=1.0)
+    follower.step()
+    follower.step()
+    assert len(opened) == 1
+    opened[0].failing = True
+    follower.step()
+    assert holder.last_error == "nothing in m@production"
+    follower.step()  # a store opened afresh, and the stage holds the served version again
+    assert len(opened) == 2
+    assert holder.last_error is None

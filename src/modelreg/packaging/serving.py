@@ -283,7 +283,12 @@ def load_version(reg: Registry, info: VersionInfo) -> Served:
 
 
 class Follower(threading.Thread):
-    """Re-resolves the reference every ``poll`` seconds and swaps in the version it names."""
+    """Re-resolves the reference every ``poll`` seconds and swaps in the version it names.
+
+    It keeps the store it opened from one look to the next (opening a store on S3 builds a
+    client and reads two refs: some 15 ms of this process's time, GIL held, on every look);
+    a look that fails drops it, and the next one opens the store afresh.
+    """
 
     def __init__(self, open_registry: Callable[[], Registry], holder: Holder, poll: float,
                  on_swap: Callable[[Served, Served | None], None] | None = None,
@@ -295,6 +300,7 @@ class Follower(threading.Thread):
         self.stop = threading.Event()
         self._on_swap = on_swap
         self._on_failure = on_failure
+        self._registry: Registry | None = None
 
     def run(self) -> None:
         """Look, load, swap; until :attr:`stop` is set."""
@@ -302,23 +308,28 @@ class Follower(threading.Thread):
             try:
                 self.step()
             except Exception:  # the follower must outlive any one bad look
+                self._registry = None
                 log.exception("following %s failed; still serving the loaded version",
                               self.holder.ref)
 
     def step(self) -> None:
         """One look at the reference; load and swap in what it names if that changed."""
         holder = self.holder
-        reg = self._open()
         try:
+            reg = self._registry = self._registry or self._open()
             info = reg.show(holder.ref)
         except ModelregError as exc:
             # The stage is empty now, or the store cannot be read: keep serving what we have.
+            self._registry = None
             if holder.last_error != str(exc):
                 log.warning("%s: %s; still serving the loaded version", holder.ref, exc)
             holder.last_error = str(exc)
             return
         current = holder.current
         if current is not None and current.info.manifest == info.manifest:
+            # Back to (or still at) the served version: what went wrong before is over.
+            holder.failed_version = None
+            holder.last_error = None
             return
         if holder.failed_version == info.version:
             return  # already failed to load; a new move will try again
@@ -982,7 +993,7 @@ def serve(open_registry: Callable[[], Registry], ref: str, options: ServeOptions
     """Serve ``ref`` until SIGTERM or SIGINT, following its stage or alias.
 
     Args:
-        open_registry: Opens the store (each look of the follower opens it afresh).
+        open_registry: Opens the store (the follower opens it again after a failed look).
         ref: ``NAME@STAGE``, ``NAME@ALIAS`` or ``NAME@N``.
         options: Host, port, threads, poll interval, limits, access log.
         started: Called with the server's URL once it accepts connections.
