@@ -109,9 +109,12 @@ class Holder:
     swaps: int = 0
 
 
-INLINE_BELOW = 0.0005
-"""Seconds: a version whose small requests take less is run on the event loop itself (a
-hand-over to a worker thread and back costs about 0.1 ms, as much as such a request)."""
+INLINE_BELOW = 0.00025
+"""Seconds: a version whose small requests take less runs them on the event loop itself.
+
+A hand-over to a worker thread and back costs about 0.1 ms, as much as such a request; a
+longer request is better off in a thread, where its model run (which releases the GIL) can
+overlap other requests'."""
 
 SMALL_BODY = 64 * 1024
 """Bytes: only requests this small may run on the event loop."""
