@@ -2,14 +2,15 @@
 
 The floor (``python -m bench.serving MODEL.onnx PORT``) parses MLflow's
 ``dataframe_split`` JSON into a float array and runs the same ONNX bytes in ONNX Runtime with
-one session, no validation, no follower, no metrics. The load (``load``) is a separate
+one session, in a worker thread as a starlette app usually does; no validation, no follower,
+no metrics. The load (``load``) is a separate
 process of N threads, each on its own keep-alive connection, posting the same request for a
 fixed time and recording each latency. Both servers are measured in one run, one after the
 other with the same load, so the ratio is fair on a busy machine.
 
 Budgets (issue 15): p50 at 1 client ≤ 1.3× the floor's; throughput while the stage moves
-every second ≥ 0.8× steady state. Against `mlflow models serve` (≥ 3× its throughput):
-not measured until modelreg exports MLflow's format.
+every second ≥ 0.8× steady state; ≥ 3× the throughput of `mlflow models serve` (measured by
+``make bench-peers``).
 """
 
 from __future__ import annotations

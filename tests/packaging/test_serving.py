@@ -85,10 +85,15 @@ class Server:
 
 
 def start(store: Store, *args: str, ref: str = "diabetes@production") -> Server:
-    env = {**os.environ, "MODELREG_DIR": str(store.root), "MODELREG_ACTOR": ACTOR}
-    proc = subprocess.Popen([sys.executable, "-m", "modelreg", "serve", ref, "--port", "0",
-                             "--poll", "0.2", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return launch({"MODELREG_DIR": str(store.root), "MODELREG_ACTOR": ACTOR}, "serve", ref,
+                  "--port", "0", "--poll", "0.2", *args)
+
+
+def launch(env: dict[str, str], *args: str) -> Server:
+    """Run ``modelreg ARGS`` (a serve command) and wait for the line naming its URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "modelreg", *args],
+                            env={**os.environ, **env}, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
     assert proc.stderr is not None
     line = proc.stderr.readline()
     if "serving" not in line:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import json
 import logging
 import os
@@ -83,11 +84,12 @@ _COLUMN_V2 = {"boolean": "BOOL", "int32": "INT32", "int64": "INT64", "float32": 
 
 @dataclass(frozen=True)
 class Served:
-    """One loaded version: what it is, its signature and its session."""
+    """One loaded version: what it is, its signature, its session and its request plan."""
 
     info: VersionInfo
     signature: Signature
     runner: InferenceRunner
+    plan: Plan
 
     @property
     def version(self) -> int:
@@ -105,6 +107,159 @@ class Holder:
     last_error: str | None = None
     failed_version: int | None = None
     swaps: int = 0
+
+
+INLINE_BELOW = 0.00025
+"""Seconds: a version whose small requests take less runs them on the event loop itself.
+
+A hand-over to a worker thread and back costs about 0.1 ms, as much as such a request; a
+longer request is better off in a thread, where its model run (which releases the GIL) can
+overlap other requests'."""
+
+SMALL_BODY = 64 * 1024
+"""Bytes: only requests this small may run on the event loop."""
+
+_NUMBERS = frozenset({int, float})
+_TENSOR_CELLS = {**{t: _NUMBERS for t in ("float16", "float32", "float64")},
+                 **{t: frozenset({int}) for t in ("int8", "uint8", "int16", "uint16", "int32",
+                                                  "uint32", "int64", "uint64")},
+                 "bool": frozenset({bool})}
+
+
+class Plan:
+    """What every request to one version needs, worked out once when the version loads.
+
+    Its readers are the fast paths of a request: each takes only a payload that the
+    signature check passes, and builds the very arrays the checked path
+    (:func:`run_payload`) builds from it; on anything else a reader answers None, and the
+    request takes the checked path, which words each refusal as ``modelreg validate`` does.
+    So a good request is parsed once and checked a column or a tensor at a time, with no
+    per-cell message machinery.
+
+    A version's columns are read on the fast path when every bound column is a float (the
+    cells: JSON numbers, never booleans or null); its tensors when each is a number or
+    boolean tensor.
+    """
+
+    def __init__(self, signature: Signature) -> None:
+        import numpy as np
+
+        from modelreg.signatures.model import family
+        from modelreg.signatures.validate import INT_RANGES
+
+        self.seconds: float | None = None
+        """How long a small request takes (a moving average): see :meth:`inline`."""
+        bound = signature.binding()
+        self.tensor: str | None = None
+        self.dtype: Any = None
+        self.columns: list[str] = []
+        if bound is not None and all(family(c.type) == "float" for c in bound[2].columns):
+            self.tensor, self.dtype = bound[0], np.dtype(bound[1])
+            self.columns = [c.name for c in bound[2].columns]
+        self.column_set = frozenset(self.columns)
+        self.tensors: dict[str, tuple[Any, frozenset[type], Any, Any]] | None = None
+        if bound is None and signature.inputs.tensors and all(
+                t.kind == "tensor" and t.dtype in _TENSOR_CELLS for t in signature.inputs.tensors):
+            self.tensors = {t.name: (np.dtype(t.dtype), _TENSOR_CELLS[t.dtype],
+                                     INT_RANGES.get(t.dtype), t.shape)
+                            for t in signature.inputs.tensors}
+
+    def inline(self, size: int) -> bool:
+        """Whether a request of ``size`` bytes runs on the event loop rather than a thread."""
+        seconds = self.seconds
+        return size <= SMALL_BODY and seconds is not None and seconds < INLINE_BELOW
+
+    def took(self, seconds: float) -> None:
+        """Count the time a small request took."""
+        last = self.seconds
+        self.seconds = seconds if last is None else last + (seconds - last) / 8
+
+    def matrix(self, rows: Any, width: int) -> Any:
+        """Lists of ``width`` float cells each, as an array of the bound dtype; or None."""
+        import numpy as np
+
+        if type(rows) is not list or not rows or not width:
+            return None
+        for row in rows:
+            if type(row) is not list or len(row) != width:
+                return None
+        if not set(map(type, itertools.chain.from_iterable(rows))) <= _NUMBERS:
+            return None
+        try:
+            return np.asarray(rows, dtype=self.dtype)
+        except (OverflowError, ValueError, TypeError):
+            return None
+
+    def mlflow_inputs(self, body: bytes, content_type: str) -> dict[str, Any] | None:
+        """An ``/invocations`` JSON body of rows as the model's inputs; or None.
+
+        Rows come as dataframe_split, dataframe_records, or instances holding records.
+        """
+        import numpy as np
+
+        if self.tensor is None or content_type.split(";", 1)[0].strip().lower() not in (
+                "application/json", ""):
+            return None
+        try:
+            doc = json.loads(body.decode())
+        except (ValueError, RecursionError):
+            return None
+        if type(doc) is not dict:
+            return None
+        split = doc.get("dataframe_split")
+        if type(split) is dict and doc.keys() <= {"dataframe_split", "params"}:
+            columns, rows = split.get("columns"), split.get("data")
+            if columns == self.columns:
+                matrix = self.matrix(rows, len(columns))
+            elif type(columns) is list and len(columns) == len(self.columns) and all(
+                    type(c) is str for c in columns) and set(columns) == self.column_set:
+                matrix = self.matrix(rows, len(columns))
+                if matrix is not None:
+                    matrix = np.ascontiguousarray(
+                        matrix[:, [columns.index(n) for n in self.columns]])
+            else:
+                return None
+        else:
+            records = doc.get("instances" if "instances" in doc else "dataframe_records")
+            if type(records) is not list or ("instances" not in doc and not (
+                    doc.keys() <= {"dataframe_records", "params"})):
+                return None
+            names, keys = self.columns, self.column_set
+            rows = []
+            for record in records:
+                if type(record) is not dict or record.keys() != keys:
+                    return None
+                rows.append([record[n] for n in names])
+            matrix = self.matrix(rows, len(names))
+        return None if matrix is None else {self.tensor: matrix}
+
+    def v2_inputs(self, request: V2Request) -> dict[str, Any] | None:
+        """An infer request's inputs as the model's; or None."""
+        import numpy as np
+
+        if request.columns:
+            if self.tensor is None or request.values.keys() != self.column_set:
+                return None
+            columns = [request.values[n] for n in self.columns]
+            matrix = self.matrix(columns, len(columns[0]) if columns else 0)
+            return None if matrix is None else {self.tensor: np.ascontiguousarray(matrix.T)}
+        if self.tensors is None or request.inputs.keys() != self.tensors.keys():
+            return None
+        arrays = {}
+        for name, (flat, shape) in request.inputs.items():
+            dtype, cells, limits, want = self.tensors[name]
+            if not flat or not shape or not set(map(type, flat)) <= cells or (
+                    limits is not None and not limits[0] <= min(flat) <= max(flat) <= limits[1]):
+                return None
+            if want is not None and (len(want) != len(shape) or any(
+                    isinstance(w, int) and w >= 0 and w != g
+                    for w, g in zip(want, shape, strict=True))):
+                return None
+            try:
+                arrays[name] = np.asarray(flat, dtype=dtype).reshape(shape)
+            except (OverflowError, ValueError, TypeError):
+                return None
+        return arrays
 
 
 def load_version(reg: Registry, info: VersionInfo) -> Served:
@@ -127,11 +282,16 @@ def load_version(reg: Registry, info: VersionInfo) -> Served:
             raise ModelError(f"{info.ref}: its input example does not pass its own "
                              f"signature: {exc}") from exc
         runner.run(inputs)
-    return Served(info, signature, runner)
+    return Served(info, signature, runner, Plan(signature))
 
 
 class Follower(threading.Thread):
-    """Re-resolves the reference every ``poll`` seconds and swaps in the version it names."""
+    """Re-resolves the reference every ``poll`` seconds and swaps in the version it names.
+
+    It keeps the store it opened from one look to the next (opening a store on S3 builds a
+    client and reads two refs: some 15 ms of this process's time, GIL held, on every look);
+    a look that fails drops it, and the next one opens the store afresh.
+    """
 
     def __init__(self, open_registry: Callable[[], Registry], holder: Holder, poll: float,
                  on_swap: Callable[[Served, Served | None], None] | None = None,
@@ -143,6 +303,7 @@ class Follower(threading.Thread):
         self.stop = threading.Event()
         self._on_swap = on_swap
         self._on_failure = on_failure
+        self._registry: Registry | None = None
 
     def run(self) -> None:
         """Look, load, swap; until :attr:`stop` is set."""
@@ -150,23 +311,28 @@ class Follower(threading.Thread):
             try:
                 self.step()
             except Exception:  # the follower must outlive any one bad look
+                self._registry = None
                 log.exception("following %s failed; still serving the loaded version",
                               self.holder.ref)
 
     def step(self) -> None:
         """One look at the reference; load and swap in what it names if that changed."""
         holder = self.holder
-        reg = self._open()
         try:
+            reg = self._registry = self._registry or self._open()
             info = reg.show(holder.ref)
         except ModelregError as exc:
             # The stage is empty now, or the store cannot be read: keep serving what we have.
+            self._registry = None
             if holder.last_error != str(exc):
                 log.warning("%s: %s; still serving the loaded version", holder.ref, exc)
             holder.last_error = str(exc)
             return
         current = holder.current
         if current is not None and current.info.manifest == info.manifest:
+            # Back to (or still at) the served version: what went wrong before is over.
+            holder.failed_version = None
+            holder.last_error = None
             return
         if holder.failed_version == info.version:
             return  # already failed to load; a new move will try again
@@ -233,13 +399,27 @@ _NUMPY_OF_V2 = {v2: dtype for dtype, v2 in _V2_TYPES.items() if v2 != "BYTES"}
 
 @dataclass(frozen=True)
 class V2Request:
-    """An infer request: the payload the signature checks, and how the answer is wanted."""
+    """An infer request: its inputs, and how the answer is wanted.
 
-    payload: bytes
+    ``inputs`` holds each input as sent: its values (flat) and its shape. ``values`` holds
+    them shaped; for a signature with columns, one list of values per column.
+    """
+
+    inputs: dict[str, tuple[list[Any], list[int]]]
+    values: dict[str, Any]
+    columns: bool
     id: str | None
     outputs: list[str] | None
     binary: set[str]
     binary_all: bool
+
+    def payload(self) -> bytes:
+        """The inputs as a payload for the signature check (dataframe_split or inputs)."""
+        if not self.columns:
+            return json.dumps({"inputs": self.values}).encode()
+        names = list(self.values)
+        rows = [list(r) for r in zip(*(self.values[n] for n in names), strict=True)]
+        return json.dumps({"dataframe_split": {"columns": names, "data": rows}}).encode()
 
 
 def _binary_values(name: str, datatype: str, raw: bytes) -> list[Any]:
@@ -267,8 +447,8 @@ def _binary_values(name: str, datatype: str, raw: bytes) -> list[Any]:
     return values
 
 
-def v2_request(served: Served, body: bytes, header_length: str | None) -> V2Request:
-    """Read an infer request (JSON, or JSON plus binary tensors) into a checked payload."""
+def v2_request(signature: Signature, body: bytes, header_length: str | None) -> V2Request:
+    """Read an infer request (JSON, or JSON plus binary tensors) for a signature's inputs."""
     binary = b""
     if header_length is not None:
         if not header_length.isdigit() or int(header_length) > len(body):
@@ -282,7 +462,7 @@ def v2_request(served: Served, body: bytes, header_length: str | None) -> V2Requ
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
         raise BadRequest(400, 'an infer request is a JSON object with an "inputs" list')
     request_id = doc.get("id")
-    facing = served.signature.facing_inputs()
+    inputs: dict[str, tuple[list[Any], list[int]]] = {}
     values: dict[str, Any] = {}
     offset = 0
     for i, item in enumerate(doc["inputs"]):
@@ -304,24 +484,20 @@ def v2_request(served: Served, body: bytes, header_length: str | None) -> V2Requ
             data = item["data"]
         else:
             raise BadRequest(400, f"input {name!r} has no data")
-        values[name] = _reshaped(name, data, shape)
-    if facing.columns:
-        columns: dict[str, Any] = {}
+        flat = _flat(name, data, shape)
+        inputs[name] = flat, shape
+        values[name] = _reshaped(flat, shape)
+    columns = bool(signature.facing_inputs().columns)
+    if columns:
         for name, value in values.items():
             # A column arrives as shape [N] or [N, 1].
             if value and isinstance(value, list) and all(isinstance(v, list) for v in value):
                 if any(len(v) != 1 for v in value):
                     raise BadRequest(400, f"input {name!r}: a column is shaped [N] or [N, 1]")
-                value = [v[0] for v in value]
-            columns[name] = value
-        lengths = {len(v) if isinstance(v, list) else -1 for v in columns.values()}
+                values[name] = [v[0] for v in value]
+        lengths = {len(v) if isinstance(v, list) else -1 for v in values.values()}
         if len(lengths) > 1 or -1 in lengths:
             raise BadRequest(400, "every column input must hold the same number of rows")
-        names = list(columns)
-        rows = [list(r) for r in zip(*(columns[n] for n in names), strict=True)]
-        payload: dict[str, Any] = {"dataframe_split": {"columns": names, "data": rows}}
-    else:
-        payload = {"inputs": values}
     wanted, binary_out = None, set()
     if isinstance(doc.get("outputs"), list):
         wanted = []
@@ -333,13 +509,13 @@ def v2_request(served: Served, body: bytes, header_length: str | None) -> V2Requ
                     binary_out.add(out["name"])
     params = doc.get("parameters")
     binary_all = isinstance(params, dict) and bool(params.get("binary_data_output"))
-    return V2Request(json.dumps(payload).encode(),
+    return V2Request(inputs, values, columns,
                      request_id if isinstance(request_id, str) else None,
                      wanted or None, binary_out, binary_all)
 
 
-def _reshaped(name: str, data: Any, shape: list[int]) -> Any:
-    """V2 sends tensors flat (or nested); give them the nesting their shape says."""
+def _flat(name: str, data: Any, shape: list[int]) -> list[Any]:
+    """An input's values, flat, once they are as many as its shape holds."""
     if not isinstance(data, list):
         raise BadRequest(400, f"input {name!r}: data must be a list")
     flat = data
@@ -351,6 +527,11 @@ def _reshaped(name: str, data: Any, shape: list[int]) -> Any:
     if len(flat) != count:
         raise BadRequest(400, f"input {name!r}: shape {shape} holds {count} values, "
                               f"data has {len(flat)}")
+    return flat
+
+
+def _reshaped(flat: list[Any], shape: list[int]) -> Any:
+    """V2 sends tensors flat (or nested); give them the nesting their shape says."""
     if not shape:
         return flat[0] if flat else None
     nested: Any = flat
@@ -438,6 +619,77 @@ def run_payload(served: Served, data: bytes, fmt: str) -> dict[str, Any]:
     return served.runner.run(inputs)
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+def to_json(doc: Any) -> bytes:
+    """A JSON answer's body, written as starlette's JSONResponse writes it.
+
+    Raises:
+        ModelError: The document holds NaN or infinity, which JSON cannot carry.
+    """
+    try:
+        return _ENCODE(doc).encode()
+    except ValueError as exc:
+        raise ModelError(f"the model's outputs cannot be sent as JSON: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The body of a model route's answer, its content type, and where its JSON ends."""
+
+    body: bytes
+    content_type: bytes = b"application/json"
+    header_length: int | None = None
+
+
+def answer_invocations(served: Served, body: bytes, content_type: str | None) -> Answer:
+    """Answer ``POST /invocations``: read, check, run, write."""
+    content_type = content_type or ""
+    inputs = served.plan.mlflow_inputs(body, content_type)
+    if inputs is None:
+        payload, fmt = mlflow_payload(body, content_type)
+        outputs = run_payload(served, payload, fmt)
+    else:
+        outputs = served.runner.run(inputs)
+    return Answer(to_json({"predictions": predictions(outputs)}))
+
+
+def answer_infer(served: Served, body: bytes, header_length: str | None) -> Answer:
+    """Answer a V2 ``infer``: read, check, run, write (JSON, or JSON and binary tensors)."""
+    wanted = v2_request(served.signature, body, header_length)
+    inputs = served.plan.v2_inputs(wanted)
+    if inputs is None:
+        outputs = run_payload(served, wanted.payload(), "json")
+    else:
+        outputs = served.runner.run(inputs)
+    tensors, tail = v2_outputs(outputs, wanted)
+    answer: dict[str, Any] = {"model_name": served.info.name,
+                              "model_version": str(served.version), "outputs": tensors}
+    if wanted.id is not None:
+        answer["id"] = wanted.id
+    if not tail:
+        return Answer(to_json(answer))
+    header = json.dumps(answer, separators=(",", ":")).encode()
+    return Answer(header + tail, b"application/octet-stream", len(header))
+
+
+def _timed(clock: Callable[[], float], served: Served, work: Callable[..., Answer],
+           *args: Any) -> Answer:
+    """Run ``work`` and count how long it took, by ``clock``, in the version's plan.
+
+    On the event loop the clock is the wall's: what other requests wait. In a worker thread
+    it is the thread's processor time, which leaves out the waits for the GIL that
+    concurrent requests cause there (else a version busy in threads would look slow, and stay
+    in threads).
+    """
+    start = clock()
+    try:
+        return work(served, *args)
+    finally:
+        served.plan.took(clock() - start)
+
+
 # --- the web application -----------------------------------------------------------------
 
 
@@ -484,8 +736,14 @@ class Metrics:
 
 def build_app(holder: Holder, options: ServeOptions, metrics: Metrics,
               threads: int) -> Any:
-    """The ASGI application (starlette) over ``holder``."""
+    """The ASGI application over ``holder``.
+
+    The two model routes that run the model (``POST /invocations`` and V2 ``infer``) are
+    answered by a plain ASGI function: no router, request or response objects on the way.
+    Every other route goes through starlette.
+    """
     import anyio
+    import anyio.to_thread
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
@@ -493,32 +751,109 @@ def build_app(holder: Holder, options: ServeOptions, metrics: Metrics,
 
     limiter = anyio.CapacityLimiter(threads)
     access = _access_log(options.access_log)
+    too_large = f"the request body is larger than {options.max_body} bytes"
+    counters: dict[tuple[str, int], Any] = {}
+    timers: dict[str, Any] = {}
 
-    async def body_of(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > options.max_body:
-            raise BadRequest(413, f"the request body is larger than {options.max_body} bytes")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > options.max_body:
-                raise BadRequest(413, f"the request body is larger than {options.max_body} "
-                                      "bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+    def counted(route: str, status: int, elapsed: float) -> None:
+        # The metrics' children, bound once per label value (a labels() call per request
+        # hashes and locks).
+        counter = counters.get((route, status))
+        if counter is None:
+            counter = counters[route, status] = metrics.requests.labels(route, str(status))
+        counter.inc()
+        timer = timers.get(route)
+        if timer is None:
+            timer = timers[route] = metrics.latency.labels(route)
+        timer.observe(elapsed)
 
-    def served_for(request: Request) -> Served:
+    def served_for(name: str | None, version: str | None) -> Served:
         served = holder.current
         if served is None:
             raise BadRequest(503, f"no version of {holder.ref} is loaded")
-        name = request.path_params.get("name")
         if name is not None and name != served.info.name:
             raise BadRequest(404, f"this server serves {served.info.name!r}, not {name!r}")
-        version = request.path_params.get("version")
         if version is not None and version != str(served.version):
             raise BadRequest(404, f"version {version} of {served.info.name} is not served "
                                   f"(version {served.version} is)")
         return served
+
+    async def body_of(receive: Any, declared: bytes | None) -> bytes | None:
+        """The request body (None if the client went away), refused when too large."""
+        if declared is not None and declared.isdigit() and int(declared) > options.max_body:
+            raise BadRequest(413, too_large)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > options.max_body:
+                raise BadRequest(413, too_large)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def model_route(scope: dict[str, Any], receive: Any, send: Any, route: str,
+                          name: str | None, version: str | None) -> None:
+        start = time.perf_counter()
+        served: Served | None = None
+        status = 200
+        try:
+            served = served_for(name, version)
+            content_type = declared = header_length = None
+            for key, value in scope["headers"]:
+                if key == b"content-length" and declared is None:
+                    declared = value
+                elif key == b"content-type" and content_type is None:
+                    content_type = value.decode("latin-1")
+                elif key == b"inference-header-content-length" and header_length is None:
+                    header_length = value.decode("latin-1")
+            body = await body_of(receive, declared)
+            if body is None:
+                return
+            work, arg = ((answer_infer, header_length) if route == "infer" else
+                         (answer_invocations, content_type))
+            plan = served.plan
+            if plan.inline(len(body)):
+                answer = _timed(time.perf_counter, served, work, body, arg)
+            elif len(body) <= SMALL_BODY:
+                answer = await anyio.to_thread.run_sync(_timed, time.thread_time, served, work,
+                                                        body, arg, limiter=limiter)
+            else:
+                answer = await anyio.to_thread.run_sync(work, served, body, arg,
+                                                        limiter=limiter)
+        except BadRequest as exc:
+            status, answer = exc.status, Answer(to_json({"error": exc.message}))
+        except ModelError as exc:
+            status, answer = 500, Answer(to_json({"error": str(exc)}))
+        headers = [(b"content-length", str(len(answer.body)).encode()),
+                   (b"content-type", answer.content_type)]
+        if answer.header_length is not None:
+            headers.append((b"inference-header-content-length",
+                            str(answer.header_length).encode()))
+        if served is not None:
+            headers.append((b"modelreg-version", str(served.version).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer.body})
+        elapsed = time.perf_counter() - start
+        counted(route, status, elapsed)
+        if access is not None:
+            client = scope.get("client")
+            access(client[0] if client else None, scope["method"], scope["path"], status,
+                   elapsed, None if served is None else str(served.version))
+
+    class ModelRoute:
+        """A model route as starlette's endpoint (what reaches it other than a POST)."""
+
+        def __init__(self, route: str) -> None:
+            self.route = route
+
+        async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+            params = scope.get("path_params", {})
+            await model_route(scope, receive, send, self.route, params.get("name"),
+                              params.get("version"))
 
     def handler(route: str, fn: Callable[[Request], Any]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
@@ -527,15 +862,13 @@ def build_app(holder: Holder, options: ServeOptions, metrics: Metrics,
             try:
                 response = await fn(request)
             except BadRequest as exc:
-                body = {"error": exc.message}
-                response = JSONResponse(body, status_code=exc.status)
-            except ModelError as exc:
-                response = JSONResponse({"error": str(exc)}, status_code=500)
+                response = JSONResponse({"error": exc.message}, status_code=exc.status)
             elapsed = time.perf_counter() - start
-            metrics.requests.labels(route, str(response.status_code)).inc()
-            metrics.latency.labels(route).observe(elapsed)
+            counted(route, response.status_code, elapsed)
             if access is not None:
-                access(request, response, elapsed)
+                access(request.client.host if request.client else None, request.method,
+                       request.url.path, response.status_code, elapsed,
+                       response.headers.get("modelreg-version"))
             return response
 
         return endpoint
@@ -555,45 +888,21 @@ def build_app(holder: Holder, options: ServeOptions, metrics: Metrics,
         return JSONResponse({"name": "modelreg", "version": __version__,
                              "extensions": ["binary_tensor_data"]})
 
+    def served_at(request: Request) -> Served:
+        return served_for(request.path_params.get("name"), request.path_params.get("version"))
+
     async def metadata(request: Request) -> Response:
-        served = served_for(request)
+        served = served_at(request)
         return answered_by(JSONResponse(model_metadata(served)), served)
 
     async def model_ready(request: Request) -> Response:
-        served = served_for(request)
+        served = served_at(request)
         ok = not holder.draining
         doc: dict[str, Any] = {"name": served.info.name, "ready": ok,
                                "version": str(served.version), "ref": holder.ref}
         if holder.last_error is not None:
             doc["error"] = holder.last_error
         return answered_by(JSONResponse(doc, status_code=200 if ok else 503), served)
-
-    async def infer(request: Request) -> Response:
-        served = served_for(request)
-        body = await body_of(request)
-        wanted = v2_request(served, body,
-                            request.headers.get("inference-header-content-length"))
-        outputs = await anyio.to_thread.run_sync(run_payload, served, wanted.payload, "json",
-                                                 limiter=limiter)
-        tensors, tail = v2_outputs(outputs, wanted)
-        answer: dict[str, Any] = {"model_name": served.info.name,
-                                  "model_version": str(served.version), "outputs": tensors}
-        if wanted.id is not None:
-            answer["id"] = wanted.id
-        if not tail:
-            return answered_by(JSONResponse(answer), served)
-        header = json.dumps(answer, separators=(",", ":")).encode()
-        response = Response(header + tail, media_type="application/octet-stream",
-                            headers={"Inference-Header-Content-Length": str(len(header))})
-        return answered_by(response, served)
-
-    async def invocations(request: Request) -> Response:
-        served = served_for(request)
-        body = await body_of(request)
-        payload, fmt = mlflow_payload(body, request.headers.get("content-type", ""))
-        outputs = await anyio.to_thread.run_sync(run_payload, served, payload, fmt,
-                                                 limiter=limiter)
-        return answered_by(JSONResponse({"predictions": predictions(outputs)}), served)
 
     async def prometheus(request: Request) -> Response:
         text, content_type = metrics.render()
@@ -611,30 +920,48 @@ def build_app(holder: Holder, options: ServeOptions, metrics: Metrics,
         route("/v2/models/{name}/ready", "model_ready", model_ready, ["GET"]),
         route("/v2/models/{name}/versions/{version}/ready", "model_ready", model_ready,
               ["GET"]),
-        route("/v2/models/{name}/infer", "infer", infer, ["POST"]),
-        route("/v2/models/{name}/versions/{version}/infer", "infer", infer, ["POST"]),
-        route("/invocations", "invocations", invocations, ["POST"]),
+        Route("/v2/models/{name}/infer", ModelRoute("infer"), methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/infer", ModelRoute("infer"),
+              methods=["POST"]),
+        Route("/invocations", ModelRoute("invocations"), methods=["POST"]),
         route("/ping", "ping", ready, ["GET"]),
         route("/health", "ping", ready, ["GET"]),
         route("/metrics", "metrics", prometheus, ["GET"]),
     ]
-    return Starlette(routes=routes)
+    web = Starlette(routes=routes)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            if path == "/invocations":
+                await model_route(scope, receive, send, "invocations", None, None)
+                return
+            if path.startswith("/v2/models/") and path.endswith("/infer"):
+                parts = path[len("/v2/models/"):-len("/infer")].split("/")
+                if len(parts) == 1 and parts[0]:
+                    await model_route(scope, receive, send, "infer", parts[0], None)
+                    return
+                if len(parts) == 3 and parts[0] and parts[1] == "versions" and parts[2]:
+                    await model_route(scope, receive, send, "infer", parts[0], parts[2])
+                    return
+        await web(scope, receive, send)
+
+    return app
 
 
-def _access_log(target: str | None) -> Callable[[Any, Any, float], None] | None:
+def _access_log(target: str | None) -> Callable[..., None] | None:
     """A JSON-lines access log to a file (appended) or ``-`` (standard error)."""
     if target is None:
         return None
     stream = sys.stderr if target == "-" else open(target, "a", encoding="utf-8")  # noqa: SIM115
     lock = threading.Lock()
 
-    def write(request: Any, response: Any, elapsed: float) -> None:
+    def write(client: str | None, method: str, path: str, status: int, elapsed: float,
+              version: str | None) -> None:
         line = json.dumps({
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
-            "client": request.client.host if request.client else None,
-            "method": request.method, "path": request.url.path,
-            "status": response.status_code, "ms": round(elapsed * 1000, 3),
-            "version": response.headers.get("modelreg-version"),
+            "client": client, "method": method, "path": path, "status": status,
+            "ms": round(elapsed * 1000, 3), "version": version,
         })
         with lock:
             stream.write(line + "\n")
@@ -669,7 +996,7 @@ def serve(open_registry: Callable[[], Registry], ref: str, options: ServeOptions
     """Serve ``ref`` until SIGTERM or SIGINT, following its stage or alias.
 
     Args:
-        open_registry: Opens the store (each look of the follower opens it afresh).
+        open_registry: Opens the store (the follower opens it again after a failed look).
         ref: ``NAME@STAGE``, ``NAME@ALIAS`` or ``NAME@N``.
         options: Host, port, threads, poll interval, limits, access log.
         started: Called with the server's URL once it accepts connections.
