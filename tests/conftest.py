@@ -21,6 +21,7 @@ SHARED_SETUP_MODULES = (
     "tests/packaging/test_onnxfile.py",
     "tests/packaging/test_runtime.py",
     "tests/packaging/test_serving.py",
+    "tests/packaging/test_serving_s3.py",
     "tests/packaging/test_mlflow_format.py",
     "tests/packaging/test_ui.py",
     "tests/test_s3_store.py",
