@@ -175,3 +175,33 @@ def test_copy_a_registry_to_s3_and_back(store: tuple[str, dict[str, str]],
     assert "fraud" in clash.stderr and "nothing was overwritten" in clash.stderr
     assert json.loads(cli(store, "versions", "fraud", "--json").stdout)["versions"][-1][
         "version"] == 2
+
+
+def test_export_and_bundles_on_s3(store: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    """export (ONNX with its parity proof, and a bundle) and a bundle's import work on a
+    store with no directory: their scratch files go to the system's temporary directory."""
+    import pickle
+
+    import numpy as np
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3))
+    model = tmp_path / "ridge.pkl"
+    model.write_bytes(pickle.dumps(Ridge().fit(x, x @ [1.0, 2.0, 3.0])))
+    assert cli(store, "register", "ridge", model, "--no-git").returncode == 0
+    onnx = cli(store, "export", "ridge@1", "--allow-pickle", "--json")
+    assert onnx.returncode == 0, onnx.stderr
+    assert json.loads(onnx.stdout)["version"] == 2
+    bundle = tmp_path / "ridge.zip"
+    done = cli(store, "export", "ridge@2", "--to", "bundle", "-o", bundle)
+    assert done.returncode == 0, done.stderr
+    url, env = store
+    other = f"{url}-copy"
+    assert run_cli("init", other, env=env).returncode == 0
+    imported = run_cli("-R", other, "import", bundle, "--json", env=env)
+    assert imported.returncode == 0, imported.stderr
+    shown = json.loads(run_cli("-R", other, "show", "ridge@1", "--json", env=env).stdout)
+    assert shown["artifact"]["digest"] == json.loads(
+        cli(store, "show", "ridge@2", "--json").stdout)["artifact"]["digest"]
+    assert run_cli("-R", other, "fsck", env=env).returncode == 0

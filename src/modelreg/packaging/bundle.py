@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import stat
+import tempfile
 import zipfile
 import zlib
 from dataclasses import asdict, dataclass, replace
@@ -454,8 +455,8 @@ def _import(reg: Registry, src: Path, zf: zipfile.ZipFile, members: dict[str, zi
             same = False
         if not same:
             raise _refused(src, f"{SIGNATURE} differs from the signature in the manifest")
-    ensure_dir(reg.layout.tmp)
-    staging = tmp_name(reg.layout.tmp, "bundle")
+    scratch = reg.scratch()
+    staging = tmp_name(Path(tempfile.gettempdir()) if scratch is None else scratch, "bundle")
     staging.mkdir()
     try:
         for entry, want in wanted.items():

@@ -163,7 +163,7 @@ def export_onnx(reg: Registry, ref: str, *, actor: str, as_name: str | None = No
     elif info.example is not None:
         sample_bytes = reg.objects.get_bytes(info.example.digest.split(":")[1])
         sample_name = info.example.path
-    with tempfile.TemporaryDirectory(dir=reg.layout.tmp, prefix="tmp-export-") as tmp:
+    with tempfile.TemporaryDirectory(dir=reg.scratch(), prefix="tmp-export-") as tmp:
         work = Path(tmp)
         pulling.pull(reg, info.ref, work / "source")
         try:

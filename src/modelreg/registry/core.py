@@ -140,8 +140,18 @@ class Registry:
         """
         if self.fs_layout is None:
             raise UsageError("this needs a store on the file system (a .modelreg directory); "
-                             "this store lives in memory")
+                             f"this store is {self.location}")
         return self.fs_layout
+
+    def scratch(self) -> Path | None:
+        """Where a command puts its temporary work files: the store's ``tmp/`` (created if
+        missing; on the objects' file system, so ``gc`` sweeps what a crash leaves), or
+        None, the system's temporary directory, for a store with no directory (S3,
+        memory)."""
+        if self.fs_layout is None:
+            return None
+        self.fs_layout.tmp.mkdir(parents=True, exist_ok=True)
+        return self.fs_layout.tmp
 
     @cached_property
     def config(self) -> StoreConfig:
