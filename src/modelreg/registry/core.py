@@ -144,10 +144,12 @@ class Registry:
         return self.fs_layout
 
     def scratch(self) -> Path | None:
-        """Where a command puts its temporary work files: the store's ``tmp/`` (created if
-        missing; on the objects' file system, so ``gc`` sweeps what a crash leaves), or
-        None, the system's temporary directory, for a store with no directory (S3,
-        memory)."""
+        """Where a command puts its temporary work files.
+
+        The store's ``tmp/`` (created if missing; on the objects' file system, so ``gc``
+        sweeps what a crash leaves), or None, the system's temporary directory, for a store
+        with no directory (S3, memory).
+        """
         if self.fs_layout is None:
             return None
         self.fs_layout.tmp.mkdir(parents=True, exist_ok=True)

@@ -92,12 +92,12 @@ class DecodedObjects:
         return True
 
     def state(self, head: str, digest: str, data: bytes, where: str) -> ModelState:
-        """Return the state ``data`` (whose sha256 is ``digest``) of the ref whose head is
-        ``head``, decoding it once per process.
+        """Return a ref's state ``data``, decoded once per process.
 
-        A state is not an object, but its digest is a content address all the same (the
-        head commit records it), and what a ``null`` manifest id means depends on the head:
-        the two together name one decoded state.
+        ``digest`` is the sha256 of ``data``, ``head`` the ref's head commit. A state is not
+        an object, but its digest is a content address all the same (the head commit
+        records it), and what a ``null`` manifest id means depends on the head: the two
+        together name one decoded state.
 
         Raises:
             IntegrityError: The bytes are not a state.

@@ -156,7 +156,8 @@ def decoded_form(m: Manifest) -> Manifest | None:
             or (git is not None and (not _optional_text(git.commit, git.branch, git.remote)
                                      or type(git.dirty) is not bool))):
         return None
-    files = [*m.artifact.files, *lin.data, *([m.example] if m.example is not None else [])]
+    files: list[FileInfo | DataRef] = [*m.artifact.files, *lin.data,
+                                       *([m.example] if m.example is not None else [])]
     if not all(type(f.path) is str and type(f.digest) is str and type(f.size) is int
                for f in files) or not (type(m.artifact.size) is int
                                        and type(m.version) is int):
