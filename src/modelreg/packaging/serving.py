@@ -670,7 +670,7 @@ def answer_infer(served: Served, body: bytes, header_length: str | None) -> Answ
         answer["id"] = wanted.id
     if not tail:
         return Answer(to_json(answer))
-    header = json.dumps(answer, separators=(",", ":")).encode()
+    header = to_json(answer)
     return Answer(header + tail, b"application/octet-stream", len(header))
 
 
