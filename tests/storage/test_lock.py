@@ -317,6 +317,100 @@ def test_break_removes_the_lock_judged(lock: Path, tmp_dir: Path) -> None:
     break_lock(lock, info, tmp_dir)  # already gone: nothing to do
 
 
+def _hold_until_told(lock: str, tmp_dir: str, taken, go) -> None:  # type: ignore[no-untyped-def]
+    held = acquire(Path(lock), Path(tmp_dir), timeout=30)
+    taken.set()
+    go.wait(30)
+    held.release()
+
+
+def test_break_leaves_a_live_lock_taken_after_the_judgement(lock: Path, tmp_dir: Path) -> None:
+    # A waiter reads the owner record of A, A releases and exits, B takes the lock; the
+    # waiter now finds A dead. Judged on A's record, the lock is stale, but the lock there
+    # is B's: it must not be moved, not even for the instant of a rename and a link back
+    # (B checks its lock just before it writes, and would give up: "taken over").
+    procs = []
+    first_taken, first_go = _MP.Event(), _MP.Event()
+    first = _MP.Process(target=_hold_until_told,
+                        args=(str(lock), str(tmp_dir), first_taken, first_go))
+    first.start()
+    procs.append(first)
+    try:
+        assert first_taken.wait(30)
+        judged = read_info(lock)
+        assert judged is not None and judged.pid == first.pid
+        first_go.set()
+        first.join(30)
+        second_taken, second_go = _MP.Event(), _MP.Event()
+        second = _MP.Process(target=_hold_until_told,
+                             args=(str(lock), str(tmp_dir), second_taken, second_go))
+        second.start()
+        procs.append(second)
+        assert second_taken.wait(30)
+        before = lock.stat()
+        live = lock.read_bytes()
+        assert is_stale(judged, DEFAULT_STALE_AFTER)  # A is dead
+        assert break_lock(lock, judged, tmp_dir) is False
+        after = lock.stat()
+        assert lock.read_bytes() == live
+        assert (after.st_ino, after.st_ctime_ns) == (before.st_ino, before.st_ctime_ns)
+        second_go.set()
+        second.join(30)
+        assert second.exitcode == 0
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+                proc.join(10)
+
+
+def test_break_puts_back_a_live_lock_swapped_in_at_the_rename(
+    lock: Path, tmp_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two breakers of one dead owner's lock: the other one removes it and a live owner
+    # takes the name between our second look and our rename. What we moved is not the lock
+    # judged stale, so it goes back.
+    dead = _dead_pid()
+    _write_owner(lock, pid=dead, host=socket.gethostname(), token="dead")
+    judged = read_info(lock)
+    assert judged is not None and is_stale(judged, DEFAULT_STALE_AFTER)
+    real_rename = os.rename
+
+    def rename_after_a_takeover(src: Path, dst: Path) -> None:
+        Path(src).unlink()
+        _write_owner(Path(src), pid=os.getpid(), host=socket.gethostname(), token="live")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename_after_a_takeover)
+    assert break_lock(lock, judged, tmp_dir) is False
+    info = read_info(lock)
+    assert info is not None and info.token == "live"
+    assert list(tmp_dir.iterdir()) == []
+
+
+def test_a_lock_taken_after_a_long_wait_does_not_look_old(lock: Path, tmp_dir: Path) -> None:
+    # A lock's age is its file's mtime. A waiter that staged its record when it began to
+    # wait would publish a lock already as old as its wait: with a wait longer than the
+    # stale age (a raised MODELREG_LOCK_TIMEOUT), others would break it at once.
+    import threading
+
+    from modelreg.storage.lock import RESTAGE_AFTER
+
+    holder = acquire(lock, tmp_dir, timeout=0)
+    got: list[Lock] = []
+    waiter = threading.Thread(target=lambda: got.append(acquire(lock, tmp_dir, timeout=60)))
+    waiter.start()
+    time.sleep(3 * RESTAGE_AFTER + 1)
+    released_at = time.time()
+    holder.release()
+    waiter.join(60)
+    assert got and got[0].still_held()
+    # Staged at the start of the wait, the lock would be 4 s older than its release.
+    assert lock.stat().st_mtime > released_at - 2 * RESTAGE_AFTER
+    got[0].release()
+    assert list(tmp_dir.iterdir()) == []
+
+
 # -- release -------------------------------------------------------------------------------
 
 

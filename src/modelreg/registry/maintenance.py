@@ -332,8 +332,7 @@ def _sweep(reg: Registry, cutoff: float, dry_run: bool) -> tuple[list[str], list
     locks = []
     for lock in sorted(reg.layout.refs.rglob("*.lock")):
         info = read_info(lock)
-        if info is not None and is_stale(info, stale_after_setting()):
+        if info is not None and is_stale(info, stale_after_setting()) and (
+                dry_run or break_lock(lock, info, reg.layout.tmp)):
             locks.append(str(lock))
-            if not dry_run:
-                break_lock(lock, info, reg.layout.tmp)
     return tmp_files, locks

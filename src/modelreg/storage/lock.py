@@ -5,9 +5,10 @@ a random token). A lock is *stale* when its owner is a dead process on this host
 is older than ``stale_after`` seconds (owners on other hosts cannot be probed), or when it
 names no owner and is older than a few seconds. The record is written to a temp file and
 linked onto the lock name (``storage.atomic.staged``, create-if-absent, without fsync), so
-a lock never exists without it. A stale lock is broken by renaming it aside and checking
-that what was moved is the lock judged stale, so two processes breaking the same stale lock
-cannot both take it.
+a lock never exists without it, and the record is written again while a taker waits, so a
+lock's mtime is the moment it was taken (to within a second). A stale lock is broken only if
+it still holds the record judged stale, by renaming it aside and checking that what was moved
+is that lock, so two processes breaking the same stale lock cannot both take it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "LOCK_MODE",
     "RECORD_SIZE",
+    "RESTAGE_AFTER",
     "UNREADABLE_STALE_AFTER",
     "Lock",
     "LockInfo",
@@ -64,6 +66,9 @@ Network file systems cache a file's size apart from its data (sshfs keeps a path
 for up to 20 s, and does not see another client replace the file), so a reader that takes the
 size of an earlier lock at the same name would read a new, longer record cut short. With
 one size for every record, a stale size is still the right size."""
+
+RESTAGE_AFTER = 1.0
+"""Seconds after which a waiting taker writes its owner record again (a fresh mtime)."""
 
 # What socket.gethostname() returns, without importing socket; a host name is at most 64
 # bytes (HOST_NAME_MAX), so even escaped as JSON the owner record fits in RECORD_SIZE.
@@ -181,29 +186,45 @@ def is_stale(info: LockInfo, stale_after: float) -> bool:
     return info.host == _HOST and info.pid is not None and not _pid_alive(info.pid)
 
 
-def break_lock(lock: Path, info: LockInfo, tmp_dir: Path) -> None:
+def break_lock(lock: Path, info: LockInfo, tmp_dir: Path) -> bool:
     """Remove a lock judged stale, unless it was replaced since it was judged.
+
+    The lock is read again first: a lock judged on an owner record read a moment earlier
+    (its owner alive then, dead now) may have been released and taken by a live owner
+    since, and that lock must not be moved even for an instant (its holder checks it
+    before it writes). The lock is identified by its owner's random token, not by inode
+    number: a FUSE mount such as sshfs gives each path its own inode number.
 
     Args:
         lock: The lock file.
         info: What the lock said when it was judged stale.
         tmp_dir: The store's temporary directory (the lock is renamed there first).
+
+    Returns:
+        True if the lock judged stale was removed, False if something else is there now.
     """
+    now = read_info(lock)
+    if now is None or now.token != info.token:
+        return False
     aside = tmp_name(tmp_dir, "stale-lock")
     try:
         os.rename(lock, aside)
     except FileNotFoundError:
-        return
+        return False
+    removed = True
     try:
-        moved = aside.stat()
-        if moved.st_ino != info.inode:
-            # Someone replaced the stale lock with a live one between our look and our
-            # rename: put it back if nobody has taken the name since.
-            with contextlib.suppress(FileExistsError):
+        moved = read_info(aside)
+        if moved is None or moved.token != info.token:
+            # Another process broke the same stale lock and a live owner took the name
+            # between our look and our rename: put it back if nobody has taken it since
+            # (sshfs reports an existing name as EPERM).
+            removed = False
+            with contextlib.suppress(FileExistsError, PermissionError):
                 os.link(aside, lock)
     finally:
         with contextlib.suppress(FileNotFoundError):
             aside.unlink()
+    return removed
 
 
 class Lock:
@@ -257,7 +278,6 @@ def acquire(
     if stale_after is None:
         stale_after = stale_after_setting()
     token = os.urandom(16).hex()
-    record = _record(token)
     # The record goes into a temp file first and is linked onto the lock name (the write
     # path's create-if-absent, which also applies link(2)'s NFS rule: an EEXIST while the
     # temp file has two links means the link was made), so a lock never exists without its
@@ -267,7 +287,10 @@ def acquire(
     delay = 0.001
     while True:
         with staged(tmp_dir, "lock", mode=LOCK_MODE, durable=False) as staging:
-            staging.file.write(record)
+            staging.file.write(_record(token))
+            # The lock's mtime is its record's: a record staged long ago would make a lock
+            # taken after a long wait look old (stale to others) the moment it is taken.
+            restage_at = time.monotonic() + RESTAGE_AFTER
             while True:
                 try:
                     if staging.publish(lock, replace=False, exclusive=True):
@@ -288,8 +311,7 @@ def acquire(
                     time.sleep(delay)
                     delay = min(delay * 2, 0.05)
                     continue
-                if is_stale(info, stale_after):
-                    break_lock(lock, info, tmp_dir)
+                if is_stale(info, stale_after) and break_lock(lock, info, tmp_dir):
                     continue
                 if time.monotonic() >= deadline:
                     raise LockHeld(
@@ -302,6 +324,8 @@ def acquire(
 
                 time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
                 delay = min(delay * 2, 0.05)
+                if time.monotonic() >= restage_at:
+                    break
 
 
 @contextlib.contextmanager
