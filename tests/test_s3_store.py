@@ -205,3 +205,33 @@ def test_export_and_bundles_on_s3(store: tuple[str, dict[str, str]], tmp_path: P
     assert shown["artifact"]["digest"] == json.loads(
         cli(store, "show", "ridge@2", "--json").stdout)["artifact"]["digest"]
     assert run_cli("-R", other, "fsck", env=env).returncode == 0
+
+
+def test_a_policy_with_hooks_on_s3_refuses_every_change(store: tuple[str, dict[str, str]],
+                                                        endpoint: str, tmp_path: Path) -> None:
+    # Hooks run as commands beside a store on a file system; a store on S3 would skip them
+    # silently, so a change is refused before anything is stored. Reading needs no policy.
+    import boto3
+
+    url, env = store
+    f = tmp_path / "model.bin"
+    f.write_bytes(os.urandom(100))
+    assert cli(store, "register", "churn", f, "--no-git").returncode == 0
+    bucket, prefix = url[len("s3://"):].split("/", 1)
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/refs/config",
+                  Body=b'[[hooks]]\non = ["promote"]\ncommand = "true"\n')
+    shown = cli(store, "show", "churn@1", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["version"] == 1
+    g = tmp_path / "other.bin"
+    g.write_bytes(os.urandom(100))
+    for args in (("register", "churn", g, "--no-git"), ("promote", "churn@1", "--to", "staging")):
+        done = cli(store, *args)
+        assert done.returncode == 2, done.stderr
+        assert "names hooks" in done.stderr
+    objects = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/objects/")["KeyCount"]
+    assert objects == 2  # version 1's file and commit: nothing of the refused register
+    assert [v["version"] for v in json.loads(
+        cli(store, "versions", "churn", "--json").stdout)["versions"]] == [1]

@@ -310,8 +310,13 @@ def test_duplicate_check_still_verifies_every_leaf(long_history: Registry,
     path = store.path(long_history.require_state("m").leaves[0])
     path.chmod(0o644)
     path.write_bytes(path.read_bytes().replace(b'"n":', b'"n": ', 1))
+    # Bytes stored already (version 8's) under new params: every leaf is looked through,
+    # and a leaf read is verified.
+    f = tmp_path / "again.bin"
+    f.write_bytes(b"model 7")
     with pytest.raises(IntegrityError):
-        _register(Registry.open(long_history.layout.root), tmp_path, 10_000)
+        modelreg.register("m", [f], registry=Registry.open(long_history.layout.root),
+                          git=False, params={"i": -1})
 
 
 def test_stage_head_falls_back_to_a_version_in_an_older_leaf(long_history: Registry) -> None:
@@ -333,12 +338,17 @@ def test_stage_head_falls_back_to_a_version_in_an_older_leaf(long_history: Regis
 def test_a_loop_of_registers_reads_each_full_leaf_once(long_history: Registry,
                                                          tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    # The duplicate check searches a leaf it does not decode as bytes; a process that
-    # registers again searches the bytes it kept instead of reading the file again.
+    # New bytes cannot belong to an earlier version: such a register reads no leaf. Bytes
+    # stored already send the duplicate check through the leaves, searched as bytes; a
+    # process that registers again searches the bytes it kept instead of reading again.
     reg = Registry.open(long_history.layout.root)
     reads = count_object_reads(monkeypatch)
-    _register(reg, tmp_path, 20_000)
+    assert _register(reg, tmp_path, 20_000).created
     first = reg.require_state("m").leaves[0]
+    assert reads.count(first) == 0
+    f = tmp_path / "again.bin"
+    f.write_bytes(b"model 7")  # version 8's bytes, other params: not a duplicate
+    assert modelreg.register("m", [f], registry=reg, git=False, params={"i": -1}).created
     assert reads.count(first) == 1
     for i in range(20_001, 20_004):
         assert _register(reg, tmp_path, i).created
@@ -347,3 +357,28 @@ def test_a_loop_of_registers_reads_each_full_leaf_once(long_history: Registry,
     again = _register(reg, tmp_path, 4)  # a duplicate of version 5, in the first leaf
     assert (again.created, again.version.version) == (False, 5)
     assert reads.count(first) == 1
+
+
+def test_a_duplicate_committed_while_the_bytes_were_stored_is_found(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # This register stores its file anew, so it looks only at versions committed since it
+    # read the model; an identical register that commits in between is one of those.
+    for i in range(3):
+        _register(registry, tmp_path, i)
+    other = Registry.open(registry.layout.root)
+    store_file = type(registry.objects).store_file
+    raced = []
+
+    def store_then_race(self: Any, source: Path, progress: Any = None) -> tuple[str, int, bool]:
+        stored = store_file(self, source, progress)
+        if self is registry.objects and not raced:
+            raced.append(_register(other, tmp_path, 99))  # the same bytes and params
+        return stored
+
+    monkeypatch.setattr(type(registry.objects), "store_file", store_then_race)
+    mine = _register(registry, tmp_path, 99)
+    assert raced and raced[0].created and raced[0].version.version == 4
+    assert (mine.created, mine.version.version) == (False, 4)
+    assert [v.version for v in modelreg.versions("m", registry=registry.layout.root)] == [
+        1, 2, 3, 4]

@@ -109,6 +109,20 @@ def test_put_file_streams_and_reports_progress(backend: Backend, tmp_path: Path)
     assert out.getvalue() == data
 
 
+@pytest.mark.parametrize("size", [64, 3 << 20])
+def test_store_file_tells_whether_it_created_the_object(backend: Backend, tmp_path: Path,
+                                                        size: int) -> None:
+    # What `register` relies on to skip looking for an identical earlier version.
+    source = tmp_path / "model.bin"
+    source.write_bytes(os.urandom(size))
+    oid, stored, created = backend.objects.store_file(source)
+    assert (stored, created) == (size, True)
+    assert backend.objects.store_file(source) == (oid, size, False)
+    other = tmp_path / "copy.bin"
+    other.write_bytes(source.read_bytes())
+    assert backend.objects.store_file(other) == (oid, size, False)
+
+
 def test_missing_objects_are_reported_as_missing(backend: Backend) -> None:
     assert not backend.objects.contains(MISSING)
     assert not backend.objects.verify(MISSING)

@@ -150,7 +150,7 @@ def test_a_large_file_goes_up_in_parts_to_its_final_key(s3_admin: Any, s3_url: s
     assert out.getvalue() == data
     # Stored already: hashed, found, not uploaded again; progress still adds up.
     seen.clear()
-    assert objects.put_file(source, seen.append) == (oid, len(data))
+    assert objects.store_file(source, seen.append) == (oid, len(data), False)
     assert seen == [len(data)]
     assert s3_admin.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
@@ -538,6 +538,7 @@ def test_a_write_whose_answer_was_lost_still_counts(s3_url: str, faults: Faults)
     oid = objects.put_bytes(b"landed")
     assert objects.get_bytes(oid) == b"landed"
     assert refs.compare_and_swap("models/warm", None, b"probe done")
+    assert refs.delete_if("models/warm", refs.read_versioned("models/warm")[1])  # probed too
     faults.fail_after(1)
     assert refs.compare_and_swap(REF, None, b"mine") is True
     _, token = refs.read_versioned(REF)
@@ -575,6 +576,8 @@ def test_an_endpoint_without_conditional_writes_is_refused(
             assert caught.value.exit_code == EXIT_USAGE
             assert f"did not honour {swap_lacks})" in str(caught.value)
         token = refs.read_versioned(REF)[1]
+        with pytest.raises(UsageError, match=f"did not honour {delete_lacks}\\)"):
+            refs.delete_if(REF, token or '"abc"')  # the conditional delete probed now
         before = layer.requests
         with pytest.raises(UsageError, match=f"did not honour {delete_lacks}\\)"):
             refs.delete_if(REF, token or '"abc"')
@@ -590,3 +593,25 @@ def test_an_endpoint_without_conditional_writes_is_refused(
     _, refs = open_s3(s3_url)
     assert refs.compare_and_swap("models/other", None, b"x")
     assert refs.delete_if("models/other", refs.read_versioned("models/other")[1])
+
+
+def test_the_probe_repeats_the_creation_of_the_object_just_stored(
+        s3_admin: Any, s3_url: str, faults: Faults, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A change stores its commit, then swaps the ref: the probe sends that commit again
+    # with each condition (both refused by an honest endpoint), so a process's first
+    # change costs two requests more, not five, and leaves no probe key behind.
+    from modelreg.storage import s3 as s3_module
+
+    monkeypatch.setattr(s3_module, "_VERDICTS", {})
+    objects, refs = open_s3(s3_url)
+    before = faults.requests
+    oid = objects.put_bytes(b"a commit")
+    assert refs.compare_and_swap(REF, None, b"one")
+    assert faults.requests - before == 1 + 2 + 1
+    bucket, prefix = _split(s3_url)
+    keys = [o["Key"] for o in s3_admin.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert sorted(keys) == [f"{prefix}/objects/{oid}", f"{prefix}/refs/{REF}"]
+    assert objects.get_bytes(oid) == b"a commit"
+    before = faults.requests
+    assert refs.compare_and_swap(REF, refs.read_versioned(REF)[1], b"two")
+    assert faults.requests - before == 2  # the read and the swap: the verdict is kept

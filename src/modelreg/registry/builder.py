@@ -117,26 +117,38 @@ class StateBuilder:
             self._tail_groups.add(number)
         self._dirty.add(number)
 
-    def find_fingerprint(self, fingerprint: str) -> tuple[int, VersionEntry] | None:
-        """Return the oldest version whose entry has ``fingerprint``, or None."""
-        return self._search(fingerprint, lambda e: e.fingerprint == fingerprint, newest=False)
+    def find_fingerprint(self, fingerprint: str, *, after: int = 0
+                         ) -> tuple[int, VersionEntry] | None:
+        """Return the oldest version whose entry has ``fingerprint``, or None.
 
-    def _search(self, value: str, match: Callable[[VersionEntry], bool], *, newest: bool
-                ) -> tuple[int, VersionEntry] | None:
+        Args:
+            fingerprint: What to look for.
+            after: Look only at versions newer than this one (their groups' leaves): the
+                caller knows no version up to it can match.
+        """
+        return self._search(fingerprint, lambda e: e.fingerprint == fingerprint, newest=False,
+                            after=after)
+
+    def _search(self, value: str, match: Callable[[VersionEntry], bool], *, newest: bool,
+                after: int = 0) -> tuple[int, VersionEntry] | None:
         """Return the oldest (or newest) version whose entry ``match``es, or None.
 
         ``match`` must hold only for entries that contain the string ``value``. A leaf not
         yet read is searched as verified bytes for ``value`` (as canonical JSON spells it)
         and decoded only if it occurs there: at 10,000 versions a scan meets 156 leaves.
+        Only versions newer than ``after`` are looked at (and only their groups read).
         """
         needle = json.dumps(value, ensure_ascii=False).encode()  # as a leaf spells it
+        first = group_of(after + 1)
         for number in sorted(set(self.leaves) | set(self._groups), reverse=newest):
+            if number < first:
+                continue
             if number not in self._groups and not self.reg.decoded.may_hold(
                 self.leaves[number], needle, decode_leaf
             ):
                 continue
             for version, entry in sorted(self._group(number).items(), reverse=newest):
-                if match(entry):
+                if version > after and match(entry):
                     return version, entry
         return None
 

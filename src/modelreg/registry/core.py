@@ -97,7 +97,8 @@ class Registry:
     """One store, opened: a ``.modelreg`` directory or a memory store."""
 
     def __init__(self, layout: Layout | None = None, *, objects: Objects | None = None,
-                 refs: Refs | None = None, config: StoreConfig | None = None,
+                 refs: Refs | None = None,
+                 config: StoreConfig | Callable[[], StoreConfig] | None = None,
                  location: str | None = None) -> None:
         """Compose a registry.
 
@@ -105,7 +106,9 @@ class Registry:
             layout: A ``.modelreg`` directory: its objects, refs and ``config.toml``.
             objects: The objects of a store with no directory (memory, S3).
             refs: The refs of that store.
-            config: The policy of a store with no directory (default: the defaults).
+            config: The policy of a store with no directory (default: the defaults), or
+                a function that reads it, called the first time it is needed (a store on
+                S3: a command that needs no policy, such as ``show``, does not read it).
             location: Where a store with no directory is, for messages (its URL).
 
         Raises:
@@ -161,6 +164,8 @@ class Registry:
         from modelreg.registry.policy import StoreConfig, load_config
 
         if self.fs_layout is None:
+            if callable(self._config):
+                return self._config()
             return self._config if self._config is not None else StoreConfig()
         return load_config(self.fs_layout.config_file)
 
@@ -227,12 +232,17 @@ class Registry:
         if text != str(FORMAT_VERSION):
             raise UnsupportedFormat(f"{url} has format version {text!r}; this modelreg reads "
                                     f"version {FORMAT_VERSION}", url)
-        config = config_from_bytes(refs.read(CONFIG_REF) or b"", f"{url} (config.toml)")
-        if config.hooks:
-            raise UsageError(f"{url}: its config.toml names hooks, which run as commands "
-                             "beside a store on the file system; a store on S3 runs none, so "
-                             "it refuses to open rather than skip them")
-        return cls(objects=objects, refs=refs, config=config, location=url), created
+
+        def read_config() -> StoreConfig:
+            config = config_from_bytes(refs.read(CONFIG_REF) or b"", f"{url} (config.toml)")
+            if config.hooks:
+                raise UsageError(f"{url}: its config.toml names hooks, which run as commands "
+                                 "beside a store on the file system; a store on S3 runs none, "
+                                 "so it refuses every command that reads its policy rather "
+                                 "than skip them")
+            return config
+
+        return cls(objects=objects, refs=refs, config=read_config, location=url), created
 
     # -- reading state -------------------------------------------------------------------
 

@@ -58,27 +58,33 @@ def fingerprint(artifact_digest: str, description: str | None, tags: dict[str, s
 
 
 def store_artifact(reg: Registry, kind: str, sources: list[SourceFile],
-                   progress: Progress | None) -> Artifact:
-    """Store the files of an artifact (no lock held) and describe it."""
+                   progress: Progress | None) -> tuple[Artifact, bool]:
+    """Store the files of an artifact (no lock held) and describe it.
+
+    Returns:
+        The artifact, and whether one of its files was stored anew (absent before).
+    """
     total = sum(s.source.stat().st_size for s in sources)
     if progress is not None:
         progress.start(total)
     entries = []
+    new = False
     try:
         for s in sources:
-            oid, size = reg.objects.put_file(
+            oid, size, created = reg.objects.store_file(
                 s.source, progress.advance if progress is not None else None
             )
             entries.append(FileEntry(s.relpath, oid, size))
+            new = new or created
     finally:
         if progress is not None:
             progress.finish()
     files = [FileInfo(e.path, format_digest(e.digest), e.size) for e in entries]
     size = sum(e.size for e in entries)
     if kind == "file":
-        return Artifact("file", files[0].digest, size, files)
+        return Artifact("file", files[0].digest, size, files), new
     tree_oid = reg.objects.put_bytes(encode_tree(entries))
-    return Artifact("directory", format_digest(tree_oid), size, files)
+    return Artifact("directory", format_digest(tree_oid), size, files), new
 
 
 def register(
@@ -151,7 +157,14 @@ def register(
         check_user_path(example.name, "input example")
     # Every check on the user's input is done; only now are bytes stored.
     kind, sources = collect(paths)
-    artifact = store_artifact(reg, kind, sources, progress)
+    # The model as it is before any byte is stored: if a file of the artifact is then
+    # stored anew, no version up to this one can be an identical registration (its files
+    # would be stored, and reachable objects are never removed), so the duplicate check
+    # looks only at versions committed since: the tail, not every index leaf (on S3, a
+    # request per leaf). Where writers do not queue, the change is planned on this read.
+    before = reg.current(name)
+    artifact, new = store_artifact(reg, kind, sources, progress)
+    known = before.state.latest.version if new and before and before.state.latest else 0
     example_info = None
     if example is not None:
         oid, size = reg.objects.put_file(example)
@@ -167,7 +180,7 @@ def register(
                 f"model {b.name!r} already exists; names are unique ignoring case, "
                 f"so register under {b.name!r}"
             )
-        found = b.find_fingerprint(fp) if b.exists and not force else None
+        found = b.find_fingerprint(fp, after=known) if b.exists and not force else None
         if found is not None:
             v, e = found
             # A rerun of `register --stage` after a run that stopped short of the move
@@ -201,7 +214,7 @@ def register(
                                    exc.reasons) from exc
         return version, True
 
-    outcome = mutate(reg, name, plan)
+    outcome = mutate(reg, name, plan, start=before)
     version, created = outcome.value
     if created:
         heal_blobs(reg, artifact, sources)

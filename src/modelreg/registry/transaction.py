@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from modelreg.errors import ConflictError, Denial, ModelregError, PolicyDenied, UsageError
 from modelreg.registry.builder import StateBuilder
-from modelreg.registry.core import Registry
+from modelreg.registry.core import Current, Registry
 from modelreg.registry.events import event_record
 from modelreg.registry.state import no_such_version, now_iso
 from modelreg.storage.backend import MAX_REF_BODY
@@ -62,7 +62,11 @@ class Outcome(Generic[T]):
         return [event_record(self.builder.name, oid, c) for oid, c in self.builder.commits]
 
 
-def mutate(reg: Registry, name: str, plan: Callable[[StateBuilder], T]) -> Outcome[T]:
+_UNREAD: Any = object()
+
+
+def mutate(reg: Registry, name: str, plan: Callable[[StateBuilder], T], *,
+           start: Current | None = _UNREAD) -> Outcome[T]:
     """Apply ``plan`` to model ``name`` and commit the events it records, atomically.
 
     ``plan`` runs on a working copy of the model's current state; its objects are stored
@@ -81,6 +85,10 @@ def mutate(reg: Registry, name: str, plan: Callable[[StateBuilder], T]) -> Outco
         reg: The registry.
         name: The model.
         plan: Records events on the builder and returns a value.
+        start: The model as the caller read it a moment ago (None: it did not exist), to
+            plan the first attempt on without reading the ref again, where writers do not
+            queue (``Refs.queues``: object storage, memory). Where they queue, the ref is
+            read under the lock whatever is given.
 
     Returns:
         The plan's value, the events committed and the hook results.
@@ -106,7 +114,10 @@ def mutate(reg: Registry, name: str, plan: Callable[[StateBuilder], T]) -> Outco
     deadline = time.monotonic() + _timeout()
     with reg.refs.locked(ref_name):
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            current = reg.current(name)
+            if attempt == 1 and start is not _UNREAD and not reg.refs.queues:
+                current = start
+            else:
+                current = reg.current(name)
             b = StateBuilder(reg, name, current)
             value = plan(b)
             if planned is not None and b.signature() != planned:

@@ -50,6 +50,15 @@ class Objects(Protocol):
     def put_file(self, source: Path, progress: Progress | None = None) -> tuple[str, int]:
         """Stream a file in, hashing as it lands; return its id and size."""
 
+    def store_file(self, source: Path, progress: Progress | None = None
+                   ) -> tuple[str, int, bool]:
+        """As :meth:`put_file`, and tell whether this call stored the object anew.
+
+        The third value is True only if the object was absent and this call created it:
+        no version committed before the call can name it (``register`` then skips looking
+        for an identical earlier version among those).
+        """
+
     def sync(self) -> None:
         """Make every object put so far durable (before a ref that names them moves)."""
 
@@ -93,6 +102,10 @@ class Objects(Protocol):
 
 class Refs(Protocol):
     """Named byte documents, changed only by compare-and-swap."""
+
+    queues: bool
+    """True if :meth:`locked` makes writers wait for each other (the file system); a
+    change then reads the ref it will swap under the lock, never before it."""
 
     def read(self, name: str) -> bytes | None:
         """Return the body ref ``name`` holds, or None if it does not exist."""

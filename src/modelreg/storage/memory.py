@@ -54,6 +54,12 @@ class MemoryObjects:
 
     def put_file(self, source: Path, progress: Progress | None = None) -> tuple[str, int]:
         """Read a file in chunks (reporting progress) and store it; return its id and size."""
+        oid, size, _ = self.store_file(source, progress)
+        return oid, size
+
+    def store_file(self, source: Path, progress: Progress | None = None
+                   ) -> tuple[str, int, bool]:
+        """As :meth:`put_file`, and tell whether the object was stored anew."""
         chunks = []
         with open(source, "rb") as fh:
             while chunk := fh.read(_CHUNK):
@@ -61,7 +67,12 @@ class MemoryObjects:
                 if progress is not None:
                     progress(len(chunk))
         data = b"".join(chunks)
-        return self.put_bytes(data), len(data)
+        oid = digest_bytes(data)
+        with self._lock:
+            created = oid not in self.data
+            self.data.setdefault(oid, data)
+            self.times[oid] = time.time()
+        return oid, len(data), created
 
     def get_bytes(self, oid: str) -> bytes:
         """Return an object's bytes, verified.
@@ -120,6 +131,9 @@ class MemoryObjects:
 
 class MemoryRefs:
     """Refs in a dict, each with a token that changes on every write."""
+
+    queues = False
+    """No lock: memory writers race, and the compare-and-swap decides."""
 
     def __init__(self) -> None:
         self._refs: dict[str, tuple[bytes, str]] = {}

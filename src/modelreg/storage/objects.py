@@ -100,6 +100,12 @@ class ObjectStore:
         return oid
 
     def put_file(self, source: Path, progress: Progress | None = None) -> tuple[str, int]:
+        """Store a file (see :meth:`store_file`); return its id and size."""
+        oid, size, _ = self.store_file(source, progress)
+        return oid, size
+
+    def store_file(self, source: Path, progress: Progress | None = None
+                   ) -> tuple[str, int, bool]:
         """Copy a file into the store, hashing while copying, in constant memory.
 
         The id is the sha256 of the bytes that landed in the temporary object file, whatever
@@ -116,17 +122,19 @@ class ObjectStore:
                 the size returned.
 
         Returns:
-            The object id and the size in bytes.
+            The object id, the size in bytes, and whether this call created the object.
         """
         # The temporary file first: it is removed even if the source fails to open.
+        created = False
         with staged(self.tmp_dir, "blob", mode=OBJECT_MODE) as tmp, open(source, "rb") as src:
             oid, size = copy_into_file(src, tmp.file, tmp.path, progress, sync=tmp.sync)
             path = self.path(oid)
             # As in put_bytes: publish unless a copy is there whose mtime could be refreshed.
             while not (path.exists() and self._touch(path)):
                 if tmp.publish(path, replace=False, sync_dir=False):
+                    created = True
                     break
-        return oid, size
+        return oid, size, created
 
     def get_bytes(self, oid: str) -> bytes:
         """Read a whole (small) object, verifying it against its id.

@@ -74,6 +74,9 @@ def check_ref_name(name: str) -> None:
 class RefStore:
     """The refs of one store."""
 
+    queues = True
+    """Writers of one ref queue on its lock file."""
+
     def __init__(self, root: Path, tmp_dir: Path) -> None:
         self.root = root
         self.tmp_dir = tmp_dir

@@ -36,10 +36,12 @@ told they won; both meant the same new state, which is what the ref holds.
 **Endpoints that ignore conditions.** An S3-compatible server that ignores ``If-None-Match``
 or ``If-Match`` would let every writer win and silently lose updates. Before the first ref
 write of a process to an endpoint and bucket, :func:`check_conditional_writes` probes them
-(five requests on a key under ``PREFIX/probe/``), and a ref write that relies on a
-condition the endpoint did not honour is refused with a :class:`UsageError`: swaps need
-both conditional puts, :meth:`S3Refs.delete_if` the conditional delete (which some servers
-lack while having the puts). The verdict is kept for the process.
+(two requests that repeat the creation of the commit the change has just stored), and a
+ref write that relies on a condition the endpoint did not honour is refused with a
+:class:`UsageError`: swaps need both conditional puts, :meth:`S3Refs.delete_if` the
+conditional delete (which some servers lack while having the puts; probed on a key of its
+own under ``PREFIX/probe/`` the first time it is needed). The verdict is kept for the
+process.
 
 **Large files.** An object's key is its digest, which is known only once every byte has been
 read, while a multipart upload names its key when it starts. So :meth:`S3Objects.put_file`
@@ -214,6 +216,9 @@ class _Bucket:
         self.max_attempts = max_attempts
         self.endpoint = str(client.meta.endpoint_url)
         self._bucket_seen = False
+        self.sample: tuple[str, bytes] | None = None
+        """A small object this client created (key, bytes): the conditional-write probe
+        repeats its creation, harmless whatever the endpoint does."""
 
     def call(self, operation: str, where: str, expect: frozenset[str] = frozenset(),
              **params: Any) -> Any:
@@ -385,14 +390,22 @@ class S3Objects:
         self._put(oid, data)
         return oid
 
-    def _put(self, oid: str, data: bytes) -> None:
-        """Create object ``oid`` from ``data`` (whose digest it is) unless it is there."""
+    def _put(self, oid: str, data: bytes) -> bool:
+        """Create object ``oid`` from ``data`` (whose digest it is) unless it is there.
+
+        Returns:
+            True if this call created it, False if it was there (and is marked re-used).
+        """
         for _ in range(_STORE_TRIES):
             answer = self._s3.call(
                 "put_object", self.key(oid), _CONDITION_FAILED, Key=self.key(oid), Body=data,
                 IfNoneMatch="*", ChecksumSHA256=_b64(oid))
-            if not isinstance(answer, _Refused) or self._reuse(oid):
-                return
+            if not isinstance(answer, _Refused):
+                if len(data) <= _SAMPLE_MAX:
+                    self._s3.sample = (self.key(oid), data)
+                return True
+            if self._reuse(oid):
+                return False
         raise self._vanishing(oid)
 
     def _vanishing(self, oid: str) -> ConflictError:
@@ -420,7 +433,13 @@ class S3Objects:
         """Nothing to do: S3 acknowledges a write only once it is durable."""
 
     def put_file(self, source: Path, progress: Progress | None = None) -> tuple[str, int]:
-        """Store a file; return its id and size.
+        """Store a file (see :meth:`store_file`); return its id and size."""
+        oid, size, _ = self.store_file(source, progress)
+        return oid, size
+
+    def store_file(self, source: Path, progress: Progress | None = None
+                   ) -> tuple[str, int, bool]:
+        """Store a file; return its id, its size and whether this call created the object.
 
         Up to ``multipart_threshold`` bytes, the file is read once and sent in one request.
         A larger file is hashed first, skipped if already stored, else uploaded in parts of
@@ -433,7 +452,7 @@ class S3Objects:
                 already stored, once with its size); the counts add up to the size.
 
         Returns:
-            The object id and the size in bytes.
+            The object id, the size in bytes, and whether this call created the object.
 
         Raises:
             ConflictError: The file changed between the two passes; nothing was stored.
@@ -442,17 +461,16 @@ class S3Objects:
             buffer = io.BytesIO()
             with open(source, "rb") as fh:
                 oid, size = copy_stream(fh, buffer, progress)
-            self._put(oid, buffer.getvalue())
-            return oid, size
+            return oid, size, self._put(oid, buffer.getvalue())
         oid, size = digest_file(source)
         sent = False  # progress is told of the bytes once, however many tries it takes
         for _ in range(_STORE_TRIES):
             if self.contains(oid) and self._reuse(oid):
                 if progress is not None and not sent:
                     progress(size)
-                return oid, size
+                return oid, size, False
             if self._upload_parts(source, oid, size, None if sent else progress):
-                return oid, size
+                return oid, size, True
             sent = True
         raise self._vanishing(oid)
 
@@ -625,19 +643,27 @@ _DELETE = "If-Match on DeleteObject"
 _SWAP_NEEDS = (_CREATE, _REPLACE)
 _DELETE_NEEDS = (_DELETE,)
 
-_VERDICTS: dict[tuple[str, str], tuple[str, ...]] = {}
+_SAMPLE_MAX = 64 << 10
+"""The largest object the probe may send again (commits and leaves are far smaller)."""
+
+_VERDICTS: dict[tuple[str, str], dict[str, bool]] = {}
 _VERDICTS_LOCK = threading.Lock()
 
 
 def check_conditional_writes(bucket: _Bucket, needed: tuple[str, ...]) -> None:
     """Refuse an endpoint that does not honour the conditions ``needed``; probe once.
 
-    On a fresh key under ``PREFIX/probe/``: create it with ``If-None-Match: *`` (must work),
-    again (must be refused), replace it with ``If-Match`` on a wrong ETag (must be refused),
-    delete it with ``If-Match`` on a wrong ETag (must be refused), then delete it. What the
-    endpoint failed to honour is kept per endpoint and bucket for the life of the process,
-    so a server that knows conditional puts but not conditional deletes serves every ref
-    operation but :meth:`S3Refs.delete_if`.
+    Each condition is tried the first time a request of this process relies on it, and
+    what the endpoint did is kept per endpoint and bucket for the life of the process, so
+    a server that knows conditional puts but not conditional deletes serves every ref
+    operation but :meth:`S3Refs.delete_if`. The puts are tried on an object this client
+    has just created (every change creates its commit before it moves a ref): sent again
+    with ``If-None-Match: *``, and with ``If-Match`` on a wrong ETag, each must be refused;
+    an endpoint that obeys neither rewrites the same bytes, which harms nothing. Two
+    requests. Without such an object, for a put that was let through (it is tried again
+    there, to tell an endpoint that ignores it from an object removed meanwhile), and for
+    the conditional delete, which must never be tried on an object that matters, a fresh
+    key under ``PREFIX/probe/`` is created (that must work), tried and deleted.
 
     Args:
         bucket: The bucket, through its endpoint.
@@ -648,9 +674,11 @@ def check_conditional_writes(bucket: _Bucket, needed: tuple[str, ...]) -> None:
     """
     ident = (bucket.endpoint, bucket.location.bucket)
     with _VERDICTS_LOCK:
-        if ident not in _VERDICTS:
-            _VERDICTS[ident] = _probe(bucket)
-        failed = [c for c in _VERDICTS[ident] if c in needed]
+        known = _VERDICTS.setdefault(ident, {})
+        untried = tuple(c for c in needed if c not in known)
+        if untried:
+            known.update(_probe(bucket, untried))
+        failed = [c for c in needed if not known[c]]
     if failed:
         raise UsageError(
             f"the S3 endpoint {bucket.endpoint} does not implement conditional writes (it "
@@ -659,36 +687,61 @@ def check_conditional_writes(bucket: _Bucket, needed: tuple[str, ...]) -> None:
             "(docs/s3.md says what an endpoint needs)")
 
 
-def _probe(s3: _Bucket) -> tuple[str, ...]:
-    """Try each condition on a fresh key; return those the endpoint did not honour."""
+_WRONG_ETAG = '"00000000000000000000000000000000"'
+# What a server that does not implement a condition may answer instead of obeying it.
+_UNSUPPORTED = frozenset({"NotImplemented", "InvalidArgument", "InvalidRequest", "501"})
+
+
+def _refused(s3: _Bucket, operation: str, key: str, **params: Any) -> bool:
+    """Send a request that a condition must stop; True if the endpoint refused it so."""
+    answer = s3.call(operation, key, _CONDITION_FAILED | _UNSUPPORTED, Key=key, **params)
+    return isinstance(answer, _Refused) and answer.code in _CONDITION_FAILED
+
+
+def _probe(s3: _Bucket, conditions: tuple[str, ...]) -> dict[str, bool]:
+    """Try each of ``conditions``; return which the endpoint honoured."""
+    honoured: dict[str, bool] = {}
+    puts = [c for c in conditions if c in (_CREATE, _REPLACE)]
+    if puts and s3.sample is not None:
+        key, body = s3.sample
+        for condition in list(puts):
+            condition_header = ({"IfNoneMatch": "*"} if condition == _CREATE
+                                else {"IfMatch": _WRONG_ETAG})
+            if _refused(s3, "put_object", key, Body=body, ChecksumSHA256=_checksum(body),
+                        **condition_header):
+                honoured[condition] = True
+                puts.remove(condition)
+        # A write let through is tried again on a key of its own: the sample may have
+        # been removed meanwhile (`gc --grace 0` before the ref names it).
+    rest = [*puts, *(c for c in conditions if c == _DELETE)]
+    if not rest:
+        return honoured
     key = s3.location.key("probe", uuid.uuid4().hex)
-    wrong = '"00000000000000000000000000000000"'
-    # What a server that does not implement a condition may answer instead of obeying it.
-    unsupported = frozenset({"NotImplemented", "InvalidArgument", "InvalidRequest", "501"})
-    steps: list[tuple[str, str, dict[str, Any], frozenset[str]]] = [
-        (_CREATE, "put_object", {"Body": b"1", "IfNoneMatch": "*"}, frozenset()),  # must work
-        (_CREATE, "put_object", {"Body": b"2", "IfNoneMatch": "*"}, _CONDITION_FAILED),
-        (_REPLACE, "put_object", {"Body": b"3", "IfMatch": wrong}, _CONDITION_FAILED),
-        (_DELETE, "delete_object", {"IfMatch": wrong}, _CONDITION_FAILED),
-    ]
-    failed: list[str] = []
     try:
-        for what, operation, params, refusals in steps:
-            answer = s3.call(operation, key, refusals | unsupported, Key=key, **params)
-            obeyed = (answer.code in refusals if isinstance(answer, _Refused)
-                      else not refusals)
-            if not obeyed and not refusals:  # not even a create: the rest cannot be tried
-                return (_CREATE, _REPLACE, _DELETE)
-            if not obeyed:
-                failed.append(what)
+        created = s3.call("put_object", key, _CONDITION_FAILED | _UNSUPPORTED, Key=key,
+                          Body=b"1", IfNoneMatch="*")
+        if isinstance(created, _Refused):  # not even a create: the rest cannot be tried
+            return {**honoured, **dict.fromkeys(rest, False)}
+        for condition in rest:
+            if condition == _CREATE:
+                honoured[condition] = _refused(s3, "put_object", key, Body=b"2",
+                                               IfNoneMatch="*")
+            elif condition == _REPLACE:
+                honoured[condition] = _refused(s3, "put_object", key, Body=b"3",
+                                               IfMatch=_WRONG_ETAG)
+            else:
+                honoured[condition] = _refused(s3, "delete_object", key, IfMatch=_WRONG_ETAG)
     finally:
         with contextlib.suppress(ModelregError):  # a probe key left over is harmless
             s3.call("delete_object", key, Key=key)
-    return tuple(failed)
+    return honoured
 
 
 class S3Refs:
     """Refs under ``PREFIX/refs/`` in a bucket: small bodies, ETags as tokens."""
+
+    queues = False
+    """No lock: writers race and the conditional write decides."""
 
     def __init__(self, bucket: _Bucket) -> None:
         self._s3 = bucket
