@@ -176,14 +176,14 @@ def _remove_by_protocol(reg: Registry, candidates: list[tuple[str, int]],
     """Delete unreachable objects of a store with no directory (``Objects.remove``).
 
     With no rename to quarantine by, each candidate still old is first copied out, verified,
-    to a local spool and then removed. A backend that can tell a re-use made while it was
-    removing (S3's re-use mark, ``remove_unless_reused``) has it stored again at once; once
+    to a local spool and then removed. An object that a writer re-used while it was being
+    removed (``Objects.remove_unless_reused``: S3's re-use mark, memory's date) is stored
+    again at once; once
     every candidate is gone, a second walk is made and each one a ref now reaches is stored
     again too. A writer that re-uses a candidate after its removal finds it missing and
     stores it itself. So however long gc pauses between its look at an object and its
     deletion, no ref is left naming a missing object; the cost is reading what it removes.
     """
-    remove_unless_reused = getattr(reg.objects, "remove_unless_reused", None)
     removed: dict[str, tuple[Path | None, int]] = {}
     with tempfile.TemporaryDirectory(prefix="modelreg-gc-") as spool:
         try:
@@ -199,9 +199,7 @@ def _remove_by_protocol(reg: Registry, candidates: list[tuple[str, int]],
                     continue
                 except IntegrityError:
                     held = None  # corrupt: there is nothing worth storing again
-                if remove_unless_reused is None:
-                    reg.objects.remove(name)
-                elif not remove_unless_reused(name, cutoff):
+                if not reg.objects.remove_unless_reused(name, cutoff):
                     _store_again(reg, held)
                     continue
                 removed[name] = (held, size)

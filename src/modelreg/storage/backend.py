@@ -96,6 +96,18 @@ class Objects(Protocol):
     def remove(self, oid: str) -> None:
         """Delete an object (``gc`` only, for objects nothing reaches); no error if absent."""
 
+    def remove_unless_reused(self, oid: str, since: float) -> bool:
+        """Delete an object for ``gc``, unless a writer stored it again after ``since``.
+
+        ``gc`` looked at the object's date before (:meth:`stat`); a writer may have stored it
+        again (re-used it) between that look and this call, and may go on to name it.
+
+        Returns:
+            True if it was deleted; False if it was stored again after ``since``. The object
+            may be gone then all the same (a backend that can only tell after deleting, as
+            S3 does): the caller stores it again.
+        """
+
     def where(self, oid: str) -> str:
         """How messages name the object (a path, a URL)."""
 

@@ -123,6 +123,15 @@ class MemoryObjects:
             self.data.pop(oid, None)
             self.times.pop(oid, None)
 
+    def remove_unless_reused(self, oid: str, since: float) -> bool:
+        """Delete an object unless it was stored (or re-used) after ``since``."""
+        with self._lock:
+            if self.times.get(oid, 0.0) > since:
+                return False
+            self.data.pop(oid, None)
+            self.times.pop(oid, None)
+            return True
+
     @staticmethod
     def where(oid: str) -> str:
         """How messages name an object of this store."""

@@ -267,3 +267,18 @@ class ObjectStore:
         path = self.path(oid)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+    def remove_unless_reused(self, oid: str, since: float) -> bool:
+        """Delete object ``oid`` unless its mtime (refreshed on re-use) is after ``since``.
+
+        ``gc`` on a directory store quarantines by rename instead (``registry.maintenance``);
+        this is the protocol's form, for callers that hold only an :class:`Objects`.
+        """
+        path = self.path(oid)
+        try:
+            if path.stat().st_mtime > since:
+                return False
+        except FileNotFoundError:
+            return True
+        self.remove(oid)
+        return True
