@@ -16,12 +16,16 @@ itself) and its key. A count is not a timing: it is the same on every machine an
 - As many resolves of ``NAME@production``, each on a store opened afresh (nothing cached),
   the opening counted apart; then the same resolve again on that store.
 - ``modelreg show NAME@production`` as a new process (5 of them).
+- The time per operation of the register and resolve loops, beside the same loops on a
+  store in a local directory (a resolve: opening the store and ``show``).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
+from pathlib import Path
 
 import modelreg
 from bench.common import PY, BenchError, Report, child_env, run
@@ -70,6 +74,29 @@ def _report(r: Report, key: str, label: str, ops: list[list[Request]], limit: in
         r.budget("W11", budget, median, limit, at_most=True, unit="requests", note=note)
 
 
+def _local_loops(d: Path, files: list[Path]) -> dict[str, float]:
+    """The same loops on a store in a local directory: seconds per operation."""
+    n = len(files) - 1
+    modelreg.init(d)
+    reg = modelreg.open_registry(d)
+    modelreg.register(MODEL, [files[0]], registry=reg, git=False, actor=ACTOR)
+    started = time.perf_counter()
+    for f in files[1:]:
+        modelreg.register(MODEL, [f], registry=reg, git=False, actor=ACTOR)
+    times = {"register": (time.perf_counter() - started) / n}
+    for stage in ("staging", "production"):
+        modelreg.promote(f"{MODEL}@{n}", stage, registry=reg, actor=ACTOR)
+    spent = {"resolve": 0.0, "resolve again": 0.0}
+    for _ in range(n):
+        started = time.perf_counter()
+        fresh = modelreg.open_registry(d)
+        for what in spent:
+            modelreg.show(f"{MODEL}@production", registry=fresh)
+            spent[what] += time.perf_counter() - started
+            started = time.perf_counter()
+    return {**times, **{k: v / n for k, v in spent.items()}}
+
+
 def w11(ctx: Context) -> None:
     from tests.s3server import Faults, LoopbackServer, client_env, moto_app, new_bucket
 
@@ -92,20 +119,27 @@ def w11(ctx: Context) -> None:
         modelreg.register(MODEL, [files[0]], registry=reg, git=False, actor=ACTOR)
         recorder.take()
         registers = []
+        started = time.perf_counter()
         for f in files[1:]:
             modelreg.register(MODEL, [f], registry=reg, git=False, actor=ACTOR)
             registers.append(recorder.take())
+        times = {"register": (time.perf_counter() - started) / n}
         for stage in ("staging", "production"):
             modelreg.promote(f"{MODEL}@{n}", stage, registry=reg, actor=ACTOR)
         recorder.take()
         opens, cold, warm = [], [], []
+        spent = {"resolve": 0.0, "resolve again": 0.0}
         for _ in range(n):
+            started = time.perf_counter()
             fresh = modelreg.open_registry(url)
             opens.append(recorder.take())
-            for seen in (cold, warm):
+            for seen, what in ((cold, "resolve"), (warm, "resolve again")):
                 if modelreg.show(f"{MODEL}@production", registry=fresh).version != n:
                     raise BenchError(f"W11: {MODEL}@production is not version {n}")
                 seen.append(recorder.take())
+                spent[what] += time.perf_counter() - started
+                started = time.perf_counter()
+        times.update({k: v / n for k, v in spent.items()})
         cli_env = child_env(**env)
         first = []
         for f in write_files(d / "cli", PROCESSES, "p"):
@@ -123,6 +157,12 @@ def w11(ctx: Context) -> None:
             else:
                 os.environ[k] = v
         server.close()
+    local = _local_loops(d / "local", files)
+    r.note(f"  the loops' time per operation, S3 on loopback against a local store "
+           f"(this run, {n} each):")
+    for what, secs in times.items():
+        r.line(f"w11.ms_{what.replace(' ', '_')}", f"{what}: S3 (loopback)", secs * 1000,
+               f"{secs * 1000:.1f} ms (local store: {local[what] * 1000:.2f} ms)")
     _report(r, "w11.register", "register, a process's second and later", registers, 6,
             "small register <= 6 requests (median)")
     r.note(f"  e.g. {_brief(registers[-1])}")
