@@ -200,6 +200,11 @@ def test_bad_requests_get_4xx_never_500(store: Store, server: Server) -> None:
     assert request(server.url + "/invocations", b"{}")[0] == 400
     assert request(server.url + "/invocations", b"a,b", "application/x-whatever")[0] == 415
     assert request(server.url + "/v2/models/other")[0] == 404
+    for path in ("/invocations", "/v2/models/diabetes/infer",
+                 "/v2/models/diabetes/versions/2/infer"):
+        status, headers, _ = request(server.url + path)  # a GET
+        assert (status, headers.get("allow")) == (405, "POST"), path
+    assert request(server.url + "/v2/models/diabetes/x/infer", b"{}")[0] == 404
     assert request(server.url + "/v2/models/diabetes/versions/9")[0] == 404
     infer = server.url + "/v2/models/diabetes/infer"
     assert request(infer, b'{"inputs": [{"name": "age"}]}')[0] == 400
