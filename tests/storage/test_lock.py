@@ -388,25 +388,28 @@ def test_break_puts_back_a_live_lock_swapped_in_at_the_rename(
     assert list(tmp_dir.iterdir()) == []
 
 
-def test_a_lock_taken_after_a_long_wait_does_not_look_old(lock: Path, tmp_dir: Path) -> None:
+def test_a_lock_taken_after_a_long_wait_does_not_look_old(
+    lock: Path, tmp_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A lock's age is its file's mtime. A waiter that staged its record when it began to
     # wait would publish a lock already as old as its wait: with a wait longer than the
     # stale age (a raised MODELREG_LOCK_TIMEOUT), others would break it at once.
     import threading
 
-    from modelreg.storage.lock import RESTAGE_AFTER
+    from modelreg.storage import lock as lock_module
 
+    monkeypatch.setattr(lock_module, "RESTAGE_AFTER", 0.3)
     holder = acquire(lock, tmp_dir, timeout=0)
     got: list[Lock] = []
     waiter = threading.Thread(target=lambda: got.append(acquire(lock, tmp_dir, timeout=60)))
     waiter.start()
-    time.sleep(3 * RESTAGE_AFTER + 1)
+    time.sleep(2.4)
     released_at = time.time()
     holder.release()
     waiter.join(60)
     assert got and got[0].still_held()
-    # Staged at the start of the wait, the lock would be 4 s older than its release.
-    assert lock.stat().st_mtime > released_at - 2 * RESTAGE_AFTER
+    # Staged at the start of the wait, the lock would be 2.4 s older than its release.
+    assert lock.stat().st_mtime > released_at - 1.2
     got[0].release()
     assert list(tmp_dir.iterdir()) == []
 
