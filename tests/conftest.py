@@ -36,11 +36,19 @@ SHARED_SETUP_MODULES = (
 # The longest tests (they wait on pip, git or child processes), queued first, longest first,
 # so that none of them starts near the end while the other workers have nothing left to do.
 LONGEST_FIRST = (
-    "tests/test_precommit.py",
-    "tests/test_examples.py",
-    "tests/packaging/test_exporting.py",
+    "tests/packaging/test_serving.py",  # the 60-second zero-drop run
+    "tests/test_s3_store.py",
+    "tests/test_s3_gc.py",
+    "tests/packaging/test_mlflow_registry.py",
+    "tests/packaging/test_mlflow_format.py",
     "tests/test_crash.py",
+    "tests/registry/test_gc_races.py",
+    "tests/test_s3_faults.py",
+    "tests/packaging/test_exporting.py",
+    "tests/storage/test_s3.py",
+    "tests/test_precommit.py",
     "tests/test_lifecycle_processes.py",
+    "tests/test_examples.py",
     "tests/test_concurrency.py",
 )
 
