@@ -116,6 +116,39 @@ def same(fast: dict[str, Any], slow: dict[str, Any] | None) -> None:
         np.testing.assert_array_equal(array, slow[name])
 
 
+def test_a_malformed_binding_is_a_usage_error_not_a_crash() -> None:
+    # A binding is read from the signature's `extra`; a dtype numpy does not know, or a
+    # binding without its columns, is the signature's fault (exit 2), never exit 70.
+    from modelreg.errors import UsageError
+
+    for binding in ({"input": "X", "dtype": "nonsense", "columns": []},
+                    {"input": "X", "dtype": "float32"}, {"dtype": "float32", "columns": [1]}):
+        sig = parse_signature({"inputs": {"X": {"dtype": "float32", "shape": [-1, 3]}},
+                               "extra": {"binding": binding}})
+        with pytest.raises(UsageError, match="extra.binding"):
+            Plan(sig)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_number_beyond_every_float_is_a_refusal_not_a_failure(dtype: str) -> None:
+    # JSON takes any integer where a float is declared; 10**400 fits no float, and the
+    # checked path says so as it says any refusal (serve: 400, predict: exit 7), not with an
+    # OverflowError (serve: a bare 500).
+    from modelreg.errors import VerdictNo
+
+    body = json.dumps({"dataframe_split": {"columns": COLUMNS,
+                                           "data": [[1, 10**400, 2]]}}).encode()
+    data, fmt = mlflow_payload(body, "application/json")
+    with pytest.raises(VerdictNo, match="too large for the model's input type"):
+        payload_inputs(bound(dtype), data, fmt=fmt)
+    v2 = json.dumps({"inputs": [
+        {"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 10**400]},
+        {"name": "k", "shape": [1], "datatype": "INT8", "data": [1]},
+        {"name": "on", "shape": [1, 1], "datatype": "BOOL", "data": [True]}]}).encode()
+    with pytest.raises(VerdictNo, match="too large"):
+        payload_inputs(TENSORS, v2_request(TENSORS, v2, None).payload(), fmt="json")
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=mlflow_bodies())

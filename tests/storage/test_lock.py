@@ -291,17 +291,17 @@ def test_read_info_missing_lock_is_none(lock: Path) -> None:
 
 
 def test_describe_names_pid_and_host() -> None:
-    info = LockInfo(pid=42, host="box", created=0.0, token="t", mtime=time.time(), inode=1)
+    info = LockInfo(pid=42, host="box", created=0.0, token="t", mtime=time.time())
     assert info.describe().startswith("pid 42 on box, ")
 
 
 def test_break_puts_back_a_lock_replaced_since_it_was_judged(lock: Path, tmp_dir: Path) -> None:
-    # The lock judged stale had another inode: the file there now is a new, live lock.
+    # The lock judged stale had another token: the file there now is a new, live lock.
     _write_owner(lock, pid=os.getpid(), host=socket.gethostname(), token="live")
     live = lock.read_bytes()
     info = read_info(lock)
     assert info is not None
-    judged = LockInfo(info.pid, info.host, info.created, "dead", 0.0, info.inode + 1)
+    judged = LockInfo(info.pid, info.host, info.created, "dead", 0.0)
     break_lock(lock, judged, tmp_dir)
     assert lock.read_bytes() == live
     assert list(tmp_dir.iterdir()) == []

@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 import zipfile
 import zlib
 from dataclasses import asdict, dataclass, replace
@@ -455,8 +454,7 @@ def _import(reg: Registry, src: Path, zf: zipfile.ZipFile, members: dict[str, zi
             same = False
         if not same:
             raise _refused(src, f"{SIGNATURE} differs from the signature in the manifest")
-    scratch = reg.scratch()
-    staging = tmp_name(Path(tempfile.gettempdir()) if scratch is None else scratch, "bundle")
+    staging = tmp_name(reg.scratch(), "bundle")
     staging.mkdir()
     try:
         for entry, want in wanted.items():

@@ -326,17 +326,25 @@ def payload_inputs(sig: Signature, data: bytes, filename: str | None = None,
     schema = sig.facing_inputs()
     payload = parse_payload(schema, data, filename=filename, fmt=fmt)
     _refuse(check_payload(schema, payload))
-    if isinstance(payload, ColumnPayload):
-        if bound is None:
-            raise ModelError("this signature has columns but no binding to the model's "
-                             "tensor inputs; export the model with modelreg to record one")
-        tensor, dtype, cols = bound
-        matrix = np.column_stack([np.asarray(payload.columns[c.name], dtype=dtype)
-                                  for c in cols.columns])
-        return {tensor: matrix}, payload.n_rows
-    dtypes = {t.name: t.dtype for t in sig.inputs.tensors}
-    arrays = {name: np.asarray(value, dtype=dtypes.get(name) or None)
-              for name, value in payload.tensors.items()}
+    try:
+        if isinstance(payload, ColumnPayload):
+            if bound is None:
+                raise ModelError("this signature has columns but no binding to the model's "
+                                 "tensor inputs; export the model with modelreg to record one")
+            tensor, dtype, cols = bound
+            matrix = np.column_stack([np.asarray(payload.columns[c.name], dtype=dtype)
+                                      for c in cols.columns])
+            return {tensor: matrix}, payload.n_rows
+        dtypes = {t.name: t.dtype for t in sig.inputs.tensors}
+        arrays = {name: np.asarray(value, dtype=dtypes.get(name) or None)
+                  for name, value in payload.tensors.items()}
+    except OverflowError as exc:
+        # An integer beyond any float (10**400 in a float column) passes the signature's
+        # type check, which takes any JSON number there, and cannot become the model's input.
+        raise VerdictNo("payload rejected before reaching the model (1 problem(s)):\n"
+                        f"a number is too large for the model's input type ({exc})") from exc
+    except TypeError as exc:  # a dtype numpy has no type for (bfloat16, float8, int4, ...)
+        raise ModelError(f"this model's input cannot be built here: {exc}") from exc
     first = next(iter(arrays.values()), None)
     return arrays, None if first is None or first.ndim == 0 else int(first.shape[0])
 

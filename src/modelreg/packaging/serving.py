@@ -153,7 +153,8 @@ class Plan:
         self.tensor: str | None = None
         self.dtype: Any = None
         self.columns: list[str] = []
-        if bound is not None and all(family(c.type) == "float" for c in bound[2].columns):
+        if bound is not None and all(family(c.type) == "float" for c in bound[2].columns) \
+                and bound[1] in ("float16", "float32", "float64"):
             self.tensor, self.dtype = bound[0], np.dtype(bound[1])
             self.columns = [c.name for c in bound[2].columns]
         self.column_set = frozenset(self.columns)
@@ -684,10 +685,10 @@ def _timed(clock: Callable[[], float], served: Served, work: Callable[..., Answe
     in threads).
     """
     start = clock()
-    try:
-        return work(served, *args)
-    finally:
-        served.plan.took(clock() - start)
+    answer = work(served, *args)
+    # Only answered requests count: quick refusals would make a slow model look quick.
+    served.plan.took(clock() - start)
+    return answer
 
 
 # --- the web application -----------------------------------------------------------------

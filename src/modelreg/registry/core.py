@@ -146,15 +146,17 @@ class Registry:
                              f"this store is {self.location}")
         return self.fs_layout
 
-    def scratch(self) -> Path | None:
+    def scratch(self) -> Path:
         """Where a command puts its temporary work files.
 
         The store's ``tmp/`` (created if missing; on the objects' file system, so ``gc``
-        sweeps what a crash leaves), or None, the system's temporary directory, for a store
-        with no directory (S3, memory).
+        sweeps what a crash leaves), or the system's temporary directory for a store with
+        no directory (S3, memory).
         """
         if self.fs_layout is None:
-            return None
+            import tempfile  # only export and bundle import need it
+
+            return Path(tempfile.gettempdir())
         self.fs_layout.tmp.mkdir(parents=True, exist_ok=True)
         return self.fs_layout.tmp
 

@@ -191,9 +191,10 @@ def _remove_by_protocol(reg: Registry, candidates: list[tuple[str, int]],
                 found = reg.objects.stat(name)
                 if found is None or found[0] > cutoff:
                     continue
-                held: Path | None = Path(spool) / name
+                spooled = Path(spool) / name
+                held: Path | None = spooled
                 try:
-                    with open(Path(spool) / name, "wb") as fh:
+                    with open(spooled, "wb") as fh:
                         reg.objects.copy_to(name, fh)
                 except ObjectMissing:
                     continue

@@ -161,9 +161,17 @@ class Signature:
         bound = self.extra.get("binding")
         if not isinstance(bound, dict):
             return None
-        columns = tuple(ColumnSpec(str(c["name"]), str(c["type"]), bool(c.get("required", True)),
-                                   bool(c.get("nullable", False))) for c in bound["columns"])
-        return str(bound["input"]), str(bound.get("dtype", "float32")), Schema(columns=columns)
+        where = "the signature's extra.binding"
+        try:
+            columns = tuple(ColumnSpec(str(c["name"]), str(c["type"]),
+                                       bool(c.get("required", True)),
+                                       bool(c.get("nullable", False)))
+                            for c in bound["columns"])
+            tensor = str(bound["input"])
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise UsageError(f"{where} is malformed: it needs an input name and a list of "
+                             "columns, each with a name and a type") from exc
+        return tensor, _dtype(bound.get("dtype", "float32"), where), Schema(columns=columns)
 
     def facing_inputs(self) -> Schema:
         """The inputs callers send: the bound columns when there is a binding."""

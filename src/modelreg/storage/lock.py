@@ -94,7 +94,6 @@ class LockInfo:
     created: float | None
     token: str | None
     mtime: float
-    inode: int
 
     def describe(self) -> str:
         """Return a short human description of the owner."""
@@ -145,7 +144,7 @@ def read_info(lock: Path) -> LockInfo | None:
         token = str(data["token"])
     except (ValueError, KeyError, TypeError, RecursionError):
         pass
-    return LockInfo(pid, host, created, token, st.st_mtime, st.st_ino)
+    return LockInfo(pid, host, created, token, st.st_mtime)
 
 
 def _record(token: str) -> bytes:

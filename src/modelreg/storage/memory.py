@@ -37,11 +37,16 @@ class MemoryObjects:
 
     def put_bytes(self, data: bytes) -> str:
         """Store ``data`` unless present; return its id."""
+        return self._store(data)[0]
+
+    def _store(self, data: bytes) -> tuple[str, bool]:
+        """Store ``data`` unless present (dating it either way); its id, and if it was new."""
         oid = digest_bytes(data)
         with self._lock:
+            created = oid not in self.data
             self.data.setdefault(oid, bytes(data))
             self.times[oid] = time.time()
-        return oid
+        return oid, created
 
     def sync(self) -> None:
         """Nothing to make durable in memory."""
@@ -67,11 +72,7 @@ class MemoryObjects:
                 if progress is not None:
                     progress(len(chunk))
         data = b"".join(chunks)
-        oid = digest_bytes(data)
-        with self._lock:
-            created = oid not in self.data
-            self.data.setdefault(oid, data)
-            self.times[oid] = time.time()
+        oid, created = self._store(data)
         return oid, len(data), created
 
     def get_bytes(self, oid: str) -> bytes:

@@ -698,22 +698,28 @@ def _refused(s3: _Bucket, operation: str, key: str, **params: Any) -> bool:
     return isinstance(answer, _Refused) and answer.code in _CONDITION_FAILED
 
 
+# How each condition is tried: the request and the condition that must stop it.
+_TRIES: dict[str, tuple[str, dict[str, str]]] = {
+    _CREATE: ("put_object", {"IfNoneMatch": "*"}),
+    _REPLACE: ("put_object", {"IfMatch": _WRONG_ETAG}),
+    _DELETE: ("delete_object", {"IfMatch": _WRONG_ETAG}),
+}
+
+
 def _probe(s3: _Bucket, conditions: tuple[str, ...]) -> dict[str, bool]:
     """Try each of ``conditions``; return which the endpoint honoured."""
     honoured: dict[str, bool] = {}
-    puts = [c for c in conditions if c in (_CREATE, _REPLACE)]
-    if puts and s3.sample is not None:
+    rest = list(conditions)
+    if s3.sample is not None:
         key, body = s3.sample
-        for condition in list(puts):
-            condition_header = ({"IfNoneMatch": "*"} if condition == _CREATE
-                                else {"IfMatch": _WRONG_ETAG})
-            if _refused(s3, "put_object", key, Body=body, ChecksumSHA256=_checksum(body),
-                        **condition_header):
+        for condition in conditions:
+            operation, header = _TRIES[condition]
+            if operation == "put_object" and _refused(
+                    s3, operation, key, Body=body, ChecksumSHA256=_checksum(body), **header):
                 honoured[condition] = True
-                puts.remove(condition)
+                rest.remove(condition)
         # A write let through is tried again on a key of its own: the sample may have
         # been removed meanwhile (`gc --grace 0` before the ref names it).
-    rest = [*puts, *(c for c in conditions if c == _DELETE)]
     if not rest:
         return honoured
     key = s3.location.key("probe", uuid.uuid4().hex)
@@ -723,14 +729,9 @@ def _probe(s3: _Bucket, conditions: tuple[str, ...]) -> dict[str, bool]:
         if isinstance(created, _Refused):  # not even a create: the rest cannot be tried
             return {**honoured, **dict.fromkeys(rest, False)}
         for condition in rest:
-            if condition == _CREATE:
-                honoured[condition] = _refused(s3, "put_object", key, Body=b"2",
-                                               IfNoneMatch="*")
-            elif condition == _REPLACE:
-                honoured[condition] = _refused(s3, "put_object", key, Body=b"3",
-                                               IfMatch=_WRONG_ETAG)
-            else:
-                honoured[condition] = _refused(s3, "delete_object", key, IfMatch=_WRONG_ETAG)
+            operation, header = _TRIES[condition]
+            payload = {"Body": b"2"} if operation == "put_object" else {}
+            honoured[condition] = _refused(s3, operation, key, **payload, **header)
     finally:
         with contextlib.suppress(ModelregError):  # a probe key left over is harmless
             s3.call("delete_object", key, Key=key)
